@@ -1,0 +1,92 @@
+"""The JAX backend (CPU, GPU, TPU; ``lax.scan`` for loops; PRNG-key randomness).
+
+float64 exists only when ``jax_enable_x64`` is on, as in JAX itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+
+from seqops import Backend, hookimpl
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    library = "jax"
+
+    def owns(self, x: object, /) -> bool:
+        return array_api_compat.is_jax_array(x)
+
+    def versions(self) -> dict[str, str]:
+        import jax
+        import jaxlib
+
+        return {"jax": jax.__version__, "jaxlib": jaxlib.__version__}
+
+    def namespace(self) -> Any:
+        import jax.numpy
+
+        return jax.numpy
+
+    def floating_dtypes(self, device: Any = None) -> dict[str, Any]:
+        import jax
+        import jax.numpy as jnp
+
+        dtypes = {"float16": jnp.float16, "bfloat16": jnp.bfloat16, "float32": jnp.float32}
+        if jax.config.jax_enable_x64:
+            dtypes["float64"] = jnp.float64
+        return dtypes
+
+    def from_numpy(self, a: Any, /, *, dtype: Any, device: Any = None) -> Any:
+        import jax
+        import jax.numpy as jnp
+
+        x = jnp.asarray(a, dtype=dtype)
+        return x if device is None else jax.device_put(x, device)
+
+    def to_numpy(self, x: Any, /) -> Any:
+        import jax.numpy as jnp
+        import numpy as np
+
+        if x.dtype in (jnp.float16, jnp.bfloat16):
+            x = x.astype(jnp.float32)
+        return np.asarray(x)
+
+    def _key(self, rng: Any) -> Any:
+        import jax
+
+        if isinstance(rng, int) and not isinstance(rng, bool):
+            return jax.random.key(rng)
+        if isinstance(rng, jax.Array):
+            return rng
+        msg = f"rng for backend 'jax' must be an integer seed or a JAX PRNG key; got {type(rng).__name__}"
+        raise TypeError(msg)
+
+    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+        import jax
+
+        return jax.random.uniform(self._key(rng), shape, dtype=dtype)
+
+    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+        import jax
+
+        return jax.random.normal(self._key(rng), shape, dtype=dtype)
+
+    def scan(self, step: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any, /) -> tuple[Any, Any]:
+        import jax
+
+        return jax.lax.scan(step, carry, xs)
+
+    @property
+    def erf(self) -> Any:  # type: ignore[override]
+        import jax
+
+        return jax.lax.erf
+
+
+@hookimpl(trylast=True)
+def seqops_backends() -> list[Backend]:
+    return [JaxBackend()]

@@ -1,0 +1,1 @@
+"""Conformance suite for seqops: float64 references and cross-backend checks."""

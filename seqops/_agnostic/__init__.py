@@ -1,0 +1,1 @@
+"""Portable Array API math: receives `xp`, imports no framework."""

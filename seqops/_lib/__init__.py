@@ -1,0 +1,1 @@
+"""Internal helpers shared by the public layer: typing aliases, backends, validation."""

@@ -1,0 +1,151 @@
+"""The :class:`Backend` base class: where arrays live.
+
+A backend knows one array library: how to recognise its arrays *without importing it*,
+its Array API namespace, devices and dtypes, how to turn an ``rng`` into native random
+draws, and how to loop over time (``scan``). Backends are pluggy plugins: a module
+implementing the ``seqops_backends`` hook returns instances of subclasses of this class.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from seqops._lib.typing import Array, Device, DType, Namespace
+
+
+@dataclass(frozen=True)
+class Availability:
+    """Whether a backend can run here and, if not, why (e.g. ``"no CUDA device"``)."""
+
+    available: bool
+    reason: str = ""
+
+    def __bool__(self) -> bool:
+        return self.available
+
+
+class Backend:
+    """Base class of every backend, built-in or third-party.
+
+    Subclasses set :attr:`name` (the name users pass as ``backend=``) and
+    :attr:`library` (the import name of the array library) and implement :meth:`owns`,
+    :meth:`namespace` and the random draws. Everything else has a default that follows
+    the Array API standard.
+    """
+
+    #: The name users pass as ``backend=`` and see in reports.
+    name: str = ""
+    #: Import name of the array library (``"torch"``, ``"jax"``, ...).
+    library: str = ""
+
+    # -- identity -------------------------------------------------------------------
+    def owns(self, x: object, /) -> bool:
+        """Whether ``x`` is an array of this backend. Must not import the library."""
+        raise NotImplementedError
+
+    def availability(self) -> Availability:
+        """Whether the library is importable and has a usable device, with the reason."""
+        try:
+            __import__(self.library)
+        except ImportError as exc:
+            return Availability(False, f"{self.library} is not installed ({exc})")
+        return Availability(True)
+
+    def versions(self) -> dict[str, str]:
+        """Versions of the libraries this backend uses, for ``seqops info`` and reports."""
+        module = __import__(self.library)
+        return {self.library: str(getattr(module, "__version__", "unknown"))}
+
+    # -- namespace, devices, dtypes ---------------------------------------------------
+    def namespace(self) -> Namespace:
+        """The Array API namespace of this backend (array-api-compat's wrapper if any)."""
+        raise NotImplementedError
+
+    def device(self, x: Array, /) -> Device:
+        """The device ``x`` lives on."""
+        import array_api_compat
+
+        return array_api_compat.device(x)
+
+    def default_device(self) -> Device:
+        """Where arrays are created when no ``device=`` or ``like=`` is given."""
+        return self.namespace().__array_namespace_info__().default_device()
+
+    def devices(self) -> list[Device]:
+        """The devices this backend can place arrays on."""
+        return list(self.namespace().__array_namespace_info__().devices())
+
+    def floating_dtypes(self, device: Device | None = None) -> dict[str, DType]:
+        """Real floating dtypes available on ``device``, by name (half types included)."""
+        info = self.namespace().__array_namespace_info__()
+        return dict(info.dtypes(device=device, kind="real floating"))
+
+    def default_float_dtype(self, device: Device | None = None) -> DType:
+        """The library's default real floating dtype."""
+        info = self.namespace().__array_namespace_info__()
+        return info.default_dtypes(device=device)["real floating"]
+
+    # -- host transfer (conformance and tests only) -----------------------------------
+    def from_numpy(self, a: Any, /, *, dtype: DType, device: Device | None = None) -> Array:
+        """A backend array with the values of NumPy array ``a``, cast to ``dtype``."""
+        return self.namespace().asarray(a, dtype=dtype, device=device)
+
+    def to_numpy(self, x: Array, /) -> Any:
+        """A NumPy copy of ``x`` (half types widened to float32), for comparisons."""
+        import numpy as np
+
+        return np.asarray(x)
+
+    # -- randomness -------------------------------------------------------------------
+    def random_uniform(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device
+    ) -> Array:
+        """Uniform draws in ``[0, 1)`` from ``rng`` (an integer seed or a native generator)."""
+        raise NotImplementedError(f"backend {self.name!r} has no random numbers")
+
+    def random_normal(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device
+    ) -> Array:
+        """Standard normal draws from ``rng`` (an integer seed or a native generator)."""
+        raise NotImplementedError(f"backend {self.name!r} has no random numbers")
+
+    # -- control flow and functions beyond the standard -------------------------------
+    def scan(
+        self,
+        step: Callable[[Any, Array], tuple[Any, Array]],
+        carry: Any,
+        xs: Array,
+        /,
+    ) -> tuple[Any, Array]:
+        """``carry, ys = scan(step, carry, xs)`` over the leading axis of ``xs``.
+
+        ``step(carry, x_t) -> (carry, y_t)``; ``ys`` stacks the ``y_t`` along a new
+        leading axis. The default is a Python loop; JAX overrides it with ``lax.scan``.
+        """
+        xp = self.namespace()
+        ys = []
+        for t in range(operator.index(xs.shape[0])):
+            carry, y = step(carry, xs[t, ...])
+            ys.append(y)
+        return carry, xp.stack(ys)
+
+    #: Native elementwise ``erf`` (a callable on this backend's arrays), or ``None`` to
+    #: use the portable formula of :mod:`seqops._agnostic.special`.
+    erf: Callable[[Array], Array] | None = None
+
+    def __repr__(self) -> str:
+        return f"<seqops backend {self.name!r}>"
+
+
+def check_rng(rng: Any, native: type, backend: str) -> None:
+    """Raise a ``TypeError`` unless ``rng`` is an integer seed or a ``native`` generator."""
+    if isinstance(rng, bool) or not isinstance(rng, (int, native)):
+        kind = f"{native.__module__}.{native.__qualname__}"
+        msg = (
+            f"rng for backend {backend!r} must be an integer seed or a {kind}; "
+            f"got {type(rng).__name__}"
+        )
+        raise TypeError(msg)

@@ -1,0 +1,99 @@
+"""Input checks of the public layer, with messages that name the arguments and shapes.
+
+All checks look only at shapes and dtypes, which are static under ``jax.jit`` and
+``torch.compile``, so they never read array values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import array_api_extra as xpx
+
+from seqops._lib.typing import Array, DType, Namespace
+
+
+def dtype_name(dtype: DType) -> str:
+    """``float32`` for NumPy, torch, JAX and array-api-strict dtypes alike."""
+    return str(dtype).rsplit(".", 1)[-1].removeprefix("dtype('").removesuffix("')")
+
+
+def shape_of(x: Array) -> tuple[int, ...]:
+    return tuple(x.shape)
+
+
+def require_floating(xp: Namespace, **arrays: Array | None) -> None:
+    for name, x in arrays.items():
+        if x is not None and not xp.isdtype(x.dtype, "real floating"):
+            msg = f"`{name}` must be a real floating array; got dtype {dtype_name(x.dtype)}"
+            raise TypeError(msg)
+
+
+def require_same_dtype(**arrays: Array | None) -> DType:
+    """Check every given array has one dtype (no silent promotion) and return it."""
+    given = {name: x for name, x in arrays.items() if x is not None}
+    dtypes = {name: x.dtype for name, x in given.items()}
+    first = next(iter(dtypes.values()))
+    if any(d != first for d in dtypes.values()):
+        listed = ", ".join(f"{name} {dtype_name(d)}" for name, d in dtypes.items())
+        msg = f"{_names(list(given))} must share one dtype; got {listed}"
+        raise TypeError(msg)
+    return first
+
+
+def require_bool(xp: Namespace, name: str, x: Array | None, meaning: str) -> None:
+    if x is not None and not xp.isdtype(x.dtype, "bool"):
+        msg = f"`{name}` must be a boolean array ({meaning}); got dtype {dtype_name(x.dtype)}"
+        raise TypeError(msg)
+
+
+def require_integer(xp: Namespace, name: str, x: Array) -> None:
+    if not xp.isdtype(x.dtype, "integral"):
+        msg = f"`{name}` must be an integer array; got dtype {dtype_name(x.dtype)}"
+        raise TypeError(msg)
+
+
+def require_ndim(name: str, x: Array, min_ndim: int, layout: str) -> None:
+    if x.ndim < min_ndim:
+        msg = f"`{name}` must have at least {min_ndim} dimensions {layout}; got shape {shape_of(x)}"
+        raise ValueError(msg)
+
+
+def require_shape(name: str, x: Array | None, shape: tuple[int, ...]) -> None:
+    if x is not None and shape_of(x) != shape:
+        msg = f"`{name}` must have shape {shape}; got {shape_of(x)}"
+        raise ValueError(msg)
+
+
+def broadcast_to_target(name: str, x: Array | None, target: tuple[int, ...], layout: str) -> None:
+    """Check ``x`` broadcasts to ``target`` without enlarging it."""
+    if x is None:
+        return
+    try:
+        result = xpx.broadcast_shapes(shape_of(x), target)
+    except ValueError:
+        result = None
+    if result != target:
+        msg = f"`{name}` of shape {shape_of(x)} does not broadcast to {layout} = {target}"
+        raise ValueError(msg)
+
+
+def broadcast_shapes(named: dict[str, tuple[int, ...]], what: str) -> tuple[int, ...]:
+    """Broadcast the given shapes, or raise a ``ValueError`` naming each of them."""
+    try:
+        return tuple(xpx.broadcast_shapes(*named.values()))
+    except ValueError:
+        listed = ", ".join(f"{name} {shape}" for name, shape in named.items())
+        msg = f"{what} do not broadcast: {listed}"
+        raise ValueError(msg) from None
+
+
+def require_choice(name: str, value: object, choices: Sequence[object]) -> None:
+    if value not in choices:
+        msg = f"`{name}` must be one of {', '.join(map(repr, choices))}; got {value!r}"
+        raise ValueError(msg)
+
+
+def _names(names: list[str]) -> str:
+    quoted = [f"`{n}`" for n in names]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]

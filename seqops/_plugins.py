@@ -1,0 +1,155 @@
+"""The one plugin manager: entry-point loading, quarantine, and the cached registries.
+
+Environment variables, read when seqops first loads its plugins:
+
+``SEQOPS_DISABLE_PLUGIN_AUTOLOAD=1``
+    Do not load the ``seqops.plugins`` entry points (fast paths); the portable
+    implementations run. Backends still load: without them no array can be handled.
+``SEQOPS_DISABLE_PLUGINS=name,...``
+    Do not load the named entry points of either group (a fast path, or a backend).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+from collections.abc import Iterator
+from importlib.metadata import entry_points
+from typing import Any
+
+import pluggy
+
+from seqops import hookspecs
+from seqops._lib.backend import Backend
+from seqops.hookspecs import Implementation
+
+BACKEND_GROUP = "seqops.backends"
+PLUGIN_GROUP = "seqops.plugins"
+
+
+class SeqopsPluginWarning(UserWarning):
+    """A plugin failed to load or raised inside a hook and was quarantined."""
+
+
+class _Registry:
+    def __init__(self) -> None:
+        self._lock = threading.RLock()
+        self._pm: pluggy.PluginManager | None = None
+        self._backends: tuple[Backend, ...] | None = None
+        self._impls: dict[tuple[str, str], tuple[Candidate, ...]] = {}
+        self.quarantined: dict[str, str] = {}
+
+    # -- loading ----------------------------------------------------------------------
+    @property
+    def pm(self) -> pluggy.PluginManager:
+        if self._pm is None:
+            with self._lock:
+                if self._pm is None:
+                    self._pm = self._load()
+        return self._pm
+
+    def _load(self) -> pluggy.PluginManager:
+        from seqops import _portable
+
+        pm = pluggy.PluginManager(hookspecs.PROJECT)
+        pm.add_hookspecs(hookspecs)
+        pm.register(_portable, name="portable")
+        disabled = {n.strip() for n in os.environ.get("SEQOPS_DISABLE_PLUGINS", "").split(",")}
+        groups = [BACKEND_GROUP]
+        if os.environ.get("SEQOPS_DISABLE_PLUGIN_AUTOLOAD", "") in ("", "0"):
+            groups.append(PLUGIN_GROUP)
+        for group in groups:
+            for ep in entry_points(group=group):
+                if ep.name in disabled or pm.has_plugin(ep.name):
+                    continue
+                try:
+                    plugin = ep.load()
+                except Exception as exc:  # noqa: BLE001 - any import failure quarantines
+                    self._quarantine(None, ep.name, f"failed to import {ep.value!r}: {exc!r}")
+                    continue
+                pm.register(plugin, name=ep.name)
+        return pm
+
+    def _quarantine(self, pm: pluggy.PluginManager | None, name: str, why: str) -> None:
+        self.quarantined[name] = why
+        if pm is not None and pm.has_plugin(name):
+            pm.unregister(name=name)
+        self._invalidate()
+        warnings.warn(
+            f"seqops plugin {name!r} quarantined: {why}", SeqopsPluginWarning, stacklevel=3
+        )
+
+    def _invalidate(self) -> None:
+        self._backends = None
+        self._impls = {}
+
+    def _each_hookimpl(self, hook_name: str) -> Iterator[tuple[str, Any]]:
+        """Yield ``(plugin name, hook function)`` in pluggy call order (LIFO, tryfirst first)."""
+        pm = self.pm
+        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+            yield impl.plugin_name, impl.function
+
+    # -- public registry API ----------------------------------------------------------
+    def register(self, plugin: object, name: str | None = None) -> str:
+        with self._lock:
+            registered = self.pm.register(plugin, name=name)
+            self._invalidate()
+        if registered is None:
+            msg = f"plugin {name!r} is already registered or blocked"
+            raise ValueError(msg)
+        return registered
+
+    def unregister(self, name: str) -> None:
+        with self._lock:
+            self.pm.unregister(name=name)
+            self._invalidate()
+
+    def backends(self) -> tuple[Backend, ...]:
+        """Every registered backend, highest precedence first."""
+        if self._backends is None:
+            with self._lock:
+                found: list[Backend] = []
+                for plugin, fn in list(self._each_hookimpl("seqops_backends")):
+                    try:
+                        result = list(fn())
+                        for backend in result:
+                            if not isinstance(backend, Backend):
+                                msg = f"seqops_backends returned {backend!r}, not a seqops.Backend"
+                                raise TypeError(msg)
+                    except Exception as exc:  # noqa: BLE001 - a broken plugin is quarantined
+                        self._quarantine(self.pm, plugin, f"seqops_backends raised {exc!r}")
+                        continue
+                    found.extend(result)
+                self._backends = tuple(found)
+        return self._backends
+
+    def implementations(self, op: str, backend: Backend) -> tuple[Candidate, ...]:
+        """``(plugin name, implementation)`` pairs for ``op`` on ``backend``, in asking order."""
+        key = (op, backend.name)
+        candidates = self._impls.get(key)
+        if candidates is None:
+            with self._lock:
+                found: list[Candidate] = []
+                for plugin, fn in list(self._each_hookimpl("seqops_implementations")):
+                    try:
+                        result = list(fn(op=op, backend=backend) or ())
+                        for impl in result:
+                            if not isinstance(impl, Implementation):
+                                msg = f"returned {impl!r}, not a seqops.Implementation"
+                                raise TypeError(msg)
+                    except Exception as exc:  # noqa: BLE001 - a broken plugin is quarantined
+                        self._quarantine(self.pm, plugin, f"seqops_implementations raised {exc!r}")
+                        continue
+                    found.extend((plugin, impl) for impl in result)
+                candidates = self._impls[key] = tuple(found)
+        return candidates
+
+    def quarantine(self, plugin: str, why: str) -> None:
+        """Unregister ``plugin`` with a warning (its hook or ``decline`` misbehaved)."""
+        with self._lock:
+            self._quarantine(self.pm, plugin, why)
+
+
+Candidate = tuple[str, Implementation]
+registry = _Registry()

@@ -1,0 +1,148 @@
+"""The built-in plugin: the portable implementation of every op, asked last.
+
+Each factory receives the backend and returns a function with the public op's
+signature (after validation) that runs the pure Array API code of ``seqops._agnostic``.
+The backend supplies what the standard lacks: random draws, native ``erf``, ``scan``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import array_api_extra as xpx
+
+from seqops._agnostic import activations, attention, special, transformer
+from seqops._lib.backend import Backend
+from seqops._lib.typing import Array
+from seqops.hookspecs import Implementation, hookimpl
+
+_FACTORIES: dict[str, Callable[[Backend], Callable[..., Any]]] = {}
+
+
+def _portable(op: str) -> Callable[[Callable[[Backend], Callable[..., Any]]], Callable[[Backend], Callable[..., Any]]]:
+    def register(factory: Callable[[Backend], Callable[..., Any]]) -> Callable[[Backend], Callable[..., Any]]:
+        _FACTORIES[op] = factory
+        return factory
+
+    return register
+
+
+@hookimpl(trylast=True)
+def seqops_implementations(op: str, backend: Backend) -> list[Implementation] | None:
+    factory = _FACTORIES.get(op)
+    return None if factory is None else [Implementation("portable", factory(backend))]
+
+
+def _dropout_keep(backend: Backend, rng: Any, p: float, shape: tuple[int, ...], like: Array) -> Array:
+    """Dropout multipliers (0 or ``1/(1-p)``) of ``shape``, computed in ``like``'s compute dtype."""
+    xp = backend.namespace()
+    dtype = activations.compute_dtype(xp, like.dtype)
+    u = backend.random_uniform(rng, shape, dtype=dtype, device=backend.device(like))
+    return xp.where(u >= p, 1.0 / (1.0 - p), 0.0)
+
+
+def activation_fn(backend: Backend, name: str) -> Callable[[Array], Array]:
+    xp = backend.namespace()
+    if name == "relu":
+        return functools.partial(activations.relu, xp)
+    if name == "gelu_tanh":
+        return functools.partial(activations.gelu_tanh, xp)
+    erf = backend.erf or functools.partial(special.erf, xp)
+    return functools.partial(activations.gelu, xp, erf=erf)
+
+
+@_portable("softmax")
+def _softmax(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(activations.softmax, backend.namespace())
+
+
+@_portable("log_softmax")
+def _log_softmax(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(activations.log_softmax, backend.namespace())
+
+
+@_portable("causal_mask")
+def _causal_mask(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(q_len: int, kv_len: int, /, *, align: str, device: Any) -> Array:
+        offset = 0 if align == "top_left" else kv_len - q_len
+        return attention.causal_mask(xp, q_len, kv_len, offset=offset, device=device)
+
+    return run
+
+
+@_portable("padding_mask")
+def _padding_mask(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(attention.padding_mask, backend.namespace())
+
+
+@_portable("sinusoidal_positional_encoding")
+def _positional_encoding(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(num_positions: int, d_model: int, /, *, base: float, layout: str, positions: Array | None, dtype: Any, device: Any) -> Array:
+        # Angles p * base^(-2i/d) lose digits in float32 for large p: use float64 if present.
+        wide = backend.floating_dtypes(device).get("float64", xp.float32)
+        if positions is None:
+            angles_at = xp.arange(num_positions, dtype=wide, device=device)
+        else:
+            angles_at = xp.astype(positions, wide)
+        return attention.sinusoidal_positional_encoding(xp, angles_at, d_model, base=base, layout=layout, dtype=dtype)
+
+    return run
+
+
+@_portable("scaled_dot_product_attention")
+def _sdpa(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(q: Array, k: Array, v: Array, /, *, dropout_p: float, rng: Any, **options: Any) -> Any:
+        keep = None
+        if dropout_p > 0.0:
+            lead = xpx.broadcast_shapes(q.shape[:-2], k.shape[:-3] + q.shape[-3:-2] if options["enable_gqa"] else k.shape[:-2])
+            keep = _dropout_keep(backend, rng, dropout_p, (*lead, q.shape[-2], k.shape[-2]), q)
+        return attention.scaled_dot_product_attention(xp, q, k, v, keep=keep, **options)
+
+    return run
+
+
+@_portable("multi_head_attention")
+def _mha(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(query: Array, key: Array, value: Array, params: Any, /, *, num_heads: int, dropout_p: float, rng: Any, **options: Any) -> Any:
+        keep = None
+        if dropout_p > 0.0:
+            lead = xpx.broadcast_shapes(query.shape[:-2], key.shape[:-2])
+            keep = _dropout_keep(backend, rng, dropout_p, (*lead, num_heads, query.shape[-2], key.shape[-2]), query)
+        return attention.multi_head_attention(xp, query, key, value, params, num_heads=num_heads, keep=keep, **options)
+
+    return run
+
+
+@_portable("layer_norm")
+def _layer_norm(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(transformer.layer_norm, backend.namespace())
+
+
+@_portable("feed_forward")
+def _feed_forward(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(x: Array, w1: Array, b1: Array | None, w2: Array, b2: Array | None, /, *, activation: str) -> Array:
+        return transformer.feed_forward(xp, x, w1, b1, w2, b2, activation=activation_fn(backend, activation))
+
+    return run
+
+
+@_portable("transformer_encoder_layer")
+def _encoder_layer(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(x: Array, params: Any, /, *, activation: str, **options: Any) -> Array:
+        return transformer.transformer_encoder_layer(xp, x, params, activation=activation_fn(backend, activation), **options)
+
+    return run
