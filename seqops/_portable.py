@@ -11,10 +11,9 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-import array_api_extra as xpx
-
 from seqops._agnostic import activations, attention, special, transformer
 from seqops._lib.backend import Backend
+from seqops._lib.validate import broadcast
 from seqops._lib.typing import Array
 from seqops.hookspecs import Implementation, hookimpl
 
@@ -40,7 +39,7 @@ def _dropout_keep(backend: Backend, rng: Any, p: float, shape: tuple[int, ...], 
     xp = backend.namespace()
     dtype = activations.compute_dtype(xp, like.dtype)
     u = backend.random_uniform(rng, shape, dtype=dtype, device=backend.device(like))
-    return xp.where(u >= p, 1.0 / (1.0 - p), 0.0)
+    return xp.astype(u >= p, dtype) * (1.0 / (1.0 - p))
 
 
 def activation_fn(backend: Backend, name: str) -> Callable[[Array], Array]:
@@ -102,8 +101,12 @@ def _sdpa(backend: Backend) -> Callable[..., Any]:
     def run(q: Array, k: Array, v: Array, /, *, dropout_p: float, rng: Any, **options: Any) -> Any:
         keep = None
         if dropout_p > 0.0:
-            lead = xpx.broadcast_shapes(q.shape[:-2], k.shape[:-3] + q.shape[-3:-2] if options["enable_gqa"] else k.shape[:-2])
-            keep = _dropout_keep(backend, rng, dropout_p, (*lead, q.shape[-2], k.shape[-2]), q)
+            # weights (..., L, S): leading dims of q, k, v broadcast (kv heads widened by GQA)
+            def lead(a: Array) -> tuple[int, ...]:
+                return (*a.shape[:-3], q.shape[-3]) if options["enable_gqa"] else tuple(a.shape[:-2])
+
+            shape = (*broadcast(tuple(q.shape[:-2]), lead(k), lead(v)), q.shape[-2], k.shape[-2])
+            keep = _dropout_keep(backend, rng, dropout_p, shape, q)
         return attention.scaled_dot_product_attention(xp, q, k, v, keep=keep, **options)
 
     return run
@@ -116,7 +119,7 @@ def _mha(backend: Backend) -> Callable[..., Any]:
     def run(query: Array, key: Array, value: Array, params: Any, /, *, num_heads: int, dropout_p: float, rng: Any, **options: Any) -> Any:
         keep = None
         if dropout_p > 0.0:
-            lead = xpx.broadcast_shapes(query.shape[:-2], key.shape[:-2])
+            lead = broadcast(tuple(query.shape[:-2]), tuple(key.shape[:-2]), tuple(value.shape[:-2]))
             keep = _dropout_keep(backend, rng, dropout_p, (*lead, num_heads, query.shape[-2], key.shape[-2]), query)
         return attention.multi_head_attention(xp, query, key, value, params, num_heads=num_heads, keep=keep, **options)
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import array_api_extra as xpx
-
 from seqops._lib.typing import Array, DType, Namespace
 
 
@@ -20,6 +18,23 @@ def dtype_name(dtype: DType) -> str:
 
 def shape_of(x: Array) -> tuple[int, ...]:
     return tuple(x.shape)
+
+
+def broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
+    """The broadcast of ``shapes`` by the standard's rules (``ValueError`` if none exists).
+
+    Shapes are Python tuples, so no namespace is needed (``xpx.broadcast_shapes`` is
+    deprecated in favour of ``xp.broadcast_shapes``, which older namespaces lack).
+    """
+    ndim = max((len(s) for s in shapes), default=0)
+    result = []
+    for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes)):
+        wide = {n for n in sizes if n != 1}
+        if len(wide) > 1:
+            msg = f"shapes {shapes} do not broadcast"
+            raise ValueError(msg)
+        result.append(wide.pop() if wide else 1)
+    return tuple(result)
 
 
 def require_floating(xp: Namespace, **arrays: Array | None) -> None:
@@ -70,7 +85,7 @@ def broadcast_to_target(name: str, x: Array | None, target: tuple[int, ...], lay
     if x is None:
         return
     try:
-        result = xpx.broadcast_shapes(shape_of(x), target)
+        result = broadcast(shape_of(x), target)
     except ValueError:
         result = None
     if result != target:
@@ -81,7 +96,7 @@ def broadcast_to_target(name: str, x: Array | None, target: tuple[int, ...], lay
 def broadcast_shapes(named: dict[str, tuple[int, ...]], what: str) -> tuple[int, ...]:
     """Broadcast the given shapes, or raise a ``ValueError`` naming each of them."""
     try:
-        return tuple(xpx.broadcast_shapes(*named.values()))
+        return broadcast(*named.values())
     except ValueError:
         listed = ", ".join(f"{name} {shape}" for name, shape in named.items())
         msg = f"{what} do not broadcast: {listed}"

@@ -1,0 +1,282 @@
+"""The plugin contract: third-party backends and fast paths through the hooks, quarantine,
+the disabling environment variables, explain(), and backend resolution."""
+
+from __future__ import annotations
+
+import ast
+import inspect
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import seqops
+from seqops import hookspecs
+from seqops._plugins import _Registry
+
+strict = pytest.importorskip("array_api_strict")
+
+
+class ToyStrictBackend(seqops.Backend):
+    """array-api-strict under another name, as a third party would write it."""
+
+    name = "toy-strict"
+    library = "array_api_strict"
+
+    def owns(self, x: object, /) -> bool:
+        return type(x).__module__.startswith("array_api_strict.")
+
+    def namespace(self) -> Any:
+        return strict
+
+
+class ToyBackendPlugin:
+    @seqops.hookimpl
+    def seqops_backends(self) -> list[seqops.Backend]:
+        return [ToyStrictBackend()]
+
+
+class ToyFastPath:
+    """Offers a softmax on the toy backend that only handles the last axis."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def softmax(self, x: Any, /, *, axis: int) -> Any:
+        self.calls += 1
+        e = strict.exp(x - strict.max(x, axis=axis, keepdims=True))
+        return e / strict.sum(e, axis=axis, keepdims=True)
+
+    @seqops.hookimpl
+    def seqops_implementations(self, op: str, backend: seqops.Backend) -> list[seqops.Implementation] | None:
+        if op != "softmax" or backend.name != "toy-strict":
+            return None
+        return [seqops.Implementation("toy-softmax", self.softmax, decline=self.decline)]
+
+    @staticmethod
+    def decline(x: Any, /, *, axis: int) -> str | None:
+        return None if axis in (-1, x.ndim - 1) else "only the last axis"
+
+
+@pytest.fixture
+def registered():
+    """Register plugins for one test and always unregister them."""
+    names: list[str] = []
+
+    def register(plugin: object, name: str) -> object:
+        names.append(seqops.register_plugin(plugin, name=name))
+        return plugin
+
+    yield register
+    for name in names:
+        if seqops.registry.pm.has_plugin(name):
+            seqops.unregister_plugin(name)
+
+
+def test_third_party_backend_and_fast_path_are_used(registered) -> None:
+    registered(ToyBackendPlugin(), "toy-backend")
+    fast = registered(ToyFastPath(), "toy-fast")
+    x = strict.asarray([[0.0, 1.0, 2.0], [3.0, 3.0, 3.0]])
+
+    explained = seqops.explain(seqops.softmax, x)
+    assert explained.backend == "toy-strict"
+    assert explained.chosen == "toy-softmax"
+    out = seqops.softmax(x)
+    assert fast.calls == 1
+    np.testing.assert_allclose(np.from_dlpack(out)[1], [1 / 3] * 3)
+
+    # Declined calls fall through to the portable implementation, with the reason shown.
+    explained = seqops.explain(seqops.softmax, x, axis=0)
+    assert explained.chosen == "portable"
+    assert any("only the last axis" in decision for _, decision in explained.decisions)
+    seqops.softmax(x, axis=0)
+    assert fast.calls == 1
+
+
+def test_unregistering_restores_builtin_backend(registered) -> None:
+    x = strict.asarray([1.0, 2.0])
+    registered(ToyBackendPlugin(), "toy-backend")
+    assert seqops.explain(seqops.softmax, x).backend == "toy-strict"
+    seqops.unregister_plugin("toy-backend")
+    registered_names = seqops.registry.pm.list_name_plugin()
+    assert "toy-backend" not in dict(registered_names)
+    assert seqops.explain(seqops.softmax, x).backend == "array_api_strict"
+
+
+class RaisingImplementations:
+    @seqops.hookimpl
+    def seqops_implementations(self, op: str, backend: seqops.Backend) -> None:
+        raise RuntimeError("boom in hook")
+
+
+class RaisingDecline:
+    @seqops.hookimpl
+    def seqops_implementations(self, op: str, backend: seqops.Backend) -> list[seqops.Implementation]:
+        def decline(*args: Any, **kwargs: Any) -> str | None:
+            raise RuntimeError("boom in decline")
+
+        return [seqops.Implementation("fragile", lambda *a, **k: None, decline=decline)]
+
+
+@pytest.mark.parametrize(("plugin", "message"), [(RaisingImplementations(), "boom in hook"), (RaisingDecline(), "boom in decline")])
+def test_plugin_raising_in_a_hook_is_quarantined(plugin: object, message: str) -> None:
+    x = np.array([1.0, 2.0, 3.0])
+    name = seqops.register_plugin(plugin, name="broken-fast-path")
+    try:
+        with pytest.warns(seqops.SeqopsPluginWarning, match=f"'broken-fast-path' quarantined.*{message}"):
+            out = seqops.softmax(x)
+    finally:
+        if seqops.registry.pm.has_plugin(name):
+            seqops.unregister_plugin(name)
+        seqops.registry.quarantined.pop(name, None)
+    np.testing.assert_allclose(out, np.exp(x) / np.exp(x).sum())
+    assert not seqops.registry.pm.has_plugin(name)
+
+
+class FakeEntryPoint:
+    """Stands in for an importlib.metadata.EntryPoint of an installed distribution."""
+
+    def __init__(self, name: str, group: str, target: object) -> None:
+        self.name, self.group, self.value, self._target = name, group, f"fake:{name}", target
+
+    def load(self) -> object:
+        if isinstance(self._target, Exception):
+            raise self._target
+        return self._target
+
+
+def _fresh_registry(monkeypatch: pytest.MonkeyPatch, extra: list[FakeEntryPoint]) -> _Registry:
+    from seqops import _plugins
+
+    real = _plugins.entry_points
+
+    def entry_points(*, group: str) -> list[Any]:
+        return [*real(group=group), *(ep for ep in extra if ep.group == group)]
+
+    monkeypatch.setattr(_plugins, "entry_points", entry_points)
+    return _Registry()
+
+
+def test_plugin_failing_to_import_is_quarantined(monkeypatch: pytest.MonkeyPatch) -> None:
+    broken = FakeEntryPoint("broken", "seqops.plugins", ImportError("no module named 'nowhere'"))
+    registry = _fresh_registry(monkeypatch, [broken])
+    with pytest.warns(seqops.SeqopsPluginWarning, match="'broken' quarantined: failed to import"):
+        names = [b.name for b in registry.backends()]
+    assert "numpy" in names
+    assert "broken" in registry.quarantined
+
+
+def test_broken_backend_does_not_break_the_others(monkeypatch: pytest.MonkeyPatch) -> None:
+    class Broken:
+        @seqops.hookimpl
+        def seqops_backends(self) -> list[Any]:
+            return ["not a backend"]
+
+    registry = _fresh_registry(monkeypatch, [FakeEntryPoint("bad-backend", "seqops.backends", Broken())])
+    with pytest.warns(seqops.SeqopsPluginWarning, match="'bad-backend' quarantined.*not a seqops.Backend"):
+        names = [b.name for b in registry.backends()]
+    assert {"numpy", "torch", "jax", "array_api_strict"} <= set(names)
+
+
+def test_entry_point_plugins_load_and_can_be_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    fast = FakeEntryPoint("toy-fast", "seqops.plugins", ToyFastPath())
+    toy = FakeEntryPoint("toy-backend", "seqops.backends", ToyBackendPlugin())
+    monkeypatch.delenv("SEQOPS_DISABLE_PLUGINS", raising=False)
+    monkeypatch.delenv("SEQOPS_DISABLE_PLUGIN_AUTOLOAD", raising=False)
+    registry = _fresh_registry(monkeypatch, [fast, toy])
+    assert registry.pm.has_plugin("toy-fast") and registry.pm.has_plugin("toy-backend")
+    toy_backend = next(b for b in registry.backends() if b.name == "toy-strict")
+    assert [impl.name for _, impl in registry.implementations("softmax", toy_backend)] == ["toy-softmax", "portable"]
+
+    monkeypatch.setenv("SEQOPS_DISABLE_PLUGINS", "toy-fast, numpy")
+    registry = _fresh_registry(monkeypatch, [fast, toy])
+    assert not registry.pm.has_plugin("toy-fast")
+    assert "numpy" not in [b.name for b in registry.backends()]
+
+    monkeypatch.setenv("SEQOPS_DISABLE_PLUGINS", "")
+    monkeypatch.setenv("SEQOPS_DISABLE_PLUGIN_AUTOLOAD", "1")
+    registry = _fresh_registry(monkeypatch, [fast, toy])
+    assert not registry.pm.has_plugin("toy-fast")  # fast paths are not autoloaded
+    assert registry.pm.has_plugin("toy-backend")  # backends still are
+
+
+def test_backends_report_availability_with_reason() -> None:
+    table = {backend.name: ok for backend, ok in seqops.backends()}
+    assert {"numpy", "torch", "jax", "cupy", "array_api_strict"} <= set(table)
+    assert table["numpy"]
+    for availability in table.values():
+        assert availability.available or availability.reason
+
+
+def test_cupy_without_gpu_is_unavailable_with_reason() -> None:
+    cupy_backend = next(b for b, _ in seqops.backends() if b.name == "cupy")
+    availability = cupy_backend.availability()
+    try:
+        import cupy
+
+        has_gpu = cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - not installed, or no CUDA driver
+        has_gpu = False
+    assert availability.available == has_gpu
+    if not has_gpu:
+        assert "not installed" in availability.reason or "no CUDA device" in availability.reason
+
+
+def test_mixed_libraries_raise_type_error_naming_them() -> None:
+    torch = pytest.importorskip("torch")
+    q = np.ones((2, 3, 4), dtype=np.float32)
+    with pytest.raises(TypeError, match=r"`q` is numpy .* but `k` is torch"):
+        seqops.scaled_dot_product_attention(q, torch.ones(2, 3, 4), q)
+
+
+def test_unknown_array_type_is_a_type_error() -> None:
+    with pytest.raises(TypeError, match=r"`x` is a builtins.list, which no seqops backend handles"):
+        seqops.softmax([1.0, 2.0])
+
+
+def test_use_sets_the_default_creation_backend() -> None:
+    torch = pytest.importorskip("torch")
+    assert isinstance(seqops.causal_mask(3), np.ndarray)
+    with seqops.use("torch"):
+        assert isinstance(seqops.causal_mask(3), torch.Tensor)
+    assert isinstance(seqops.causal_mask(3, backend="torch"), torch.Tensor)
+    with pytest.raises(ValueError, match="unknown backend 'nope'"):
+        seqops.causal_mask(3, backend="nope")
+
+
+def test_frameworks_are_imported_lazily() -> None:
+    code = (
+        "import sys, numpy as np, seqops\n"
+        "seqops.scaled_dot_product_attention(*(np.ones((2, 3, 4)),) * 3)\n"
+        "print(sorted(m for m in ('torch', 'jax', 'cupy', 'array_api_strict') if m in sys.modules))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "[]"
+
+
+AGNOSTIC = Path(seqops.__file__).parent / "_agnostic"
+FRAMEWORKS = {"numpy", "torch", "jax", "jaxlib", "cupy", "cupyx", "dask", "array_api_strict", "tensorflow", "mlx"}
+
+
+@pytest.mark.parametrize("path", sorted(AGNOSTIC.glob("*.py")), ids=lambda p: p.name)
+def test_portable_core_imports_no_framework(path: Path) -> None:
+    imported = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            imported.add(node.module.split(".")[0])
+    assert not imported & FRAMEWORKS, f"{path.name} imports {sorted(imported & FRAMEWORKS)}"
+
+
+def test_every_hook_is_documented_and_tested() -> None:
+    """Meta-test (as datasette's): each hookspec has a docstring and appears in this file."""
+    specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("seqops_")]
+    assert specs
+    source = Path(__file__).read_text()
+    for name in specs:
+        assert (getattr(hookspecs, name).__doc__ or "").strip(), f"{name} has no docstring"
+        assert f"def {name}(" in source, f"{name} is not exercised by a toy plugin here"
