@@ -6,13 +6,11 @@ registers) and returns arrays of the same library, device and dtype.
 
 from __future__ import annotations
 
+# Backends are plugins importing `Backend`/`hookimpl` from here: import the ops after.
+from seqops import convert  # noqa: E402
 from seqops._dispatch import Explanation, explain, use
 from seqops._lib.backend import Availability, Backend
 from seqops._plugins import SeqopsPluginWarning, registry
-from seqops.hookspecs import Implementation, hookimpl
-
-# Backends are plugins importing `Backend`/`hookimpl` from here: import the ops after.
-from seqops import convert  # noqa: E402
 from seqops.activations import log_softmax, softmax  # noqa: E402
 from seqops.attention import (  # noqa: E402
     MHAParams,
@@ -22,6 +20,7 @@ from seqops.attention import (  # noqa: E402
     scaled_dot_product_attention,
     sinusoidal_positional_encoding,
 )
+from seqops.hookspecs import Implementation, hookimpl
 from seqops.transformer import (  # noqa: E402
     EncoderLayerParams,
     feed_forward,

@@ -76,9 +76,7 @@ class _Registry:
         if pm is not None and pm.has_plugin(name):
             pm.unregister(name=name)
         self._invalidate()
-        warnings.warn(
-            f"seqops plugin {name!r} quarantined: {why}", SeqopsPluginWarning, stacklevel=3
-        )
+        warnings.warn(f"seqops plugin {name!r} quarantined: {why}", SeqopsPluginWarning, stacklevel=3)
 
     def _invalidate(self) -> None:
         self._backends = None

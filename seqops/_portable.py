@@ -13,14 +13,16 @@ from typing import Any
 
 from seqops._agnostic import activations, attention, special, transformer
 from seqops._lib.backend import Backend
-from seqops._lib.validate import broadcast
 from seqops._lib.typing import Array
+from seqops._lib.validate import broadcast
 from seqops.hookspecs import Implementation, hookimpl
 
 _FACTORIES: dict[str, Callable[[Backend], Callable[..., Any]]] = {}
 
 
-def _portable(op: str) -> Callable[[Callable[[Backend], Callable[..., Any]]], Callable[[Backend], Callable[..., Any]]]:
+def _portable(
+    op: str,
+) -> Callable[[Callable[[Backend], Callable[..., Any]]], Callable[[Backend], Callable[..., Any]]]:
     def register(factory: Callable[[Backend], Callable[..., Any]]) -> Callable[[Backend], Callable[..., Any]]:
         _FACTORIES[op] = factory
         return factory
@@ -82,14 +84,26 @@ def _padding_mask(backend: Backend) -> Callable[..., Any]:
 def _positional_encoding(backend: Backend) -> Callable[..., Any]:
     xp = backend.namespace()
 
-    def run(num_positions: int, d_model: int, /, *, base: float, layout: str, positions: Array | None, dtype: Any, device: Any) -> Array:
+    def run(
+        num_positions: int,
+        d_model: int,
+        /,
+        *,
+        base: float,
+        layout: str,
+        positions: Array | None,
+        dtype: Any,
+        device: Any,
+    ) -> Array:
         # Angles p * base^(-2i/d) lose digits in float32 for large p: use float64 if present.
         wide = backend.floating_dtypes(device).get("float64", xp.float32)
         if positions is None:
             angles_at = xp.arange(num_positions, dtype=wide, device=device)
         else:
             angles_at = xp.astype(positions, wide)
-        return attention.sinusoidal_positional_encoding(xp, angles_at, d_model, base=base, layout=layout, dtype=dtype)
+        return attention.sinusoidal_positional_encoding(
+            xp, angles_at, d_model, base=base, layout=layout, dtype=dtype
+        )
 
     return run
 
@@ -116,12 +130,27 @@ def _sdpa(backend: Backend) -> Callable[..., Any]:
 def _mha(backend: Backend) -> Callable[..., Any]:
     xp = backend.namespace()
 
-    def run(query: Array, key: Array, value: Array, params: Any, /, *, num_heads: int, dropout_p: float, rng: Any, **options: Any) -> Any:
+    def run(
+        query: Array,
+        key: Array,
+        value: Array,
+        params: Any,
+        /,
+        *,
+        num_heads: int,
+        dropout_p: float,
+        rng: Any,
+        **options: Any,
+    ) -> Any:
         keep = None
         if dropout_p > 0.0:
             lead = broadcast(tuple(query.shape[:-2]), tuple(key.shape[:-2]), tuple(value.shape[:-2]))
-            keep = _dropout_keep(backend, rng, dropout_p, (*lead, num_heads, query.shape[-2], key.shape[-2]), query)
-        return attention.multi_head_attention(xp, query, key, value, params, num_heads=num_heads, keep=keep, **options)
+            keep = _dropout_keep(
+                backend, rng, dropout_p, (*lead, num_heads, query.shape[-2], key.shape[-2]), query
+            )
+        return attention.multi_head_attention(
+            xp, query, key, value, params, num_heads=num_heads, keep=keep, **options
+        )
 
     return run
 
@@ -135,7 +164,9 @@ def _layer_norm(backend: Backend) -> Callable[..., Any]:
 def _feed_forward(backend: Backend) -> Callable[..., Any]:
     xp = backend.namespace()
 
-    def run(x: Array, w1: Array, b1: Array | None, w2: Array, b2: Array | None, /, *, activation: str) -> Array:
+    def run(
+        x: Array, w1: Array, b1: Array | None, w2: Array, b2: Array | None, /, *, activation: str
+    ) -> Array:
         return transformer.feed_forward(xp, x, w1, b1, w2, b2, activation=activation_fn(backend, activation))
 
     return run
@@ -146,6 +177,8 @@ def _encoder_layer(backend: Backend) -> Callable[..., Any]:
     xp = backend.namespace()
 
     def run(x: Array, params: Any, /, *, activation: str, **options: Any) -> Array:
-        return transformer.transformer_encoder_layer(xp, x, params, activation=activation_fn(backend, activation), **options)
+        return transformer.transformer_encoder_layer(
+            xp, x, params, activation=activation_fn(backend, activation), **options
+        )
 
     return run

@@ -253,8 +253,10 @@ def sinusoidal_positional_encoding(
         device = _creation_device(chosen, like, device)
     xp = chosen.namespace()
     if dtype is None:
-        floating_like = like is not None and xp.isdtype(like.dtype, "real floating")
-        dtype = like.dtype if floating_like else chosen.default_float_dtype(device)
+        if like is not None and xp.isdtype(like.dtype, "real floating"):
+            dtype = like.dtype
+        else:
+            dtype = chosen.default_float_dtype(device)
     elif not xp.isdtype(dtype, "real floating"):
         msg = f"dtype must be a real floating dtype; got {check.dtype_name(dtype)}"
         raise TypeError(msg)
@@ -347,7 +349,11 @@ def multi_head_attention(
     check.require_bool(xp, "mask", mask, "True = attend")
     check.require_bool(xp, "key_padding_mask", key_padding_mask, "True = real token")
     lead = check.broadcast_shapes(
-        {"query": check.shape_of(query)[:-2], "key": check.shape_of(key)[:-2], "value": check.shape_of(value)[:-2]},
+        {
+            "query": check.shape_of(query)[:-2],
+            "key": check.shape_of(key)[:-2],
+            "value": check.shape_of(value)[:-2],
+        },
         "the leading (batch) dimensions of query, key and value",
     )
     length, source = query.shape[-2], key.shape[-2]
@@ -371,7 +377,14 @@ def multi_head_attention(
     )
 
 
-_MHA_NAMES = ("query", "key", "value", *(f"params.{f}" for f in MHAParams._fields), "mask", "key_padding_mask")
+_MHA_NAMES = (
+    "query",
+    "key",
+    "value",
+    *(f"params.{f}" for f in MHAParams._fields),
+    "mask",
+    "key_padding_mask",
+)
 
 
 def _check_mha(xp: Any, query: Array, key: Array, value: Array, params: Any, num_heads: int) -> None:
@@ -401,7 +414,10 @@ def _check_mha(xp: Any, query: Array, key: Array, value: Array, params: Any, num
     for name, shape in expected.items():
         check.require_shape(f"params.{name}", getattr(params, name), shape)
     if key.shape[-2] != value.shape[-2]:
-        msg = f"key and value must have the same length S; got key {check.shape_of(key)} and value {check.shape_of(value)}"
+        msg = (
+            f"key and value must have the same length S; "
+            f"got key {check.shape_of(key)} and value {check.shape_of(value)}"
+        )
         raise ValueError(msg)
     heads = _length("num_heads", num_heads)
     if heads == 0 or width % heads or value_width % heads:

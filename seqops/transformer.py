@@ -84,7 +84,14 @@ def feed_forward(
 
 
 def _check_ffn(
-    xp: object, x: Array, w1: Array, b1: Array | None, w2: Array, b2: Array | None, activation: str, prefix: str = ""
+    xp: object,
+    x: Array,
+    w1: Array,
+    b1: Array | None,
+    w2: Array,
+    b2: Array | None,
+    activation: str,
+    prefix: str = "",
 ) -> None:
     names = {f"{prefix}{n}": a for n, a in (("w1", w1), ("b1", b1), ("w2", w2), ("b2", b2))}
     check.require_floating(xp, x=x, **names)
@@ -169,7 +176,10 @@ def transformer_encoder_layer(
     _check_mha(xp, x, x, x, params.attn, num_heads)
     width = x.shape[-1]
     if params.attn.w_o.shape[1] != width:
-        msg = f"params.attn.w_o must map back to the model width {width}; got shape {check.shape_of(params.attn.w_o)}"
+        msg = (
+            f"params.attn.w_o must map back to the model width {width}; "
+            f"got shape {check.shape_of(params.attn.w_o)}"
+        )
         raise ValueError(msg)
     _check_ffn(xp, x, params.w1, params.b1, params.w2, params.b2, activation, prefix="params.")
     norms = {f: getattr(params, f) for f in EncoderLayerParams._fields[5:]}
@@ -179,7 +189,9 @@ def transformer_encoder_layer(
     check.require_bool(xp, "mask", mask, "True = attend")
     check.require_bool(xp, "key_padding_mask", key_padding_mask, "True = real token")
     lead, length = check.shape_of(x)[:-2], x.shape[-2]
-    check.broadcast_to_target("mask", mask, (*lead, _length("num_heads", num_heads), length, length), "(..., num_heads, L, L)")
+    check.broadcast_to_target(
+        "mask", mask, (*lead, _length("num_heads", num_heads), length, length), "(..., num_heads, L, L)"
+    )
     check.broadcast_to_target("key_padding_mask", key_padding_mask, (*lead, length), "(..., L)")
     return call(
         "transformer_encoder_layer",

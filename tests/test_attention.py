@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from seqops_conformance import references as ref
 
 import seqops
-from seqops_conformance import references as ref
 
 rng = np.random.default_rng(1)
 

@@ -121,7 +121,9 @@ class RaisingDecline:
         return [seqops.Implementation("fragile", lambda *a, **k: None, decline=decline)]
 
 
-@pytest.mark.parametrize(("plugin", "message"), [(RaisingImplementations(), "boom in hook"), (RaisingDecline(), "boom in decline")])
+@pytest.mark.parametrize(
+    ("plugin", "message"), [(RaisingImplementations(), "boom in hook"), (RaisingDecline(), "boom in decline")]
+)
 def test_plugin_raising_in_a_hook_is_quarantined(plugin: object, message: str) -> None:
     x = np.array([1.0, 2.0, 3.0])
     name = seqops.register_plugin(plugin, name="broken-fast-path")
@@ -189,7 +191,10 @@ def test_entry_point_plugins_load_and_can_be_disabled(monkeypatch: pytest.Monkey
     registry = _fresh_registry(monkeypatch, [fast, toy])
     assert registry.pm.has_plugin("toy-fast") and registry.pm.has_plugin("toy-backend")
     toy_backend = next(b for b in registry.backends() if b.name == "toy-strict")
-    assert [impl.name for _, impl in registry.implementations("softmax", toy_backend)] == ["toy-softmax", "portable"]
+    assert [impl.name for _, impl in registry.implementations("softmax", toy_backend)] == [
+        "toy-softmax",
+        "portable",
+    ]
 
     monkeypatch.setenv("SEQOPS_DISABLE_PLUGINS", "toy-fast, numpy")
     registry = _fresh_registry(monkeypatch, [fast, toy])
@@ -258,7 +263,18 @@ def test_frameworks_are_imported_lazily() -> None:
 
 
 AGNOSTIC = Path(seqops.__file__).parent / "_agnostic"
-FRAMEWORKS = {"numpy", "torch", "jax", "jaxlib", "cupy", "cupyx", "dask", "array_api_strict", "tensorflow", "mlx"}
+FRAMEWORKS = {
+    "numpy",
+    "torch",
+    "jax",
+    "jaxlib",
+    "cupy",
+    "cupyx",
+    "dask",
+    "array_api_strict",
+    "tensorflow",
+    "mlx",
+}
 
 
 @pytest.mark.parametrize("path", sorted(AGNOSTIC.glob("*.py")), ids=lambda p: p.name)
@@ -274,7 +290,9 @@ def test_portable_core_imports_no_framework(path: Path) -> None:
 
 def test_every_hook_is_documented_and_tested() -> None:
     """Meta-test (as datasette's): each hookspec has a docstring and appears in this file."""
-    specs = [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("seqops_")]
+    specs = [
+        name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if name.startswith("seqops_")
+    ]
     assert specs
     source = Path(__file__).read_text()
     for name in specs:

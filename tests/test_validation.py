@@ -42,7 +42,9 @@ def test_sdpa_non_boolean_mask() -> None:
 
 def test_sdpa_mask_shape() -> None:
     q = arr(2, 4, 8)
-    with pytest.raises(ValueError, match=r"`mask` of shape \(4, 5\) does not broadcast to \(\.\.\., L, S\) = \(2, 4, 4\)"):
+    with pytest.raises(
+        ValueError, match=r"`mask` of shape \(4, 5\) does not broadcast to \(\.\.\., L, S\) = \(2, 4, 4\)"
+    ):
         seqops.scaled_dot_product_attention(q, q, q, mask=np.ones((4, 5), dtype=bool))
 
 
@@ -67,12 +69,18 @@ def test_sdpa_dropout_needs_rng() -> None:
 
 
 def test_sdpa_gqa_heads_must_divide() -> None:
-    with pytest.raises(ValueError, match=r"must divide the query heads; got q \(1, 4, 3, 8\), k \(1, 3, 5, 8\)"):
-        seqops.scaled_dot_product_attention(arr(1, 4, 3, 8), arr(1, 3, 5, 8), arr(1, 3, 5, 8), enable_gqa=True)
+    with pytest.raises(
+        ValueError, match=r"must divide the query heads; got q \(1, 4, 3, 8\), k \(1, 3, 5, 8\)"
+    ):
+        seqops.scaled_dot_product_attention(
+            arr(1, 4, 3, 8), arr(1, 3, 5, 8), arr(1, 3, 5, 8), enable_gqa=True
+        )
 
 
 def test_sdpa_rank_too_small() -> None:
-    with pytest.raises(ValueError, match=r"`q` must have at least 2 dimensions \(\.\.\., L, E\); got shape \(8,\)"):
+    with pytest.raises(
+        ValueError, match=r"`q` must have at least 2 dimensions \(\.\.\., L, E\); got shape \(8,\)"
+    ):
         seqops.scaled_dot_product_attention(arr(8), arr(2, 8), arr(2, 8))
 
 
@@ -123,8 +131,13 @@ def test_mha_weight_shapes() -> None:
 
 def test_mha_key_padding_mask_shape_and_type() -> None:
     x = arr(2, 5, 8)
-    with pytest.raises(ValueError, match=r"`key_padding_mask` of shape \(2, 4\) does not broadcast to \(\.\.\., S\) = \(2, 5\)"):
-        seqops.multi_head_attention(x, x, x, mha_params(), num_heads=2, key_padding_mask=np.ones((2, 4), bool))
+    with pytest.raises(
+        ValueError,
+        match=r"`key_padding_mask` of shape \(2, 4\) does not broadcast to \(\.\.\., S\) = \(2, 5\)",
+    ):
+        seqops.multi_head_attention(
+            x, x, x, mha_params(), num_heads=2, key_padding_mask=np.ones((2, 4), bool)
+        )
     with pytest.raises(TypeError, match=r"`key_padding_mask` must be a boolean array \(True = real token\)"):
         seqops.multi_head_attention(x, x, x, mha_params(), num_heads=2, key_padding_mask=np.ones((2, 5)))
 
@@ -143,7 +156,9 @@ def test_mha_params_type() -> None:
 
 def test_feed_forward_bad_activation_and_shapes() -> None:
     x = arr(3, 4)
-    with pytest.raises(ValueError, match="`activation` must be one of 'relu', 'gelu', 'gelu_tanh'; got 'swish'"):
+    with pytest.raises(
+        ValueError, match="`activation` must be one of 'relu', 'gelu', 'gelu_tanh'; got 'swish'"
+    ):
         seqops.feed_forward(x, arr(4, 8), None, arr(8, 4), None, activation="swish")
     with pytest.raises(ValueError, match=r"`w2` must have shape \(8, 6\); got \(7, 6\)"):
         seqops.feed_forward(x, arr(4, 8), None, arr(7, 6), None)

@@ -100,15 +100,11 @@ class Backend:
         return np.asarray(x)
 
     # -- randomness -------------------------------------------------------------------
-    def random_uniform(
-        self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device
-    ) -> Array:
+    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device) -> Array:
         """Uniform draws in ``[0, 1)`` from ``rng`` (an integer seed or a native generator)."""
         raise NotImplementedError(f"backend {self.name!r} has no random numbers")
 
-    def random_normal(
-        self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device
-    ) -> Array:
+    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device) -> Array:
         """Standard normal draws from ``rng`` (an integer seed or a native generator)."""
         raise NotImplementedError(f"backend {self.name!r} has no random numbers")
 
@@ -144,8 +140,5 @@ def check_rng(rng: Any, native: type, backend: str) -> None:
     """Raise a ``TypeError`` unless ``rng`` is an integer seed or a ``native`` generator."""
     if isinstance(rng, bool) or not isinstance(rng, (int, native)):
         kind = f"{native.__module__}.{native.__qualname__}"
-        msg = (
-            f"rng for backend {backend!r} must be an integer seed or a {kind}; "
-            f"got {type(rng).__name__}"
-        )
+        msg = f"rng for backend {backend!r} must be an integer seed or a {kind}; got {type(rng).__name__}"
         raise TypeError(msg)

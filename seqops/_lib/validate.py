@@ -28,7 +28,7 @@ def broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     """
     ndim = max((len(s) for s in shapes), default=0)
     result = []
-    for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes)):
+    for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes), strict=True):
         wide = {n for n in sizes if n != 1}
         if len(wide) > 1:
             msg = f"shapes {shapes} do not broadcast"

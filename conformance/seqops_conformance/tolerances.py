@@ -1,0 +1,96 @@
+"""The one table of per-dtype tolerances and the error metric they bound.
+
+Error metric
+------------
+Each output is compared with its float64 reference by the **normwise relative error in
+the max norm**::
+
+    error = max_i |out_i - ref_i| / max_i |ref_i|
+
+(the absolute error ``max_i |out_i|`` when the reference is identically zero). It is the
+error of the whole output relative to its scale, so a tiny softmax probability or a
+log-probability far below the maximum does not turn a harmless rounding into a huge
+elementwise ratio, while a systematic error (a 1 % scaling, a shifted causal diagonal, a
+silent downcast) shows at once. A check passes when ``error <= TOLERANCES[dtype]``.
+
+Outputs that are not floating (boolean masks) must match exactly; their error is the
+fraction of entries that differ and their tolerance is 0.
+
+Inputs are rounded to the dtype under test *before* the reference is computed (the
+runner converts the backend inputs back to float64), so the tolerance measures the op,
+not the rounding of its inputs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Each tolerance is c * u, with u = 2**-p the unit roundoff of the dtype (p significand
+# bits, implicit bit included) and c a growth factor for what the cases compute: one
+# rounding of the output (u), dot products and row sums over n <= 16 terms (gamma_n ~
+# n*u worst case), exp/log/erf/tanh of a few ulp, and up to four chained stages
+# (projections, attention, output projection, layer norm, whose 1/std amplifies the
+# error of a row with small spread). The cases keep inputs O(1) and lengths <= 16.
+TOLERANCES: dict[str, float] = {
+    # u = 2**-53 ~ 1.1e-16. The analysis above gives ~1e-14; 1e-10 leaves room for
+    # unlucky conditioning while still failing by orders of magnitude any step that is
+    # silently computed in float32 (u = 6e-8): float64 must really be float64.
+    "float64": 1e-10,
+    # u = 2**-24 ~ 6.0e-8: c ~ 170 covers gamma_16 (1e-6) across the chained stages of
+    # an encoder layer, and a silent float16/bfloat16 step (u >= 4.9e-4) fails.
+    "float32": 1e-5,
+    # u = 2**-11 ~ 4.9e-4: c ~ 20. Logits, softmax and normalisation run in float32 (the
+    # contract), but projections and matmuls of a multi-stage op round their results to
+    # float16 between stages, a handful of roundings of size u each.
+    "float16": 1e-2,
+    # u = 2**-8 ~ 3.9e-3 (8 significand bits): the same handful of roundings as float16
+    # gives c ~ 8-10; 4e-2 still fails a 5 % systematic error.
+    "bfloat16": 4e-2,
+}
+
+
+def tolerance(dtype: str) -> float:
+    """The tolerance of floating dtype ``dtype`` (by name, e.g. ``"float32"``).
+
+    Raises
+    ------
+    KeyError
+        If the dtype has no tolerance in :data:`TOLERANCES`.
+    """
+    try:
+        return TOLERANCES[dtype]
+    except KeyError:
+        msg = f"no conformance tolerance for dtype {dtype!r}; known: {', '.join(TOLERANCES)}"
+        raise KeyError(msg) from None
+
+
+def error(out: np.ndarray, ref: np.ndarray) -> float:
+    """The error of ``out`` against the reference ``ref`` (same shape), as defined above.
+
+    Parameters
+    ----------
+    out : ndarray, shape ``(...)``
+        The output under test, converted to NumPy.
+    ref : ndarray, shape ``(...)``
+        The float64 reference (or the exact boolean expectation).
+
+    Returns
+    -------
+    float
+        The normwise relative error for floating outputs (``inf`` when ``out`` is not
+        finite where ``ref`` is), the fraction of differing entries otherwise.
+    """
+    if ref.dtype == np.bool_:
+        return float(np.mean(out != ref)) if ref.size else 0.0
+    if ref.size == 0:
+        return 0.0
+    out = out.astype(np.float64)
+    if not np.array_equal(np.isfinite(out), np.isfinite(ref)):
+        return float("inf")
+    finite = np.isfinite(ref)
+    # Non-finite reference entries (e.g. log-probabilities of -inf) must match exactly.
+    if not np.array_equal(out[~finite], ref[~finite]):
+        return float("inf")
+    diff = float(np.max(np.abs(out[finite] - ref[finite]), initial=0.0))
+    scale = float(np.max(np.abs(ref[finite]), initial=0.0))
+    return diff / scale if scale > 0.0 else diff
