@@ -37,8 +37,8 @@ def backends() -> list[tuple[Backend, Availability]]:
     Examples
     --------
     >>> import seqops
-    >>> [b.name for b, ok in seqops.backends() if ok][:1]
-    ['numpy']
+    >>> dict((b.name, ok.available) for b, ok in seqops.backends())["numpy"]
+    True
     """
     return [(backend, backend.availability()) for backend in registry.backends()]
 

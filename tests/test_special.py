@@ -28,9 +28,9 @@ def _grid(dtype):
             pos.extend(float(v) for v in b)
     pos.extend(_BOUNDARIES)
     pos = np.asarray(pos, dtype=np.float64)
+    pos = pos[pos <= float(finfo.max)]
     pts += [pos, -pos]
-    x = np.concatenate(pts).astype(dtype)
-    return x[np.isfinite(x)]
+    return np.concatenate(pts).astype(dtype)
 
 
 def _math_erf(x, dtype):
@@ -88,7 +88,7 @@ def test_special_values(xp, dtype):
 
 
 def test_odd_and_shape(xp):
-    x = np.linspace(-5, 5, 1201).reshape(3, 20, 20)
+    x = np.linspace(-5, 5, 1200).reshape(3, 20, 20)
     y = erf(xp, xp.asarray(x))
     assert y.shape == (3, 20, 20)
     yp = _to_numpy(y)
