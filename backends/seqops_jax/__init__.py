@@ -31,6 +31,15 @@ class JaxBackend(Backend):
 
         return jax.numpy
 
+    def default_device(self) -> Any:
+        # The namespace info answers None ("JAX's default"); name the device itself.
+        import jax
+
+        configured = jax.config.jax_default_device
+        if configured is None or isinstance(configured, str):
+            return jax.devices(configured)[0]
+        return configured
+
     def floating_dtypes(self, device: Any = None) -> dict[str, Any]:
         import jax
         import jax.numpy as jnp

@@ -1,0 +1,261 @@
+"""The conformance report: per-check results, the op × backend × dtype summary, and its
+renderings (terminal table, JSON, Markdown).
+
+JSON schema (``schema_version`` 1)::
+
+    {"schema_version": 1,
+     "metadata": {"seqops": str, "backends": {name: {library: version}}, "platform": str,
+                  "python": str, "date": ISO 8601 str, "jax_x64": bool | null},
+     "summary": {"backends": int, "ops": int, "checks": int, "failed": int, "skipped": int,
+                 "worst_error": {dtype: float | null}},
+     "skipped_backends": [{"backend": str, "reason": str}],
+     "cells": [{"op", "backend", "device", "dtype", "worst_error", "tolerance", "status",
+                "checks", "failed", "implementations": [str]}],
+     "results": [{"backend", "device", "dtype", "op", "case", "implementation", "error",
+                  "tolerance", "status", "message"}]}
+
+``status`` is ``"pass"``, ``"fail"`` or ``"skip"``; an error is ``null`` when no
+comparison was possible (the call raised, or the output has the wrong type, shape or
+non-finite values).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich import box
+from rich.console import Console
+from rich.table import Table
+
+from seqops_conformance.tolerances import TOLERANCES
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Result:
+    """The outcome of one case on one backend, device and dtype."""
+
+    backend: str
+    device: str
+    dtype: str
+    op: str
+    case: str
+    implementation: str
+    error: float | None
+    tolerance: float
+    status: str
+    message: str = ""
+
+
+@dataclass
+class Cell:
+    """All results of one op on one backend, device and dtype."""
+
+    op: str
+    backend: str
+    device: str
+    dtype: str
+    worst_error: float | None
+    tolerance: float
+    status: str
+    checks: int
+    failed: int
+    implementations: list[str]
+
+
+@dataclass
+class Report:
+    """What :func:`seqops_conformance.run` found.
+
+    Attributes
+    ----------
+    results : list of Result
+        One per case × backend × device × dtype, skips included.
+    skipped_backends : list of (str, str)
+        Backends not run, with the reason (library missing, no device, filtered device).
+    metadata : dict
+        Versions, platform, date and whether JAX float64 was enabled.
+    """
+
+    results: list[Result] = field(default_factory=list)
+    skipped_backends: list[tuple[str, str]] = field(default_factory=list)
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def failures(self) -> list[Result]:
+        return [r for r in self.results if r.status == "fail"]
+
+    @property
+    def ok(self) -> bool:
+        """Whether every check that ran agreed with the reference."""
+        return not self.failures
+
+    def cells(self) -> list[Cell]:
+        """The worst error and status per op × backend × device × dtype."""
+        groups: dict[tuple[str, str, str, str], list[Result]] = {}
+        for r in self.results:
+            groups.setdefault((r.op, r.backend, r.device, r.dtype), []).append(r)
+        cells = []
+        for (op, backend, device, dtype), results in groups.items():
+            ran = [r for r in results if r.status != "skip"]
+            failed = sum(r.status == "fail" for r in ran)
+            cells.append(Cell(
+                op, backend, device, dtype,
+                worst_error=_worst(r.error for r in ran),
+                tolerance=results[0].tolerance,
+                status="skip" if not ran else "fail" if failed else "pass",
+                checks=len(ran),
+                failed=failed,
+                implementations=sorted({r.implementation for r in ran if r.implementation}),
+            ))
+        return cells
+
+    def worst_errors(self) -> dict[str, float | None]:
+        """The worst error of each dtype over every floating check that ran."""
+        worst: dict[str, float | None] = {}
+        for dtype in TOLERANCES:
+            ran = [r for r in self.results if r.dtype == dtype and r.status != "skip"]
+            if ran:
+                worst[dtype] = _worst(r.error for r in ran)
+        return worst
+
+    def summary_line(self) -> str:
+        """``conformance: 4 backends, 10 ops, 812 checks, 0 failed; worst error float64 …``."""
+        ran = [r for r in self.results if r.status != "skip"]
+        backends = len({r.backend for r in ran})
+        ops = len({r.op for r in ran})
+        skipped = sum(r.status == "skip" for r in self.results)
+        line = f"conformance: {backends} backends, {ops} ops, {len(ran)} checks, {len(self.failures)} failed"
+        if skipped:
+            line += f", {skipped} skipped"
+        worst = ", ".join(f"{dtype} {_fmt(err)}" for dtype, err in self.worst_errors().items())
+        return f"{line}; worst error {worst}" if worst else line
+
+    # -- renderings --------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """The report as the JSON-ready dict of the module docstring's schema."""
+        ran = [r for r in self.results if r.status != "skip"]
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "metadata": self.metadata,
+            "summary": {
+                "backends": len({r.backend for r in ran}),
+                "ops": len({r.op for r in ran}),
+                "checks": len(ran),
+                "failed": len(self.failures),
+                "skipped": len(self.results) - len(ran),
+                "worst_error": {k: _finite(v) for k, v in self.worst_errors().items()},
+            },
+            "skipped_backends": [{"backend": b, "reason": why} for b, why in self.skipped_backends],
+            "cells": [{**asdict(c), "worst_error": _finite(c.worst_error)} for c in self.cells()],
+            "results": [{**asdict(r), "error": _finite(r.error)} for r in self.results],
+        }
+
+    def to_json(self, path: str | Path) -> None:
+        """Write the report as JSON (schema in the module docstring)."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2, allow_nan=False) + "\n")
+
+    def to_markdown(self, path: str | Path) -> None:
+        """Write the summary table, the failures and the metadata as Markdown."""
+        columns, rows = self._grid()
+        lines = [
+            "# seqops conformance", "", f"**{self.summary_line()}**", "",
+            "Worst error per op and dtype (normwise relative error; tolerances per dtype: "
+            + ", ".join(f"{d} {t:g}" for d, t in TOLERANCES.items()) + "). ✗ marks a failure.",
+            "",
+            "| op | dtype | " + " | ".join(columns) + " |",
+            "|---|---|" + "---:|" * len(columns),
+        ]
+        for (op, dtype), cells in rows.items():
+            texts = [_cell_text(cells.get(col), mark=True) for col in columns]
+            lines.append(f"| {op} | {dtype} | " + " | ".join(texts) + " |")
+        if self.failures:
+            lines += ["", "## Failures", "", "| backend | device | dtype | case | implementation | error | tolerance | message |",
+                      "|---|---|---|---|---|---:|---:|---|"]
+            lines += [
+                f"| {r.backend} | {r.device} | {r.dtype} | {r.case} | {r.implementation} | {_fmt(r.error)} "
+                f"| {r.tolerance:g} | {r.message.replace('|', '/')} |"
+                for r in self.failures
+            ]
+        if self.skipped_backends:
+            lines += ["", "## Skipped backends", ""]
+            lines += [f"- {b}: {why}" for b, why in self.skipped_backends]
+        lines += ["", "## Environment", ""]
+        lines += [f"- {key}: {value}" for key, value in self.metadata.items()]
+        Path(path).write_text("\n".join(lines) + "\n")
+
+    def print(self, console: Console | None = None) -> None:
+        """Print the summary table (rows op × dtype, one column per backend), the failures
+        and the summary line."""
+        console = console or Console()
+        columns, rows = self._grid()
+        table = Table(box=box.SIMPLE_HEAD, title="worst error per op and dtype (normwise relative)")
+        table.add_column("op", no_wrap=True)
+        table.add_column("dtype", no_wrap=True)
+        for col in columns:
+            table.add_column(col, justify="right", no_wrap=True)
+        for (op, dtype), cells in rows.items():
+            styled = []
+            for col in columns:
+                cell = cells.get(col)
+                style = {"pass": "green", "fail": "bold red"}.get(cell.status, "dim") if cell else "dim"
+                styled.append(f"[{style}]{_cell_text(cell, mark=True)}[/]")
+            table.add_row(op, dtype, *styled)
+        console.print(table)
+        for r in self.failures:
+            console.print(
+                f"[red]FAIL[/] {r.case} on {r.backend}/{r.device} {r.dtype} via {r.implementation or '?'}: "
+                f"error {_fmt(r.error)} > tolerance {r.tolerance:g}" + (f" ({r.message})" if r.message else ""),
+                highlight=False,
+            )
+        for backend, why in self.skipped_backends:
+            console.print(f"[dim]skipped backend {backend}: {why}[/]", highlight=False)
+        console.print(self.summary_line(), style="bold green" if self.ok else "bold red", highlight=False)
+
+    def _grid(self) -> tuple[list[str], dict[tuple[str, str], dict[str, Cell]]]:
+        """Column labels (backend, or backend@device when a backend ran on several devices)
+        and rows (op, dtype) -> column -> cell."""
+        cells = self.cells()
+        devices: dict[str, set[str]] = {}
+        for c in cells:
+            devices.setdefault(c.backend, set()).add(c.device)
+        label = {(c.backend, c.device): c.backend if len(devices[c.backend]) == 1 else f"{c.backend}@{c.device}" for c in cells}
+        columns = list(dict.fromkeys(label[c.backend, c.device] for c in cells))
+        dtype_order = {d: i for i, d in enumerate(TOLERANCES)}
+        ops = list(dict.fromkeys(c.op for c in cells))
+        rows: dict[tuple[str, str], dict[str, Cell]] = {}
+        for c in sorted(cells, key=lambda c: (ops.index(c.op), dtype_order.get(c.dtype, len(dtype_order)))):
+            rows.setdefault((c.op, c.dtype), {})[label[c.backend, c.device]] = c
+        return columns, rows
+
+
+def _worst(errors: Iterable[float | None]) -> float | None:
+    """The largest error, ``inf`` if any comparison was impossible, ``None`` if none ran."""
+    values = [math.inf if e is None else e for e in errors]
+    return max(values) if values else None
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _fmt(value: float | None) -> str:
+    if value is None:
+        return "-"
+    return "n/a" if not math.isfinite(value) else f"{value:.1e}"
+
+
+def _cell_text(cell: Cell | None, *, mark: bool) -> str:
+    if cell is None:
+        return "·"
+    if cell.status == "skip":
+        return "skip"
+    text = _fmt(cell.worst_error)
+    return f"✗ {text}" if mark and cell.status == "fail" else text
