@@ -1,1 +1,8 @@
 """Conformance suite for seqops: float64 references and cross-backend checks."""
+
+from seqops_conformance.cases import CASES
+from seqops_conformance.report import Report
+from seqops_conformance.runner import run
+from seqops_conformance.tolerances import TOLERANCES
+
+__all__ = ["CASES", "TOLERANCES", "Report", "run"]

@@ -150,20 +150,20 @@ def _erf_core(xp, x, splitter):
         _poly(w, _RA) / _poly1(w, _SA),
         _poly(w, _RB) / _poly1(w, _SB),
     )
-    # -t*t = h + l exactly (Veltkamp split + Dekker product) ...
+    # -t*t = h + low exactly (Veltkamp split + Dekker product) ...
     h = -(t * t)
     tc = t * splitter
     thi = tc - (tc - t)
     tlo = t - thi
-    l = -(((thi * thi + h) + 2.0 * thi * tlo) + tlo * tlo)
+    low = -(((thi * thi + h) + 2.0 * thi * tlo) + tlo * tlo)
     # ... and h + (rs - 0.5625) = u + e exactly (Knuth two-sum) ...
     c = rs - 0.5625
     u = h + c
     bv = u - h
     e = (h - (u - bv)) + (c - bv)
-    # ... so exp(h + l + c) = exp(u) * (1 + (e + l)) to second order.
+    # ... so exp(h + low + c) = exp(u) * (1 + (e + low)) to second order.
     eu = xp.exp(u)
-    r = eu + eu * (e + l)
+    r = eu + eu * (e + low)
     tail = 1.0 - r / t
 
     big = xp.where(ax < _B_MID, mid, tail)
