@@ -53,6 +53,9 @@ def unregister_plugin(name: str, /) -> None:
     registry.unregister(name)
 
 
+# Load the plugins now, outside any tracing (torch.compile cannot trace the loading).
+registry.backends()
+
 __all__ = [
     "Availability",
     "Backend",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -11,28 +12,9 @@ from typing import Any
 from seqops._lib.backend import Backend
 from seqops._plugins import registry
 
-# type(array) -> backend; filled on first sight of each array type (jax tracers included).
-_BACKEND_OF_TYPE: dict[type, Backend] = {}
-_registry_backends: tuple[Backend, ...] | None = None
-
 _default_backend: contextvars.ContextVar[str] = contextvars.ContextVar(
     "seqops_default_backend", default="numpy"
 )
-
-
-def _backend_of_type(t: type, x: object) -> Backend | None:
-    global _registry_backends
-    backends = registry.backends()
-    if backends is not _registry_backends:  # plugins changed: forget what we cached
-        _BACKEND_OF_TYPE.clear()
-        _registry_backends = backends
-    backend = _BACKEND_OF_TYPE.get(t)
-    if backend is None:
-        for candidate in backends:
-            if candidate.owns(x):
-                backend = _BACKEND_OF_TYPE[t] = candidate
-                break
-    return backend
 
 
 def resolve(*arrays: object, names: tuple[str, ...] = ()) -> Backend:
@@ -46,7 +28,7 @@ def resolve(*arrays: object, names: tuple[str, ...] = ()) -> Backend:
     for i, x in enumerate(arrays):
         if x is None or isinstance(x, (bool, int, float, complex)):
             continue
-        backend = _backend_of_type(type(x), x)
+        backend = registry.backend_of(x)
         if backend is None:
             known = ", ".join(b.name for b in registry.backends())
             msg = (
@@ -143,12 +125,13 @@ class _Explained(Exception):  # noqa: N818 - control flow, never escapes explain
         self.explanation = explanation
 
 
-_explaining: contextvars.ContextVar[bool] = contextvars.ContextVar("seqops_explaining", default=False)
+# Threads inside explain(). A plain global, not a ContextVar: torch.compile must trace call().
+_EXPLAINING: set[int] = set()
 
 
 def call(op: str, backend: Backend, /, *args: Any, **kwargs: Any) -> Any:
     """Run the first implementation of ``op`` on ``backend`` that accepts the call."""
-    if _explaining.get():
+    if _EXPLAINING and threading.get_ident() in _EXPLAINING:
         raise _Explained(_explain(op, backend, args, kwargs))
     for plugin, impl in registry.implementations(op, backend):
         if impl.decline is not None:
@@ -198,12 +181,12 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> Explanation:
         import seqops
 
         fn = getattr(seqops, fn)
-    token = _explaining.set(True)
+    _EXPLAINING.add(threading.get_ident())
     try:
         fn(*args, **kwargs)
     except _Explained as done:
         return done.explanation
     finally:
-        _explaining.reset(token)
+        _EXPLAINING.discard(threading.get_ident())
     msg = f"{getattr(fn, '__name__', fn)!r} is not a dispatched seqops op"
     raise TypeError(msg)

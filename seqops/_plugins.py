@@ -1,18 +1,22 @@
 """The one plugin manager: entry-point loading, quarantine, and the cached registries.
 
-Environment variables, read when seqops first loads its plugins:
+Environment variables, read when ``import seqops`` loads the plugins:
 
 ``SEQOPS_DISABLE_PLUGIN_AUTOLOAD=1``
     Do not load the ``seqops.plugins`` entry points (fast paths); the portable
     implementations run. Backends still load: without them no array can be handled.
 ``SEQOPS_DISABLE_PLUGINS=name,...``
     Do not load the named entry points of either group (a fast path, or a backend).
+
+The caches below are plain dicts filled on first use, without locks: filling one twice
+is harmless (same result), and the hot path must stay traceable by ``torch.compile``
+(Dynamo cannot enter a lock nor trace pluggy's registration machinery, so the entry
+points are loaded eagerly at import, where nothing is being traced).
 """
 
 from __future__ import annotations
 
 import os
-import threading
 import warnings
 from collections.abc import Iterator
 from importlib.metadata import entry_points
@@ -27,6 +31,8 @@ from seqops.hookspecs import Implementation
 BACKEND_GROUP = "seqops.backends"
 PLUGIN_GROUP = "seqops.plugins"
 
+Candidate = tuple[str, Implementation]
+
 
 class SeqopsPluginWarning(UserWarning):
     """A plugin failed to load or raised inside a hook and was quarantined."""
@@ -34,19 +40,17 @@ class SeqopsPluginWarning(UserWarning):
 
 class _Registry:
     def __init__(self) -> None:
-        self._lock = threading.RLock()
         self._pm: pluggy.PluginManager | None = None
         self._backends: tuple[Backend, ...] | None = None
         self._impls: dict[tuple[str, str], tuple[Candidate, ...]] = {}
+        self._backend_of_type: dict[type, Backend] = {}
         self.quarantined: dict[str, str] = {}
 
     # -- loading ----------------------------------------------------------------------
     @property
     def pm(self) -> pluggy.PluginManager:
         if self._pm is None:
-            with self._lock:
-                if self._pm is None:
-                    self._pm = self._load()
+            self._pm = self._load()
         return self._pm
 
     def _load(self) -> pluggy.PluginManager:
@@ -81,73 +85,76 @@ class _Registry:
     def _invalidate(self) -> None:
         self._backends = None
         self._impls = {}
+        self._backend_of_type = {}
 
     def _each_hookimpl(self, hook_name: str) -> Iterator[tuple[str, Any]]:
         """Yield ``(plugin name, hook function)`` in pluggy call order (LIFO, tryfirst first)."""
-        pm = self.pm
-        for impl in reversed(getattr(pm.hook, hook_name).get_hookimpls()):
+        for impl in reversed(getattr(self.pm.hook, hook_name).get_hookimpls()):
             yield impl.plugin_name, impl.function
 
     # -- public registry API ----------------------------------------------------------
     def register(self, plugin: object, name: str | None = None) -> str:
-        with self._lock:
-            registered = self.pm.register(plugin, name=name)
-            self._invalidate()
+        registered = self.pm.register(plugin, name=name)
+        self._invalidate()
         if registered is None:
             msg = f"plugin {name!r} is already registered or blocked"
             raise ValueError(msg)
         return registered
 
     def unregister(self, name: str) -> None:
-        with self._lock:
-            self.pm.unregister(name=name)
-            self._invalidate()
+        self.pm.unregister(name=name)
+        self._invalidate()
 
     def backends(self) -> tuple[Backend, ...]:
         """Every registered backend, highest precedence first."""
         if self._backends is None:
-            with self._lock:
-                found: list[Backend] = []
-                for plugin, fn in list(self._each_hookimpl("seqops_backends")):
-                    try:
-                        result = list(fn())
-                        for backend in result:
-                            if not isinstance(backend, Backend):
-                                msg = f"seqops_backends returned {backend!r}, not a seqops.Backend"
-                                raise TypeError(msg)
-                    except Exception as exc:  # noqa: BLE001 - a broken plugin is quarantined
-                        self._quarantine(self.pm, plugin, f"seqops_backends raised {exc!r}")
-                        continue
-                    found.extend(result)
-                self._backends = tuple(found)
+            found: list[Backend] = []
+            for plugin, fn in list(self._each_hookimpl("seqops_backends")):
+                try:
+                    result = list(fn())
+                    for backend in result:
+                        if not isinstance(backend, Backend):
+                            msg = f"seqops_backends returned {backend!r}, not a seqops.Backend"
+                            raise TypeError(msg)
+                except Exception as exc:  # noqa: BLE001 - a broken plugin is quarantined
+                    self._quarantine(self.pm, plugin, f"seqops_backends raised {exc!r}")
+                    continue
+                found.extend(result)
+            self._backends = tuple(found)
         return self._backends
+
+    def backend_of(self, x: object) -> Backend | None:
+        """The backend owning array ``x`` (cached by type; jax tracer types included)."""
+        backend = self._backend_of_type.get(type(x))
+        if backend is None:
+            backend = next((b for b in self.backends() if b.owns(x)), None)
+            if backend is not None:
+                self._backend_of_type[type(x)] = backend
+        return backend
 
     def implementations(self, op: str, backend: Backend) -> tuple[Candidate, ...]:
         """``(plugin name, implementation)`` pairs for ``op`` on ``backend``, in asking order."""
         key = (op, backend.name)
         candidates = self._impls.get(key)
         if candidates is None:
-            with self._lock:
-                found: list[Candidate] = []
-                for plugin, fn in list(self._each_hookimpl("seqops_implementations")):
-                    try:
-                        result = list(fn(op=op, backend=backend) or ())
-                        for impl in result:
-                            if not isinstance(impl, Implementation):
-                                msg = f"returned {impl!r}, not a seqops.Implementation"
-                                raise TypeError(msg)
-                    except Exception as exc:  # noqa: BLE001 - a broken plugin is quarantined
-                        self._quarantine(self.pm, plugin, f"seqops_implementations raised {exc!r}")
-                        continue
-                    found.extend((plugin, impl) for impl in result)
-                candidates = self._impls[key] = tuple(found)
+            found: list[Candidate] = []
+            for plugin, fn in list(self._each_hookimpl("seqops_implementations")):
+                try:
+                    result = list(fn(op=op, backend=backend) or ())
+                    for impl in result:
+                        if not isinstance(impl, Implementation):
+                            msg = f"returned {impl!r}, not a seqops.Implementation"
+                            raise TypeError(msg)
+                except Exception as exc:  # noqa: BLE001 - a broken plugin is quarantined
+                    self._quarantine(self.pm, plugin, f"seqops_implementations raised {exc!r}")
+                    continue
+                found.extend((plugin, impl) for impl in result)
+            candidates = self._impls[key] = tuple(found)
         return candidates
 
     def quarantine(self, plugin: str, why: str) -> None:
         """Unregister ``plugin`` with a warning (its hook or ``decline`` misbehaved)."""
-        with self._lock:
-            self._quarantine(self.pm, plugin, why)
+        self._quarantine(self.pm, plugin, why)
 
 
-Candidate = tuple[str, Implementation]
 registry = _Registry()

@@ -8,8 +8,8 @@ replaces :data:`LIKE` by an array of the backend, device and dtype under test. T
 reference is then called with the same arguments, converted back to NumPy (``like``
 dropped), and returns the expected outputs.
 
-Sizes stay small (lengths and widths <= 16) and random inputs are ``0.5 * N(0, 1)`` so
-that half precision is exercised without overflow.
+Sizes stay small (lengths and widths <= 16) and random inputs are normals of scale 0.5 to
+2 (weights scaled by ``1/sqrt(fan_in)``), so half precision is exercised without overflow.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ class _Like:
 LIKE = _Like()
 
 Inputs = tuple[tuple[Any, ...], dict[str, Any]]
+Build = Callable[[np.random.Generator], Inputs]
 
 
 @dataclass(frozen=True)
@@ -59,7 +60,7 @@ class Case:
 
     op: str
     name: str
-    build: Callable[[np.random.Generator], Inputs]
+    build: Build
     reference: Callable[..., tuple[np.ndarray, ...]]
     unsupported: Mapping[str, str] = field(default_factory=dict)
 
@@ -93,7 +94,7 @@ def _ref_mha(query, key, value, params, *, need_weights=False, **options):
     return (out, weights) if need_weights else (out,)
 
 
-def _ref_pe(num_positions, d_model, *, dtype=None, **options):
+def _ref_pe(num_positions, d_model, **options):
     return (ref.sinusoidal_positional_encoding(num_positions, d_model, **options),)
 
 
@@ -109,16 +110,22 @@ def _single(fn: Callable[..., np.ndarray]) -> Callable[..., tuple[np.ndarray, ..
 CASES: list[Case] = []
 
 
-def _add(op: str, name: str, build: Callable[[np.random.Generator], Inputs], reference: Callable[..., Any]) -> None:
-    CASES.append(Case(op, name, build, reference))
+def _add(op: str, builds: Mapping[str, Build], reference: Callable[..., tuple[np.ndarray, ...]]) -> None:
+    """Register one case of ``op`` per ``{name: build}`` entry."""
+    CASES.extend(Case(op, name, build, reference) for name, build in builds.items())
 
 
 # -- scaled_dot_product_attention ----------------------------------------------------------
 
 
-def _sdpa(rng, q, k, v, *, mask=None, bias=None, no_key_rows=(), **options):
-    """Inputs of shapes ``q``, ``k``, ``v``; ``mask``/``bias`` shapes; ``no_key_rows``
-    indexes of (broadcast) mask rows set all False."""
+# Cases share shapes where they can: JAX compiles each op once per shape and dtype.
+_3D = ((2, 5, 8), (2, 7, 8), (2, 7, 6))  # L < S, Ev != E
+_4D = ((2, 2, 5, 8), (2, 2, 7, 8), (2, 2, 7, 8))
+
+
+def _sdpa(q, k, v, rng, *, mask=None, bias=None, no_key_rows=(), **options):
+    """Inputs of shapes ``q``, ``k``, ``v``, a random ``mask`` and ``bias`` of the given
+    shapes; the mask rows indexed by ``no_key_rows`` are all False (no key to attend)."""
     kwargs = dict(options)
     if mask is not None:
         kwargs["mask"] = _bools(rng, *mask)
@@ -130,73 +137,80 @@ def _sdpa(rng, q, k, v, *, mask=None, bias=None, no_key_rows=(), **options):
 
 
 def _sdpa_bias_row_minus_inf(rng):
-    args, kwargs = _sdpa(rng, (2, 5, 8), (2, 6, 8), (2, 6, 8), bias=(5, 6))
+    args, kwargs = _sdpa(*_3D, rng, bias=(5, 7))
     kwargs["bias"][3] = -np.inf  # row 3 has no key: its output must be zeros
     return args, kwargs
 
 
-for _name, _build in {
-    "3d L!=S Ev!=E": partial(_sdpa, q=(2, 5, 8), k=(2, 7, 8), v=(2, 7, 6)),
-    "4d": partial(_sdpa, q=(2, 3, 6, 8), k=(2, 3, 6, 8), v=(2, 3, 6, 8)),
-    "broadcast batch": partial(_sdpa, q=(2, 3, 5, 8), k=(1, 3, 7, 8), v=(1, 3, 7, 4)),
-    "broadcast rank": partial(_sdpa, q=(2, 3, 5, 8), k=(3, 7, 8), v=(3, 7, 8)),
-    "2d": partial(_sdpa, q=(4, 8), k=(6, 8), v=(6, 5)),
-    "mask (L,S)": partial(_sdpa, q=(2, 2, 5, 8), k=(2, 2, 7, 8), v=(2, 2, 7, 8), mask=(5, 7)),
-    "mask (B,1,L,S)": partial(_sdpa, q=(2, 2, 5, 8), k=(2, 2, 7, 8), v=(2, 2, 7, 8), mask=(2, 1, 5, 7)),
-    "bias": partial(_sdpa, q=(2, 2, 5, 8), k=(2, 2, 7, 8), v=(2, 2, 7, 8), bias=(2, 2, 5, 7)),
-    "bias (L,S)": partial(_sdpa, q=(2, 2, 5, 8), k=(2, 2, 7, 8), v=(2, 2, 7, 8), bias=(5, 7)),
-    "causal": partial(_sdpa, q=(2, 6, 8), k=(2, 6, 8), v=(2, 6, 8), is_causal=True),
-    "causal L<S": partial(_sdpa, q=(2, 4, 8), k=(2, 7, 8), v=(2, 7, 8), is_causal=True),
-    "causal L>S": partial(_sdpa, q=(2, 7, 8), k=(2, 4, 8), v=(2, 4, 8), is_causal=True),
-    "mask+bias+causal": partial(
-        _sdpa, q=(2, 2, 6, 8), k=(2, 2, 6, 8), v=(2, 2, 6, 8), mask=(2, 1, 6, 6), bias=(6, 6), is_causal=True
-    ),
-    "scale": partial(_sdpa, q=(2, 5, 8), k=(2, 7, 8), v=(2, 7, 8), scale=0.3),
-    "gqa": partial(_sdpa, q=(2, 4, 5, 8), k=(2, 2, 7, 8), v=(2, 2, 7, 8), enable_gqa=True),
-    "gqa causal weights": partial(
-        _sdpa, q=(4, 6, 8), k=(2, 6, 8), v=(2, 6, 4), enable_gqa=True, is_causal=True, return_weights=True
-    ),
-    "weights": partial(_sdpa, q=(2, 2, 5, 8), k=(2, 2, 7, 8), v=(2, 2, 7, 8), mask=(5, 7), return_weights=True),
-    "fully masked rows": partial(
-        _sdpa, q=(2, 2, 5, 8), k=(2, 2, 7, 8), v=(2, 2, 7, 8), mask=(2, 1, 5, 7),
-        no_key_rows=((0, 0, 1), (1, 0, 4)), return_weights=True,
-    ),
-    "fully masked by bias -inf": _sdpa_bias_row_minus_inf,
-}.items():
-    _add("scaled_dot_product_attention", _name, _build, _ref_sdpa)
+_add(
+    "scaled_dot_product_attention",
+    {
+        "3d L<S Ev!=E": partial(_sdpa, *_3D),
+        "4d": partial(_sdpa, *_4D),
+        "2d": partial(_sdpa, (5, 8), (7, 8), (7, 6)),
+        "broadcast batch": partial(_sdpa, (2, 2, 5, 8), (1, 2, 7, 8), (1, 2, 7, 4)),
+        "broadcast rank": partial(_sdpa, (2, 2, 5, 8), (2, 7, 8), (2, 7, 8)),
+        "mask (L,S)": partial(_sdpa, *_4D, mask=(5, 7)),
+        "mask (B,1,L,S)": partial(_sdpa, *_4D, mask=(2, 1, 5, 7)),
+        "bias": partial(_sdpa, *_4D, bias=(2, 2, 5, 7)),
+        "bias (L,S)": partial(_sdpa, *_4D, bias=(5, 7)),
+        "causal L=S": partial(_sdpa, (2, 7, 8), (2, 7, 8), (2, 7, 6), is_causal=True),
+        "causal L<S": partial(_sdpa, *_3D, is_causal=True),
+        "causal L>S": partial(_sdpa, (2, 7, 8), (2, 5, 8), (2, 5, 6), is_causal=True),
+        "mask+bias+causal": partial(_sdpa, *_4D, mask=(2, 1, 5, 7), bias=(5, 7), is_causal=True),
+        "scale": partial(_sdpa, *_3D, scale=0.3),
+        "gqa": partial(_sdpa, (2, 4, 5, 8), (2, 2, 7, 8), (2, 2, 7, 8), enable_gqa=True),
+        "gqa causal weights": partial(
+            _sdpa, (4, 5, 8), (2, 7, 8), (2, 7, 6), enable_gqa=True, is_causal=True, return_weights=True
+        ),
+        "weights": partial(_sdpa, *_4D, mask=(5, 7), return_weights=True),
+        "fully masked rows": partial(
+            _sdpa, *_4D, mask=(2, 1, 5, 7), no_key_rows=((0, 0, 1), (1, 0, 4)), return_weights=True
+        ),
+        "fully masked by bias -inf": _sdpa_bias_row_minus_inf,
+    },
+    _ref_sdpa,
+)
 
 # -- masks and positional encodings (creation ops use like=) -------------------------------
 
-for _q_len, _kv_len, _align in ((5, None, "top_left"), (4, 7, "top_left"), (7, 4, "top_left"),
-                                (4, 7, "bottom_right"), (7, 4, "bottom_right"), (6, 6, "bottom_right")):
-    _args = (_q_len,) if _kv_len is None else (_q_len, _kv_len)
-    _add(
-        "causal_mask",
-        f"{_align} {'x'.join(map(str, _args))}",
-        partial(_fixed, _args, {"align": _align, "like": LIKE}),
-        _single(ref.causal_mask),
-    )
+_add(
+    "causal_mask",
+    {
+        f"{align} {'x'.join(map(str, lengths))}": partial(_fixed, lengths, {"align": align, "like": LIKE})
+        for lengths, align in (
+            ((5,), "top_left"),
+            ((4, 7), "top_left"),
+            ((7, 4), "top_left"),
+            ((4, 7), "bottom_right"),
+            ((7, 4), "bottom_right"),
+            ((6, 6), "bottom_right"),
+        )
+    },
+    _single(ref.causal_mask),
+)
 
-for _name, _lengths, _max_len in (("with zero length", [0, 3, 5, 2], 5), ("max_len > lengths", [1, 4], 6)):
-    _add(
-        "padding_mask",
-        _name,
-        partial(_fixed, (np.array(_lengths, dtype=np.int64), _max_len), {}),
-        _single(ref.padding_mask),
-    )
+_add(
+    "padding_mask",
+    {
+        "with zero length": partial(_fixed, (np.array([0, 3, 5, 2]), 5), {}),
+        "max_len > lengths": partial(_fixed, (np.array([1, 4]), 6), {}),
+    },
+    _single(ref.padding_mask),
+)
 
-for _name, _shape, _options in (
-    ("interleaved 7x8", (7, 8), {}),
-    ("halves 7x8", (7, 8), {"layout": "halves"}),
-    ("odd half width 6x6 base 100", (6, 6), {"base": 100.0}),
-    ("positions halves", (5, 10), {"layout": "halves", "positions": np.array([0, 3, 10, 100, 7])}),
-):
-    _add(
-        "sinusoidal_positional_encoding",
-        _name,
-        partial(_fixed, _shape, {**_options, "like": LIKE}),
-        _ref_pe,
-    )
+_add(
+    "sinusoidal_positional_encoding",
+    {
+        "interleaved 7x8": partial(_fixed, (7, 8), {"like": LIKE}),
+        "halves 7x8": partial(_fixed, (7, 8), {"layout": "halves", "like": LIKE}),
+        "odd half width 6x6 base 100": partial(_fixed, (6, 6), {"base": 100.0, "like": LIKE}),
+        "positions halves": partial(
+            _fixed, (5, 10), {"layout": "halves", "positions": np.array([0, 3, 10, 100, 7]), "like": LIKE}
+        ),
+    },
+    _ref_pe,
+)
 
 # -- softmax and log-softmax -----------------------------------------------------------------
 
@@ -211,14 +225,21 @@ def _large_logits(rng):
     return (x,), {}
 
 
+def _logits(shape, axis, rng):
+    return (_normal(rng, *shape, scale=2.0),), {"axis": axis}
+
+
 for _op, _reference in (("softmax", ref.softmax), ("log_softmax", ref.log_softmax)):
-    for _name, _build in {
-        "axis -1": lambda rng: ((_normal(rng, 4, 9, scale=2.0),), {}),
-        "axis 0": lambda rng: ((_normal(rng, 5, 3, 4, scale=2.0),), {"axis": 0}),
-        "axis 1 of 3": lambda rng: ((_normal(rng, 3, 6, 4, scale=2.0),), {"axis": 1}),
-        "large magnitude": _large_logits,
-    }.items():
-        _add(_op, _name, _build, _single(_reference))
+    _add(
+        _op,
+        {
+            "axis -1": partial(_logits, (4, 9), -1),
+            "axis 0": partial(_logits, (5, 3, 4), 0),
+            "axis 1 of 3": partial(_logits, (3, 6, 4), 1),
+            "large magnitude": _large_logits,
+        },
+        _single(_reference),
+    )
 
 # -- layer norm and feed-forward ---------------------------------------------------------------
 
@@ -231,13 +252,17 @@ def _layer_norm(rng, *, weight=True, bias=True, offset=0.0, eps=None):
     return (x, w, b), kwargs
 
 
-for _name, _build in {
-    "plain": partial(_layer_norm, weight=False, bias=False),
-    "affine": _layer_norm,
-    "weight only": partial(_layer_norm, bias=False),
-    "offset mean eps": partial(_layer_norm, offset=8.0, eps=1e-3),
-}.items():
-    _add("layer_norm", _name, _build, _single(ref.layer_norm))
+_add(
+    "layer_norm",
+    {
+        "plain": partial(_layer_norm, weight=False, bias=False),
+        "affine": _layer_norm,
+        "weight only": partial(_layer_norm, bias=False),
+        "bias only": partial(_layer_norm, weight=False),
+        "offset mean eps": partial(_layer_norm, offset=8.0, eps=1e-3),
+    },
+    _single(ref.layer_norm),
+)
 
 
 def _linear_weights(rng, d_in, d_out, bias=True):
@@ -251,14 +276,17 @@ def _feed_forward(rng, *, activation, biases=(True, True)):
     return (_normal(rng, 2, 5, 8, scale=1.0), w1, b1, w2, b2), {"activation": activation}
 
 
-for _name, _build in {
-    "relu": partial(_feed_forward, activation="relu"),
-    "gelu": partial(_feed_forward, activation="gelu"),
-    "gelu_tanh": partial(_feed_forward, activation="gelu_tanh"),
-    "gelu no biases": partial(_feed_forward, activation="gelu", biases=(False, False)),
-    "relu b1 only": partial(_feed_forward, activation="relu", biases=(True, False)),
-}.items():
-    _add("feed_forward", _name, _build, _single(ref.feed_forward))
+_add(
+    "feed_forward",
+    {
+        "relu": partial(_feed_forward, activation="relu"),
+        "gelu": partial(_feed_forward, activation="gelu"),
+        "gelu_tanh": partial(_feed_forward, activation="gelu_tanh"),
+        "gelu no biases": partial(_feed_forward, activation="gelu", biases=(False, False)),
+        "relu b1 only": partial(_feed_forward, activation="relu", biases=(True, False)),
+    },
+    _single(ref.feed_forward),
+)
 
 # -- multi-head attention and the encoder layer ----------------------------------------------
 
@@ -289,17 +317,20 @@ def _mha(rng, *, lead=(2,), length=5, source=None, bias=True, mask=False, paddin
     return (query, key, value, params), kwargs
 
 
-for _name, _build in {
-    "self": _mha,
-    "cross": partial(_mha, source=7),
-    "unbatched": partial(_mha, lead=()),
-    "no biases": partial(_mha, bias=False),
-    "mask": partial(_mha, source=7, mask=True),
-    "key padding, one fully padded": partial(_mha, source=7, padding=[5, 0]),
-    "causal": partial(_mha, is_causal=True),
-    "weights mask padding": partial(_mha, source=7, mask=True, padding=[7, 3], need_weights=True),
-}.items():
-    _add("multi_head_attention", _name, _build, _ref_mha)
+_add(
+    "multi_head_attention",
+    {
+        "self": _mha,
+        "cross": partial(_mha, source=7),
+        "unbatched": partial(_mha, lead=()),
+        "no biases": partial(_mha, bias=False),
+        "mask": partial(_mha, source=7, mask=True),
+        "key padding, one fully padded": partial(_mha, source=7, padding=[5, 0]),
+        "causal": partial(_mha, is_causal=True),
+        "weights mask padding": partial(_mha, source=7, mask=True, padding=[7, 3], need_weights=True),
+    },
+    _ref_mha,
+)
 
 
 def _encoder(rng, *, length=6, norm_affine=True, mask=False, padding=None, **options):
@@ -307,7 +338,8 @@ def _encoder(rng, *, length=6, norm_affine=True, mask=False, padding=None, **opt
     attn = _mha_params(rng, 8, 8, 8, 8, 8)
     w1, b1 = _linear_weights(rng, 8, 16)
     w2, b2 = _linear_weights(rng, 16, 8)
-    norms = [(1.0 if i % 2 == 0 else 0.0) + _normal(rng, 8, scale=0.2) for i in range(4 if norm_affine else 0)]
+    # norm1_weight, norm1_bias, norm2_weight, norm2_bias: weights near 1, biases near 0
+    norms = [float(i % 2 == 0) + _normal(rng, 8, scale=0.2) for i in range(4 if norm_affine else 0)]
     params = seqops.EncoderLayerParams(attn, w1, b1, w2, b2, *norms)
     kwargs = {"num_heads": 2, **options}
     if mask:
@@ -317,15 +349,18 @@ def _encoder(rng, *, length=6, norm_affine=True, mask=False, padding=None, **opt
     return (x, params), kwargs
 
 
-for _name, _build in {
-    "post-norm relu": _encoder,
-    "norm_first gelu": partial(_encoder, norm_first=True, activation="gelu"),
-    "key padding": partial(_encoder, padding=[6, 3]),
-    "causal gelu_tanh": partial(_encoder, is_causal=True, activation="gelu_tanh"),
-    "mask norm_first": partial(_encoder, mask=True, norm_first=True),
-    "no norm affine": partial(_encoder, norm_affine=False),
-}.items():
-    _add("transformer_encoder_layer", _name, _build, _single(ref.transformer_encoder_layer))
+_add(
+    "transformer_encoder_layer",
+    {
+        "post-norm relu": _encoder,
+        "norm_first gelu": partial(_encoder, norm_first=True, activation="gelu"),
+        "key padding": partial(_encoder, padding=[6, 3]),
+        "causal gelu_tanh": partial(_encoder, is_causal=True, activation="gelu_tanh"),
+        "mask norm_first": partial(_encoder, mask=True, norm_first=True),
+        "no norm affine": partial(_encoder, norm_affine=False),
+    },
+    _single(ref.transformer_encoder_layer),
+)
 
 OPS: tuple[str, ...] = tuple(dict.fromkeys(case.op for case in CASES))
 """Every op with cases, in registry order."""

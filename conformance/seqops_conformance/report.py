@@ -30,6 +30,7 @@ from typing import Any
 
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from seqops_conformance.tolerances import TOLERANCES
@@ -105,19 +106,24 @@ class Report:
         for (op, backend, device, dtype), results in groups.items():
             ran = [r for r in results if r.status != "skip"]
             failed = sum(r.status == "fail" for r in ran)
-            cells.append(Cell(
-                op, backend, device, dtype,
-                worst_error=_worst(r.error for r in ran),
-                tolerance=results[0].tolerance,
-                status="skip" if not ran else "fail" if failed else "pass",
-                checks=len(ran),
-                failed=failed,
-                implementations=sorted({r.implementation for r in ran if r.implementation}),
-            ))
+            cells.append(
+                Cell(
+                    op,
+                    backend,
+                    device,
+                    dtype,
+                    worst_error=_worst(r.error for r in ran),
+                    tolerance=results[0].tolerance,
+                    status="skip" if not ran else "fail" if failed else "pass",
+                    checks=len(ran),
+                    failed=failed,
+                    implementations=sorted({r.implementation for r in ran if r.implementation}),
+                )
+            )
         return cells
 
     def worst_errors(self) -> dict[str, float | None]:
-        """The worst error of each dtype over every floating check that ran."""
+        """The worst error of each dtype over the checks that ran."""
         worst: dict[str, float | None] = {}
         for dtype in TOLERANCES:
             ran = [r for r in self.results if r.dtype == dtype and r.status != "skip"]
@@ -125,34 +131,38 @@ class Report:
                 worst[dtype] = _worst(r.error for r in ran)
         return worst
 
-    def summary_line(self) -> str:
-        """``conformance: 4 backends, 10 ops, 812 checks, 0 failed; worst error float64 …``."""
+    def summary(self) -> dict[str, Any]:
+        """Counts of backends, ops, checks, failures and skips, and the worst error per dtype."""
         ran = [r for r in self.results if r.status != "skip"]
-        backends = len({r.backend for r in ran})
-        ops = len({r.op for r in ran})
-        skipped = sum(r.status == "skip" for r in self.results)
-        line = f"conformance: {backends} backends, {ops} ops, {len(ran)} checks, {len(self.failures)} failed"
-        if skipped:
-            line += f", {skipped} skipped"
-        worst = ", ".join(f"{dtype} {_fmt(err)}" for dtype, err in self.worst_errors().items())
+        return {
+            "backends": len({r.backend for r in ran}),
+            "ops": len({r.op for r in ran}),
+            "checks": len(ran),
+            "failed": len(self.failures),
+            "skipped": len(self.results) - len(ran),
+            "worst_error": self.worst_errors(),
+        }
+
+    def summary_line(self) -> str:
+        """``conformance: 4 backends, 10 ops, 806 checks, 0 failed; worst error float64 …``."""
+        s = self.summary()
+        line = f"conformance: {s['backends']} backends, {s['ops']} ops, {s['checks']} checks"
+        line += f", {s['failed']} failed"
+        if s["skipped"]:
+            line += f", {s['skipped']} skipped"
+        worst = ", ".join(f"{dtype} {_fmt(err)}" for dtype, err in s["worst_error"].items())
         return f"{line}; worst error {worst}" if worst else line
 
     # -- renderings --------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """The report as the JSON-ready dict of the module docstring's schema."""
-        ran = [r for r in self.results if r.status != "skip"]
+        summary = self.summary()
+        summary["worst_error"] = {k: _finite(v) for k, v in summary["worst_error"].items()}
         return {
             "schema_version": SCHEMA_VERSION,
             "metadata": self.metadata,
-            "summary": {
-                "backends": len({r.backend for r in ran}),
-                "ops": len({r.op for r in ran}),
-                "checks": len(ran),
-                "failed": len(self.failures),
-                "skipped": len(self.results) - len(ran),
-                "worst_error": {k: _finite(v) for k, v in self.worst_errors().items()},
-            },
+            "summary": summary,
             "skipped_backends": [{"backend": b, "reason": why} for b, why in self.skipped_backends],
             "cells": [{**asdict(c), "worst_error": _finite(c.worst_error)} for c in self.cells()],
             "results": [{**asdict(r), "error": _finite(r.error)} for r in self.results],
@@ -166,22 +176,31 @@ class Report:
         """Write the summary table, the failures and the metadata as Markdown."""
         columns, rows = self._grid()
         lines = [
-            "# seqops conformance", "", f"**{self.summary_line()}**", "",
+            "# seqops conformance",
+            "",
+            f"**{self.summary_line()}**",
+            "",
             "Worst error per op and dtype (normwise relative error; tolerances per dtype: "
-            + ", ".join(f"{d} {t:g}" for d, t in TOLERANCES.items()) + "). ✗ marks a failure.",
+            + ", ".join(f"{d} {t:g}" for d, t in TOLERANCES.items())
+            + "). ✗ marks a failure.",
             "",
             "| op | dtype | " + " | ".join(columns) + " |",
             "|---|---|" + "---:|" * len(columns),
         ]
         for (op, dtype), cells in rows.items():
-            texts = [_cell_text(cells.get(col), mark=True) for col in columns]
+            texts = [_cell_text(cells.get(col)) for col in columns]
             lines.append(f"| {op} | {dtype} | " + " | ".join(texts) + " |")
         if self.failures:
-            lines += ["", "## Failures", "", "| backend | device | dtype | case | implementation | error | tolerance | message |",
-                      "|---|---|---|---|---|---:|---:|---|"]
+            lines += [
+                "",
+                "## Failures",
+                "",
+                "| backend | device | dtype | case | implementation | error | tolerance | message |",
+                "|---|---|---|---|---|---:|---:|---|",
+            ]
             lines += [
                 f"| {r.backend} | {r.device} | {r.dtype} | {r.case} | {r.implementation} | {_fmt(r.error)} "
-                f"| {r.tolerance:g} | {r.message.replace('|', '/')} |"
+                f"| {r.tolerance:g} | {' '.join(r.message.replace('|', '/').split())} |"
                 for r in self.failures
             ]
         if self.skipped_backends:
@@ -196,7 +215,7 @@ class Report:
         and the summary line."""
         console = console or Console()
         columns, rows = self._grid()
-        table = Table(box=box.SIMPLE_HEAD, title="worst error per op and dtype (normwise relative)")
+        table = Table(box=box.SIMPLE_HEAD, title="worst error (normwise relative)")
         table.add_column("op", no_wrap=True)
         table.add_column("dtype", no_wrap=True)
         for col in columns:
@@ -206,18 +225,27 @@ class Report:
             for col in columns:
                 cell = cells.get(col)
                 style = {"pass": "green", "fail": "bold red"}.get(cell.status, "dim") if cell else "dim"
-                styled.append(f"[{style}]{_cell_text(cell, mark=True)}[/]")
-            table.add_row(op, dtype, *styled)
-        console.print(table)
+                styled.append(f"[{style}]{_cell_text(cell)}[/]")
+            table.add_row(escape(op), dtype, *styled)
+        if rows:
+            if not console.is_terminal:  # a pipe or file gets the whole table, not 80 columns
+                unbounded = console.options.update(max_width=10_000)
+                console.width = max(console.width, console.measure(table, options=unbounded).maximum)
+            console.print(table)
         for r in self.failures:
+            where = f"{r.backend}/{r.device} {r.dtype} via {r.implementation or '?'}"
             console.print(
-                f"[red]FAIL[/] {r.case} on {r.backend}/{r.device} {r.dtype} via {r.implementation or '?'}: "
-                f"error {_fmt(r.error)} > tolerance {r.tolerance:g}" + (f" ({r.message})" if r.message else ""),
+                f"[red]FAIL[/] {escape(r.case)} on {escape(where)}: error {_fmt(r.error)} "
+                f"(tolerance {r.tolerance:g})" + (f" {escape(r.message)}" if r.message else ""),
                 highlight=False,
+                soft_wrap=True,
             )
         for backend, why in self.skipped_backends:
-            console.print(f"[dim]skipped backend {backend}: {why}[/]", highlight=False)
-        console.print(self.summary_line(), style="bold green" if self.ok else "bold red", highlight=False)
+            console.print(
+                f"[dim]skipped backend {escape(backend)}: {escape(why)}[/]", highlight=False, soft_wrap=True
+            )
+        style = "bold green" if self.ok else "bold red"
+        console.print(self.summary_line(), style=style, highlight=False, soft_wrap=True)
 
     def _grid(self) -> tuple[list[str], dict[tuple[str, str], dict[str, Cell]]]:
         """Column labels (backend, or backend@device when a backend ran on several devices)
@@ -226,7 +254,10 @@ class Report:
         devices: dict[str, set[str]] = {}
         for c in cells:
             devices.setdefault(c.backend, set()).add(c.device)
-        label = {(c.backend, c.device): c.backend if len(devices[c.backend]) == 1 else f"{c.backend}@{c.device}" for c in cells}
+        label = {
+            (c.backend, c.device): c.backend if len(devices[c.backend]) == 1 else f"{c.backend}@{c.device}"
+            for c in cells
+        }
         columns = list(dict.fromkeys(label[c.backend, c.device] for c in cells))
         dtype_order = {d: i for i, d in enumerate(TOLERANCES)}
         ops = list(dict.fromkeys(c.op for c in cells))
@@ -249,13 +280,15 @@ def _finite(value: float | None) -> float | None:
 def _fmt(value: float | None) -> str:
     if value is None:
         return "-"
-    return "n/a" if not math.isfinite(value) else f"{value:.1e}"
+    if not math.isfinite(value):
+        return "n/a"
+    return "0" if value == 0.0 else f"{value:.1e}"
 
 
-def _cell_text(cell: Cell | None, *, mark: bool) -> str:
+def _cell_text(cell: Cell | None) -> str:
     if cell is None:
         return "·"
     if cell.status == "skip":
         return "skip"
     text = _fmt(cell.worst_error)
-    return f"✗ {text}" if mark and cell.status == "fail" else text
+    return f"✗ {text}" if cell.status == "fail" else text

@@ -73,7 +73,9 @@ def run(
                 continue
             chosen = _devices(backend, devices)
             if not chosen:
-                report.skipped_backends.append((name, f"none of the devices {', '.join(devices or ())} on this machine"))
+                report.skipped_backends.append(
+                    (name, f"none of the devices {', '.join(devices or ())} on this machine")
+                )
             for device in chosen:
                 for dtype_name, dtype in backend.floating_dtypes(device).items():
                     if dtype_name in TOLERANCES and (dtypes is None or dtype_name in dtypes):
@@ -102,7 +104,9 @@ def _check(
     """Run ``case`` on one backend, device and dtype and compare with the reference."""
     like = backend.from_numpy(np.zeros(1), dtype=dtype, device=device)
     where = backend.device(like)
-    result = Result(backend.name, _label(where), dtype_name, case.op, case.id, "", None, tolerance(dtype_name), "fail")
+    result = Result(
+        backend.name, _label(where), dtype_name, case.op, case.id, "", None, tolerance(dtype_name), "fail"
+    )
     if dtype_name in case.unsupported:
         result.status, result.message = "skip", case.unsupported[dtype_name]
         return result
@@ -127,14 +131,33 @@ def _check(
     if len(outs) != len(expected):
         result.message = f"returned {len(outs)} outputs, expected {len(expected)}"
         return result
-    xp = backend.namespace()
+    # Boolean outputs (masks) must be exact; all outputs of an op are of one kind.
+    if all(ref.dtype == np.bool_ for ref in expected):
+        result.tolerance = 0.0
+    errors, problems = _compare(backend, outs, expected, dtype, where)
+    comparable = len(errors) == len(outs) and all(np.isfinite(errors))
+    result.error = max(errors) if comparable else None
+    if not problems and result.error is not None and result.error <= result.tolerance:
+        result.status = "pass"
+    result.message = "; ".join(problems)
+    return result
+
+
+def _compare(
+    backend: seqops.Backend, outs: tuple[Any, ...], expected: tuple[np.ndarray, ...], dtype: Any, where: Any
+) -> tuple[list[float], list[str]]:
+    """The error of each comparable output, and every way the outputs break the contract
+    (library, dtype, device, shape, non-finite values)."""
+    bool_dtype = backend.namespace().bool
     errors, problems = [], []
-    for i, (o, ref) in enumerate(zip(outs, expected)):
+    for i, (o, ref) in enumerate(zip(outs, expected, strict=True)):
         label = f"output {i}" if len(outs) > 1 else "output"
-        want = xp.bool if ref.dtype == np.bool_ else dtype
         if not backend.owns(o):
-            problems.append(f"{label} is a {type(o).__module__}.{type(o).__qualname__}, not a {backend.name} array")
+            problems.append(
+                f"{label} is a {type(o).__module__}.{type(o).__qualname__}, not a {backend.name} array"
+            )
             continue
+        want = bool_dtype if ref.dtype == np.bool_ else dtype
         if o.dtype != want:
             problems.append(f"{label} has dtype {o.dtype}, expected {want}")
         if backend.device(o) != where:
@@ -142,15 +165,10 @@ def _check(
         if tuple(o.shape) != ref.shape:
             problems.append(f"{label} has shape {tuple(o.shape)}, expected {ref.shape}")
             continue
-        err = error(backend.to_numpy(o), ref)
-        errors.append(err)
-        if not np.isfinite(err):
-            problems.append(f"{label} is non-finite where the reference is finite (or vice versa)")
-    result.error = max(errors) if errors and len(errors) == len(outs) and np.isfinite(max(errors)) else None
-    if not problems and result.error is not None and result.error <= result.tolerance:
-        result.status = "pass"
-    result.message = "; ".join(problems)
-    return result
+        errors.append(error(backend.to_numpy(o), ref))
+        if not np.isfinite(errors[-1]):
+            problems.append(f"{label} is not finite where the reference is, or the reverse")
+    return errors, problems
 
 
 class _Converter:
@@ -158,7 +176,7 @@ class _Converter:
     integer arrays kept, parameter tuples converted field by field, ``LIKE`` replaced."""
 
     def __init__(self, backend: seqops.Backend, device: Any, dtype: Any, like: Any) -> None:
-        self.backend, self.device, self.dtype, self.like = backend, device, dtype, like
+        self.backend, self.device, self.like = backend, device, like
         xp = backend.namespace()
         self.kinds = {"b": xp.bool, "i": xp.int64, "f": dtype}
 
@@ -219,12 +237,16 @@ def _require_known(kind: str, names: Iterable[str] | None, known: Iterable[str])
 @contextlib.contextmanager
 def _jax_x64(backends: Sequence[str] | None, registered: dict[str, Any]) -> Iterator[bool | None]:
     """Enable JAX float64 for the run when JAX is one of the backends and installed."""
-    if (backends is not None and "jax" not in backends) or "jax" not in registered or not registered["jax"][1]:
+    if (
+        (backends is not None and "jax" not in backends)
+        or "jax" not in registered
+        or not registered["jax"][1]
+    ):
         yield None
         return
     import jax
 
-    before = bool(jax.config.jax_enable_x64)
+    before = bool(jax.config.read("jax_enable_x64"))
     jax.config.update("jax_enable_x64", True)
     try:
         yield True
@@ -248,6 +270,8 @@ def _progress(enabled: bool, total: int) -> Iterator[Any]:
     """A rich progress bar on stderr (only on a terminal); yields ``advance(description)``."""
     console = Console(stderr=True)
     columns = (TextColumn("{task.description:<45}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=not (enabled and console.is_terminal), transient=True) as bar:
+    with Progress(
+        *columns, console=console, disable=not (enabled and console.is_terminal), transient=True
+    ) as bar:
         task = bar.add_task("conformance", total=total)
         yield lambda description: bar.update(task, advance=1, description=description)

@@ -26,7 +26,7 @@ def broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     Shapes are Python tuples, so no namespace is needed (``xpx.broadcast_shapes`` is
     deprecated in favour of ``xp.broadcast_shapes``, which older namespaces lack).
     """
-    ndim = max((len(s) for s in shapes), default=0)
+    ndim = max([0, *map(len, shapes)])  # (Dynamo cannot trace max(generator, default=))
     result = []
     for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes), strict=True):
         wide = {n for n in sizes if n != 1}

@@ -1,0 +1,130 @@
+"""The ``seqops`` command: ``seqops info`` and ``seqops conformance``.
+
+Exit status: 0 when everything agrees, 1 when a conformance check fails or none ran (e.g.
+``--device cuda:0`` on a machine without one), 2 on bad usage (unknown backend, dtype or
+op, unsupported report format).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from rich.console import Console
+
+REPORT_FORMATS = (".json", ".md")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``seqops`` command line with ``argv`` (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        The exit status.
+
+    Examples
+    --------
+    >>> from seqops.cli import main
+    >>> main(["conformance", "--backend", "numpy", "--op", "causal_mask", "--no-progress"])  # doctest: +SKIP
+    0
+    """
+    parser = _parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
+        return int(exc.code or 0)
+    if args.command == "info":
+        return _info()
+    return _conformance(args)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="seqops", description="seqops: sequence-model ops for every array library."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    commands.add_parser("info", help="version, backends (availability, versions, devices) and plugins")
+    conf = commands.add_parser(
+        "conformance",
+        help="check every op on every backend and dtype against float64 references",
+        description="Check every op on every available backend × device × dtype against float64 "
+        "NumPy references. Exit status 1 on any disagreement.",
+    )
+    conf.add_argument("--backend", action="append", metavar="NAME", help="only this backend (repeatable)")
+    conf.add_argument(
+        "--device", action="append", metavar="D", help="only this device, e.g. cpu, cuda:0 (repeatable)"
+    )
+    conf.add_argument(
+        "--dtype", action="append", metavar="NAME", help="only this dtype, e.g. float32 (repeatable)"
+    )
+    conf.add_argument("--op", action="append", metavar="NAME", help="only this op (repeatable)")
+    conf.add_argument(
+        "--report",
+        action="append",
+        metavar="PATH",
+        type=Path,
+        help="write the report to PATH (.json or .md; repeatable)",
+    )
+    conf.add_argument("--no-progress", action="store_true", help="no progress bar")
+    return parser
+
+
+def _info() -> int:
+    import seqops
+
+    console = Console(highlight=False, soft_wrap=True)
+    console.print(f"seqops {seqops.__version__}")
+    console.print("backends:")
+    for backend, availability in seqops.backends():
+        if not availability:
+            console.print(f"  {backend.name}: unavailable ({availability.reason})")
+            continue
+        versions = ", ".join(f"{lib} {v}" for lib, v in backend.versions().items())
+        devices = ", ".join(str(d) for d in backend.devices() if d is not None)
+        console.print(f"  {backend.name}: {versions}; devices: {devices}")
+    console.print("plugins:")
+    for name, plugin in seqops.registry.pm.list_name_plugin():
+        console.print(f"  {name} ({getattr(plugin, '__name__', type(plugin).__name__)})")
+    if seqops.registry.quarantined:
+        console.print("quarantined plugins:")
+        for name, why in seqops.registry.quarantined.items():
+            console.print(f"  {name}: {why}")
+    return 0
+
+
+def _conformance(args: argparse.Namespace) -> int:
+    from seqops_conformance import run
+
+    reports = args.report or []
+    for path in reports:
+        if path.suffix not in REPORT_FORMATS:
+            print(
+                f"seqops conformance: unsupported report format {path.suffix!r} for {path} "
+                f"(supported: {', '.join(REPORT_FORMATS)})",
+                file=sys.stderr,
+            )
+            return 2
+    try:
+        report = run(
+            backends=args.backend,
+            devices=args.device,
+            dtypes=args.dtype,
+            ops=args.op,
+            progress=not args.no_progress,
+        )
+    except ValueError as exc:  # unknown backend, dtype or op
+        print(f"seqops conformance: {exc}", file=sys.stderr)
+        return 2
+    report.print(Console())
+    for path in reports:
+        if path.suffix == ".json":
+            report.to_json(path)
+        else:
+            report.to_markdown(path)
+    if all(r.status == "skip" for r in report.results):
+        print("seqops conformance: nothing was checked", file=sys.stderr)
+        return 1
+    return 0 if report.ok else 1
