@@ -83,7 +83,7 @@ def _info() -> int:
             console.print(f"  {backend.name}: unavailable ({availability.reason})")
             continue
         versions = ", ".join(f"{lib} {v}" for lib, v in backend.versions().items())
-        devices = ", ".join(str(d) for d in backend.devices() if d is not None)
+        devices = ", ".join(str(d) for d in backend.devices())
         console.print(f"  {backend.name}: {versions}; devices: {devices}")
     console.print("plugins:")
     for name, plugin in seqops.registry.pm.list_name_plugin():

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
+import array_api_compat.numpy as npx
 import numpy as np
 import pytest
 from seqops_conformance import CASES, TOLERANCES, Report, run
@@ -130,24 +131,17 @@ def test_cli_exits_1_when_nothing_ran(capsys) -> None:
 # -- mutation test: a wrong fast path must be caught -----------------------------------------
 
 
-def _numpy_xp():
-    import array_api_compat.numpy
-
-    return array_api_compat.numpy
-
-
 def _buggy_softmax(x, /, *, axis):
     """Off by 1 %."""
-    return activations.softmax(_numpy_xp(), x, axis=axis) * 1.01
+    return activations.softmax(npx, x, axis=axis) * 1.01
 
 
 def _buggy_sdpa(q, k, v, /, *, mask, is_causal, dropout_p, rng, **options):
     """Causal alignment shifted by one: query i also sees key i + 1."""
-    xp = _numpy_xp()
     if is_causal:
-        shifted = attention.causal_mask(xp, q.shape[-2], k.shape[-2], offset=1, device="cpu")
-        mask = shifted if mask is None else xp.logical_and(mask, shifted)
-    return attention.scaled_dot_product_attention(xp, q, k, v, mask=mask, is_causal=False, **options)
+        shifted = attention.causal_mask(npx, q.shape[-2], k.shape[-2], offset=1, device="cpu")
+        mask = shifted if mask is None else npx.logical_and(mask, shifted)
+    return attention.scaled_dot_product_attention(npx, q, k, v, mask=mask, is_causal=False, **options)
 
 
 class _BuggyPlugin:
@@ -199,12 +193,12 @@ def _other_device(x, /, *, axis):
     [
         (
             "numpy",
-            lambda x, /, *, axis: activations.softmax(_numpy_xp(), x.astype("float64"), axis=axis),
+            lambda x, /, *, axis: activations.softmax(npx, x.astype("float64"), axis=axis),
             "dtype",
         ),
         (
             "numpy",
-            lambda x, /, *, axis: activations.softmax(_numpy_xp(), x, axis=axis).tolist(),
+            lambda x, /, *, axis: activations.softmax(npx, x, axis=axis).tolist(),
             "not a numpy",
         ),
         ("array_api_strict", _other_device, "device"),

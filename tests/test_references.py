@@ -8,7 +8,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
 from seqops_conformance import references as ref
 
 RTOL = 1e-10

@@ -40,6 +40,11 @@ class JaxBackend(Backend):
             return jax.devices(configured)[0]
         return configured
 
+    def devices(self) -> list[Any]:
+        import jax
+
+        return list(jax.devices())
+
     def floating_dtypes(self, device: Any = None) -> dict[str, Any]:
         import jax
         import jax.numpy as jnp

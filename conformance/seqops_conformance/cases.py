@@ -299,9 +299,10 @@ def _mha_params(rng, d_in, d_kv, width, value_width, d_out, bias=True):
     return seqops.MHAParams(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)
 
 
-def _mha(rng, *, lead=(2,), length=5, source=None, bias=True, mask=False, padding=None, **options):
-    """Self attention when ``source`` is None, else cross attention of widths 8 -> 12 -> 6.
-    ``padding`` gives the real lengths of each batch element's keys (0 = fully padded)."""
+def _mha(rng, *, lead=(2,), length=5, source=None, bias=True, mask=None, padding=None, **options):
+    """Self attention when ``source`` is None, else cross attention of widths 8 -> 12 -> 6;
+    a random ``mask`` of the given shape; ``padding`` gives the real lengths of each batch
+    element's keys (0 = fully padded)."""
     query = _normal(rng, *lead, length, 8, scale=1.0)
     if source is None:
         key = value = query
@@ -310,8 +311,8 @@ def _mha(rng, *, lead=(2,), length=5, source=None, bias=True, mask=False, paddin
         key = value = _normal(rng, *lead, source, 10, scale=1.0)
         params = _mha_params(rng, 8, 10, 8, 12, 6, bias)
     kwargs = {"num_heads": 2, **options}
-    if mask:
-        kwargs["mask"] = _bools(rng, length, key.shape[-2])
+    if mask is not None:
+        kwargs["mask"] = _bools(rng, *mask)
     if padding is not None:
         kwargs["key_padding_mask"] = np.arange(key.shape[-2]) < np.array(padding)[:, None]
     return (query, key, value, params), kwargs
@@ -324,10 +325,11 @@ _add(
         "cross": partial(_mha, source=7),
         "unbatched": partial(_mha, lead=()),
         "no biases": partial(_mha, bias=False),
-        "mask": partial(_mha, source=7, mask=True),
+        "mask (L,S)": partial(_mha, source=7, mask=(5, 7)),
+        "mask per head": partial(_mha, source=7, mask=(2, 2, 5, 7)),
         "key padding, one fully padded": partial(_mha, source=7, padding=[5, 0]),
         "causal": partial(_mha, is_causal=True),
-        "weights mask padding": partial(_mha, source=7, mask=True, padding=[7, 3], need_weights=True),
+        "weights mask padding": partial(_mha, source=7, mask=(5, 7), padding=[7, 3], need_weights=True),
     },
     _ref_mha,
 )

@@ -223,8 +223,7 @@ def _label(device: Any) -> str:
 def _devices(backend: seqops.Backend, wanted: Sequence[str] | None) -> list[Any]:
     if wanted is None:
         return [backend.default_device()]
-    # Some namespaces list None ("the default device") among their devices.
-    return [d for d in backend.devices() if d is not None and {_label(d), str(d), repr(d)} & set(wanted)]
+    return [d for d in backend.devices() if {_label(d), str(d), repr(d)} & set(wanted)]
 
 
 def _require_known(kind: str, names: Iterable[str] | None, known: Iterable[str]) -> None:
