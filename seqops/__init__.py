@@ -7,7 +7,7 @@ registers) and returns arrays of the same library, device and dtype.
 from __future__ import annotations
 
 # Backends are plugins importing `Backend`/`hookimpl` from here: import the ops after.
-from seqops import convert  # noqa: E402
+from seqops import convert, diagnostics  # noqa: E402
 from seqops._dispatch import Explanation, explain, use
 from seqops._lib.backend import Availability, Backend
 from seqops._plugins import SeqopsPluginWarning, registry
@@ -20,7 +20,11 @@ from seqops.attention import (  # noqa: E402
     scaled_dot_product_attention,
     sinusoidal_positional_encoding,
 )
+from seqops.clipping import clip_grad_norm, clip_grad_value  # noqa: E402
+from seqops.decoding import decode, greedy, sample_logits  # noqa: E402
 from seqops.hookspecs import Implementation, hookimpl
+from seqops.losses import autoregressive_log_likelihood, cross_entropy  # noqa: E402
+from seqops.recurrent import lstm, lstm_cell, rnn, rnn_cell  # noqa: E402
 from seqops.transformer import (  # noqa: E402
     EncoderLayerParams,
     feed_forward,
@@ -64,17 +68,29 @@ __all__ = [
     "Implementation",
     "MHAParams",
     "SeqopsPluginWarning",
+    "autoregressive_log_likelihood",
     "backends",
     "causal_mask",
+    "clip_grad_norm",
+    "clip_grad_value",
     "convert",
+    "cross_entropy",
+    "decode",
+    "diagnostics",
     "explain",
     "feed_forward",
+    "greedy",
     "hookimpl",
     "layer_norm",
     "log_softmax",
+    "lstm",
+    "lstm_cell",
     "multi_head_attention",
     "padding_mask",
     "register_plugin",
+    "rnn",
+    "rnn_cell",
+    "sample_logits",
     "scaled_dot_product_attention",
     "sinusoidal_positional_encoding",
     "softmax",

@@ -11,7 +11,16 @@ import functools
 from collections.abc import Callable
 from typing import Any
 
-from seqops._agnostic import activations, attention, special, transformer
+from seqops._agnostic import (
+    activations,
+    attention,
+    clipping,
+    decoding,
+    losses,
+    recurrent,
+    special,
+    transformer,
+)
 from seqops._lib.backend import Backend
 from seqops._lib.typing import Array
 from seqops._lib.validate import broadcast
@@ -62,6 +71,100 @@ def _softmax(backend: Backend) -> Callable[..., Any]:
 @_portable("log_softmax")
 def _log_softmax(backend: Backend) -> Callable[..., Any]:
     return functools.partial(activations.log_softmax, backend.namespace())
+
+
+@_portable("cross_entropy")
+def _cross_entropy(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(logits: Array, targets: Array, /, **options: Any) -> Array:
+        return losses.cross_entropy(xp, logits, targets, device=backend.device(logits), **options)
+
+    return run
+
+
+@_portable("autoregressive_log_likelihood")
+def _log_likelihood(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(logits: Array, targets: Array, /) -> Array:
+        return losses.autoregressive_log_likelihood(xp, logits, targets, device=backend.device(logits))
+
+    return run
+
+
+@_portable("greedy")
+def _greedy(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(decoding.greedy, backend.namespace())
+
+
+@_portable("sample_logits")
+def _sample_logits(backend: Backend) -> Callable[..., Any]:
+    xp = backend.namespace()
+
+    def run(logits: Array, /, *, rng: Any, **options: Any) -> Array:
+        device = backend.device(logits)
+        filtered = decoding.filter_logits(xp, logits, device=device, **options)
+        uniform = backend.random_uniform(rng, tuple(filtered.shape), dtype=filtered.dtype, device=device)
+        return decoding.gumbel_argmax(xp, filtered, uniform)
+
+    return run
+
+
+@_portable("decode")
+def _decode(backend: Backend) -> Callable[..., Any]:
+    from seqops.decoding import check_step_logits
+
+    xp = backend.namespace()
+    sample = _sample_logits(backend)
+
+    def run(
+        step: Callable[..., Any],
+        state: Any,
+        first_tokens: Array,
+        /,
+        *,
+        max_new_tokens: int,
+        strategy: str,
+        rng: Any,
+        eos_token_id: int | None,
+        **options: Any,
+    ) -> Array:
+        if strategy == "sample":
+            rngs = backend.split_rng(rng, max_new_tokens)  # independent draws per step
+
+            def choose(logits: Array, t: int) -> Array:
+                return sample(logits, rng=rngs[t], **options)
+
+        else:
+
+            def choose(logits: Array, t: int) -> Array:
+                return decoding.greedy(xp, logits)
+
+        shape = tuple(first_tokens.shape)
+        return decoding.decode(
+            xp,
+            step,
+            state,
+            first_tokens,
+            max_new_tokens=max_new_tokens,
+            choose=choose,
+            eos_token_id=eos_token_id,
+            check_logits=lambda logits, t: check_step_logits(logits, shape, backend, t),
+            device=backend.device(first_tokens),
+        )
+
+    return run
+
+
+@_portable("clip_grad_norm")
+def _clip_grad_norm(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(clipping.clip_grad_norm, backend.namespace())
+
+
+@_portable("clip_grad_value")
+def _clip_grad_value(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(clipping.clip_grad_value, backend.namespace())
 
 
 @_portable("causal_mask")
@@ -182,3 +285,23 @@ def _encoder_layer(backend: Backend) -> Callable[..., Any]:
         )
 
     return run
+
+
+@_portable("rnn_cell")
+def _rnn_cell(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(recurrent.rnn_cell, backend.namespace())
+
+
+@_portable("lstm_cell")
+def _lstm_cell(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(recurrent.lstm_cell, backend.namespace())
+
+
+@_portable("rnn")
+def _rnn(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(recurrent.rnn, backend.namespace(), scan=backend.scan)
+
+
+@_portable("lstm")
+def _lstm(backend: Backend) -> Callable[..., Any]:
+    return functools.partial(recurrent.lstm, backend.namespace(), scan=backend.scan)

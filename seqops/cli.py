@@ -1,8 +1,9 @@
-"""The ``seqops`` command: ``seqops info`` and ``seqops conformance``.
+"""The ``seqops`` command: ``seqops info``, ``seqops conformance`` and ``seqops demo``.
 
 Exit status: 0 when everything agrees, 1 when a conformance check fails or none ran (e.g.
 ``--device cuda:0`` on a machine without one), 2 on bad usage (unknown backend, dtype or
-op, unsupported report format).
+op, unsupported report format). ``seqops demo`` exits 1 when matplotlib or the backend is
+missing.
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(exc.code or 0)
     if args.command == "info":
         return _info()
+    if args.command == "demo":
+        return _demo(args)
     return _conformance(args)
 
 
@@ -69,6 +72,18 @@ def _parser() -> argparse.ArgumentParser:
         help="write the report to PATH (.json or .md; repeatable)",
     )
     conf.add_argument("--no-progress", action="store_true", help="no progress bar")
+    demo = commands.add_parser(
+        "demo",
+        help="draw a demonstration plot (needs matplotlib: pip install seqops[plot])",
+        description="gradient-flow: ‖∂h_T/∂s_k‖ of a tanh RNN and LSTMs against the distance T − k "
+        "(seqops.diagnostics.gradient_flow). Exit status 1 when matplotlib or the backend is missing.",
+    )
+    demo.add_argument("name", choices=["gradient-flow"], help="which demonstration")
+    demo.add_argument("--out", required=True, type=Path, metavar="PATH", help="image to write (.png, .svg)")
+    demo.add_argument("--steps", type=int, default=100, metavar="N", help="sequence length T (default 100)")
+    demo.add_argument("--hidden-size", type=int, default=32, metavar="H", help="hidden size (default 32)")
+    demo.add_argument("--backend", choices=["torch", "jax"], default="torch", help="whose autodiff")
+    demo.add_argument("--seed", type=int, default=0, help="seed of the random weights and inputs")
     return parser
 
 
@@ -92,6 +107,23 @@ def _info() -> int:
         console.print("quarantined plugins:")
         for name, why in seqops.registry.quarantined.items():
             console.print(f"  {name}: {why}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from seqops.diagnostics import plot_gradient_flow
+
+    try:
+        path = plot_gradient_flow(
+            args.out, steps=args.steps, hidden_size=args.hidden_size, backend=args.backend, rng=args.seed
+        )
+    except ValueError as exc:  # bad sizes
+        print(f"seqops demo: {exc}", file=sys.stderr)
+        return 2
+    except (ImportError, RuntimeError) as exc:  # matplotlib missing, backend unavailable
+        print(f"seqops demo: {exc}", file=sys.stderr)
+        return 1
+    print(f"wrote {path}")
     return 0
 
 

@@ -89,6 +89,12 @@ class JaxBackend(Backend):
 
         return jax.random.normal(self._key(rng), shape, dtype=dtype)
 
+    def split_rng(self, rng: Any, n: int, /) -> list[Any]:
+        import jax
+
+        keys = jax.random.split(self._key(rng), n)
+        return [keys[i] for i in range(n)]
+
     def scan(self, step: Callable[[Any, Any], tuple[Any, Any]], carry: Any, xs: Any, /) -> tuple[Any, Any]:
         import jax
 

@@ -173,7 +173,7 @@ def scaled_dot_product_attention(
             ])
             e = np.exp(logits - np.max(logits))
             probs = e / math.fsum(e)
-            for p, j in zip(probs, keys):
+            for p, j in zip(probs, keys, strict=True):
                 weights[idx + (i, j)] = p
                 out[idx + (i,)] += p * v[idx + (j,)]
     return out, weights
@@ -501,3 +501,286 @@ def transformer_encoder_layer(
         return x + ffn(norm2(x))
     x = norm1(x + attn(x))
     return norm2(x + ffn(x))
+
+
+# --------------------------------------------------------------------------------------
+# Recurrent family: Elman RNN and LSTM, one explicit step at a time
+# --------------------------------------------------------------------------------------
+
+__all__ += ["rnn_cell", "rnn", "lstm_cell", "lstm"]
+
+
+def _sigmoid(z):
+    """Logistic function via the identity ``sigmoid(z) = (1 + tanh(z / 2)) / 2`` (no overflow)."""
+    return 0.5 * (1.0 + np.tanh(0.5 * z))
+
+
+def rnn_cell(x, h, w_ih, w_hh, b=None, nonlinearity="tanh"):
+    """One Elman RNN step, ``h' = act(x @ w_ih + h @ w_hh + b)``.
+
+    Parameters
+    ----------
+    x : array_like, shape (..., I)
+    h : array_like, shape (..., H)
+    w_ih : array_like, shape (I, H)
+    w_hh : array_like, shape (H, H)
+    b : array_like, shape (H,), optional
+    nonlinearity : {"tanh", "relu"}
+
+    Returns
+    -------
+    ndarray, float64, shape (..., H)
+    """
+    x, h = np.asarray(x, dtype=np.float64), np.asarray(h, dtype=np.float64)
+    w_ih, w_hh = np.asarray(w_ih, dtype=np.float64), np.asarray(w_hh, dtype=np.float64)
+    out = np.empty(h.shape, dtype=np.float64)
+    for idx in np.ndindex(h.shape[:-1]):
+        for j in range(h.shape[-1]):
+            pre = math.fsum(x[idx] * w_ih[:, j]) + math.fsum(h[idx] * w_hh[:, j])
+            if b is not None:
+                pre += float(b[j])
+            out[idx + (j,)] = math.tanh(pre) if nonlinearity == "tanh" else max(pre, 0.0)
+    return out
+
+
+def rnn(xs, h0, w_ih, w_hh, b=None, nonlinearity="tanh"):
+    """Elman RNN over a time-major sequence ``xs (T, ..., I)`` from ``h0 (..., H)``.
+
+    Returns
+    -------
+    hs : ndarray, float64, shape (T, ..., H)
+    h_T : ndarray, float64, shape (..., H)
+    """
+    xs, h = np.asarray(xs, dtype=np.float64), np.asarray(h0, dtype=np.float64)
+    hs = []
+    for t in range(xs.shape[0]):
+        h = rnn_cell(xs[t], h, w_ih, w_hh, b, nonlinearity=nonlinearity)
+        hs.append(h)
+    return np.array(hs, dtype=np.float64).reshape((len(hs), *h.shape)), h
+
+
+def lstm_cell(x, state, w_ih, w_hh, b=None):
+    """One LSTM step; gates packed **i, f, o, g** along the last axis of the weights.
+
+    With ``z = x @ w_ih + h @ w_hh + b`` and ``H`` the hidden size::
+
+        i = sigmoid(z[0:H]);  f = sigmoid(z[H:2H]);  o = sigmoid(z[2H:3H]);  g = tanh(z[3H:4H])
+        c' = f * c + i * g;   h' = o * tanh(c')
+
+    Parameters
+    ----------
+    x : array_like, shape (..., I)
+    state : pair (h, c) of array_like, each (..., H)
+    w_ih : array_like, shape (I, 4H)
+    w_hh : array_like, shape (H, 4H)
+    b : array_like, shape (4H,), optional
+
+    Returns
+    -------
+    (h_new, c_new) : ndarrays, float64, shape (..., H)
+    """
+    x = np.asarray(x, dtype=np.float64)
+    h, c = (np.asarray(s, dtype=np.float64) for s in state)
+    w_ih, w_hh = np.asarray(w_ih, dtype=np.float64), np.asarray(w_hh, dtype=np.float64)
+    hidden = h.shape[-1]
+    bias = np.zeros(4 * hidden) if b is None else np.asarray(b, dtype=np.float64)
+    h_new, c_new = np.empty_like(h), np.empty_like(c)
+    for idx in np.ndindex(h.shape[:-1]):
+        z = x[idx] @ w_ih + h[idx] @ w_hh + bias  # (4H,)
+        i = _sigmoid(z[0:hidden])
+        f = _sigmoid(z[hidden : 2 * hidden])
+        o = _sigmoid(z[2 * hidden : 3 * hidden])
+        g = np.tanh(z[3 * hidden : 4 * hidden])
+        c_new[idx] = f * c[idx] + i * g
+        h_new[idx] = o * np.tanh(c_new[idx])
+    return h_new, c_new
+
+
+def lstm(xs, state, w_ih, w_hh, b=None):
+    """LSTM over a time-major sequence ``xs (T, ..., I)`` from ``state = (h0, c0)``.
+
+    Returns
+    -------
+    hs : ndarray, float64, shape (T, ..., H)
+    (h_T, c_T) : ndarrays, float64, shape (..., H)
+    """
+    xs = np.asarray(xs, dtype=np.float64)
+    h, c = (np.asarray(s, dtype=np.float64) for s in state)
+    hs = []
+    for t in range(xs.shape[0]):
+        h, c = lstm_cell(xs[t], (h, c), w_ih, w_hh, b)
+        hs.append(h)
+    return np.array(hs, dtype=np.float64).reshape((len(hs), *h.shape)), (h, c)
+
+
+# -- language modelling: losses, decoding filters, gradient clipping ------------------------
+
+
+def _log_softmax_row(row):
+    """Log-probabilities of one 1-D row of logits, float64, with ``math.fsum``."""
+    row = np.asarray(row, dtype=np.float64)
+    top = np.max(row)
+    return row - top - math.log(math.fsum(np.exp(row - top)))
+
+
+def cross_entropy(
+    logits, targets, axis=-1, weight=None, ignore_index=None, label_smoothing=0.0, reduction="mean"
+):
+    """torch's cross-entropy with class targets, one target at a time.
+
+    ``loss = (1-ε)·w[t]·(-log p_t) + ε/C·Σ_c w[c]·(-log p_c)``, 0 for ``t == ignore_index``;
+    ``"mean"`` divides the sum by ``Σ w[t]`` over the targets that are not ignored.
+
+    Parameters
+    ----------
+    logits : array_like, shape ``(..., C, ...)`` with the classes on ``axis``
+    targets : array_like of int, ``logits.shape`` without ``axis``
+    weight : array_like, shape ``(C,)``, optional
+
+    Returns
+    -------
+    float (``"mean"``, ``"sum"``) or ndarray of ``targets.shape`` (``"none"``)
+    """
+    logits = np.moveaxis(np.asarray(logits, dtype=np.float64), axis, -1)
+    targets = np.asarray(targets)
+    num_classes = logits.shape[-1]
+    w = np.ones(num_classes) if weight is None else np.asarray(weight, dtype=np.float64)
+    if targets.shape != logits.shape[:-1]:
+        raise ValueError("targets must have the shape of logits without the class axis")
+    losses = np.zeros(targets.shape)
+    weights = []
+    for idx in np.ndindex(targets.shape):
+        t = int(targets[idx])
+        if ignore_index is not None and t == ignore_index:
+            continue
+        if not 0 <= t < num_classes:
+            raise ValueError(f"target {t} out of range [0, {num_classes})")
+        logp = _log_softmax_row(logits[idx])
+        smooth = math.fsum(-w[c] * logp[c] for c in range(num_classes))
+        losses[idx] = (1.0 - label_smoothing) * w[t] * -logp[t] + label_smoothing / num_classes * smooth
+        weights.append(w[t])
+    if reduction == "none":
+        return losses
+    total = math.fsum(losses.ravel())
+    if reduction == "sum":
+        return total
+    denominator = math.fsum(weights)
+    return total / denominator if denominator else math.nan
+
+
+def autoregressive_log_likelihood(logits, targets, axis=-1):
+    """``Σ_t log softmax(logits[..., t, :])[targets[..., t]]``: ``(..., T, V)`` → ``(...)``.
+
+    ``logits[..., t, :]`` predicts ``targets[..., t]`` (targets already shifted).
+    """
+    logits = np.moveaxis(np.asarray(logits, dtype=np.float64), axis, -1)
+    targets = np.asarray(targets)
+    out = np.zeros(targets.shape[:-1])
+    for idx in np.ndindex(out.shape):
+        terms = []
+        for t in range(targets.shape[-1]):
+            token = int(targets[idx + (t,)])
+            if not 0 <= token < logits.shape[-1]:
+                raise ValueError(f"target {token} out of range [0, {logits.shape[-1]})")
+            terms.append(_log_softmax_row(logits[idx + (t,)])[token])
+        out[idx] = math.fsum(terms)
+    return out
+
+
+def greedy(logits):
+    """Index of the first maximum of each row of ``logits (..., V)``."""
+    logits = np.asarray(logits, dtype=np.float64)
+    out = np.zeros(logits.shape[:-1], dtype=np.int64)
+    for idx in np.ndindex(out.shape):
+        row = logits[idx]
+        best = 0
+        for v in range(1, row.shape[0]):
+            if row[v] > row[best]:
+                best = v
+        out[idx] = best
+    return out
+
+
+def sampling_support(logits, temperature=1.0, top_k=None, top_p=None, min_tokens_to_keep=1):
+    """Which tokens ``sample_logits`` may draw: bool ``(..., V)``, straight from the definitions.
+
+    After ``logits / temperature``: top-k keeps token ``i`` iff fewer than
+    ``max(top_k, min_tokens_to_keep)`` tokens have a strictly larger logit (ties with the
+    k-th value kept); top-p then keeps ``i`` iff the probability mass (renormalised over
+    what top-k kept) of the tokens with a strictly larger logit is ``< top_p``, or fewer
+    than ``min_tokens_to_keep`` tokens have a strictly larger logit. Exact-boundary cases
+    depend on rounding; this reference sums with ``math.fsum``.
+    """
+    logits = np.asarray(logits, dtype=np.float64) / temperature
+    keep = np.ones(logits.shape, dtype=bool)
+    for idx in np.ndindex(logits.shape[:-1]):
+        row = logits[idx]
+        vocab = row.shape[0]
+        alive = [True] * vocab
+        if top_k is not None:
+            k = max(top_k, min_tokens_to_keep)
+            for i in range(vocab):
+                alive[i] = sum(1 for j in range(vocab) if row[j] > row[i]) < k
+        if top_p is not None and top_p < 1.0:
+            top = max(row[j] for j in range(vocab) if alive[j])
+            e = [math.exp(row[j] - top) if alive[j] else 0.0 for j in range(vocab)]
+            norm = math.fsum(e)
+            p = [x / norm for x in e]
+            survivors = list(alive)
+            for i in range(vocab):
+                if not alive[i]:
+                    continue
+                above = [j for j in range(vocab) if alive[j] and row[j] > row[i]]
+                mass = math.fsum(p[j] for j in above)
+                survivors[i] = mass < top_p or len(above) < min_tokens_to_keep
+            alive = survivors
+        keep[idx] = alive
+    return keep
+
+
+def _vector_norm(values, norm_type):
+    a = np.abs(np.asarray(values, dtype=np.float64).ravel())
+    if a.size == 0:
+        return 0.0
+    if norm_type == math.inf:
+        return float(max(a))
+    return math.fsum(a**norm_type) ** (1.0 / norm_type)
+
+
+def clip_grad_norm(grads, max_norm, norm_type=2.0, eps=1e-6):
+    """torch's ``clip_grad_norm_`` on a list of arrays (``None`` kept), without mutation.
+
+    ``total = norm([norm(g) for g in grads])``; each ``g`` times
+    ``min(max_norm / (total + eps), 1)``.
+
+    Returns
+    -------
+    (list of ndarray or None, float)
+    """
+    present = [np.asarray(g, dtype=np.float64) for g in grads if g is not None]
+    total = _vector_norm([_vector_norm(g, norm_type) for g in present], norm_type)
+    coef = min(max_norm / (total + eps), 1.0)
+    clipped = [None if g is None else np.asarray(g, dtype=np.float64) * coef for g in grads]
+    return clipped, total
+
+
+def clip_grad_value(grads, clip_value):
+    """Each entry of each array clamped to ``[-clip_value, clip_value]`` (``None`` kept)."""
+    out = []
+    for g in grads:
+        if g is None:
+            out.append(None)
+            continue
+        g = np.asarray(g, dtype=np.float64)
+        out.append(np.array([min(max(v, -clip_value), clip_value) for v in g.ravel()]).reshape(g.shape))
+    return out
+
+
+__all__ += [
+    "cross_entropy",
+    "autoregressive_log_likelihood",
+    "greedy",
+    "sampling_support",
+    "clip_grad_norm",
+    "clip_grad_value",
+]

@@ -108,6 +108,22 @@ class Backend:
         """Standard normal draws from ``rng`` (an integer seed or a native generator)."""
         raise NotImplementedError(f"backend {self.name!r} has no random numbers")
 
+    def split_rng(self, rng: Any, n: int, /) -> list[Any]:
+        """``n`` rngs for ``n`` successive, independent draws (one per decoding step, say).
+
+        The same ``rng`` gives the same list. The default suits stateful generators
+        (NumPy, torch, CuPy): an integer seed becomes ``n`` distinct integer seeds derived
+        with NumPy's ``SeedSequence`` (no generator is created here, so the device is
+        chosen by the draw), and a native generator is returned ``n`` times, so that each
+        draw advances it. Key-based backends override this (JAX: ``jax.random.split``).
+        """
+        if isinstance(rng, int) and not isinstance(rng, bool):
+            import numpy as np
+
+            seeds = np.random.SeedSequence(rng % 2**64).generate_state(n, dtype=np.uint32)
+            return [int(s) for s in seeds]
+        return [rng] * n
+
     # -- control flow and functions beyond the standard -------------------------------
     def scan(
         self,

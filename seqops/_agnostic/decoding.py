@@ -1,0 +1,108 @@
+"""Token choice for decoding: greedy, temperature / top-k / top-p filtering, sampling.
+
+Pure Array API code over the last (vocabulary) axis. Random draws come in as arrays
+(the backend makes them); the decoding loop calls back into the user's step function.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+from seqops._agnostic.activations import compute_dtype, softmax
+from seqops._lib.typing import Array, Device, Namespace
+
+
+def greedy(xp: Namespace, logits: Array, /) -> Array:
+    """``argmax`` over the last axis (the first of equal maxima)."""
+    return xp.argmax(logits, axis=-1)
+
+
+def filter_logits(
+    xp: Namespace,
+    logits: Array,
+    /,
+    *,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    min_tokens_to_keep: int,
+    device: Device,
+) -> Array:
+    """``logits / temperature`` with the tokens top-k and top-p drop set to ``-inf``.
+
+    In the compute dtype (float32 for half types). Both filters keep or drop tokens of
+    equal logits together, so the result does not depend on the order of ties.
+
+    * top-k: keep every logit ``>=`` the ``k``-th largest, ``k = min(max(top_k,
+      min_tokens_to_keep), V)`` (Hugging Face ``TopKLogitsWarper``).
+    * top-p, on the softmax of what top-k kept: with the tokens sorted by increasing
+      logit and ``cum`` the running sum of their probabilities (Hugging Face's order of
+      summation), a token is dropped iff ``cum`` at the last token of equal logit is
+      ``<= 1 - top_p``, i.e. iff the mass of the strictly more probable tokens is
+      ``>= top_p``; the ``min_tokens_to_keep`` most probable tokens are always kept.
+    """
+    z = xp.astype(logits, compute_dtype(xp, logits.dtype), copy=False)
+    if temperature != 1.0:
+        z = z / temperature
+    if top_k is None and (top_p is None or top_p >= 1.0):
+        return z
+    vocab = z.shape[-1]
+    ascending = xp.sort(z, axis=-1)  # (..., V)
+    if top_k is not None:
+        k = min(max(top_k, min_tokens_to_keep), vocab)
+        threshold = ascending[..., vocab - k : vocab - k + 1]  # the k-th largest, (..., 1)
+        # Still ascending: what top-k drops is a prefix.
+        ascending = xp.where(ascending >= threshold, ascending, -math.inf)
+    if top_p is not None and top_p < 1.0:
+        cum = xp.cumulative_sum(softmax(xp, ascending), axis=-1)  # (..., V)
+        position = xp.arange(vocab, device=device)
+        kept = (cum > 1.0 - top_p) | (position >= vocab - min_tokens_to_keep)
+        # kept is a suffix of the sorted order; its first logit is the threshold, and every
+        # token equal to it (a tie split by the sort) is kept too.
+        threshold = xp.min(xp.where(kept, ascending, math.inf), axis=-1, keepdims=True)
+    return xp.where(z >= threshold, z, -math.inf)
+
+
+def gumbel_argmax(xp: Namespace, filtered: Array, uniform: Array, /) -> Array:
+    """Sample ``softmax(filtered)`` by the Gumbel-max trick from uniform draws in ``[0, 1)``."""
+    tiny = xp.finfo(uniform.dtype).smallest_normal
+    gumbel = -xp.log(-xp.log(xp.maximum(uniform, tiny)))
+    return xp.argmax(filtered + xp.astype(gumbel, filtered.dtype, copy=False), axis=-1)
+
+
+def decode(
+    xp: Namespace,
+    step: Callable[[Array, Any], tuple[Array, Any]],
+    state: Any,
+    first_tokens: Array,
+    /,
+    *,
+    max_new_tokens: int,
+    choose: Callable[[Array, int], Array],
+    eos_token_id: int | None,
+    check_logits: Callable[[Array, int], None],
+    device: Device,
+) -> Array:
+    """Run ``step`` ``max_new_tokens`` times, feeding back the chosen tokens.
+
+    ``choose(logits, t)`` picks the tokens of step ``t``. A Python loop: the step function
+    may change the shapes in its state (a growing cache); ``jax.jit`` unrolls it.
+    """
+    tokens = first_tokens
+    finished = None
+    generated = []
+    for t in range(max_new_tokens):
+        logits, state = step(tokens, state)
+        check_logits(logits, t)
+        tokens = xp.astype(choose(logits, t), first_tokens.dtype)
+        if eos_token_id is not None:
+            # A finished row keeps emitting eos (fixed shapes, so jit-friendly).
+            if finished is not None:
+                tokens = xp.where(finished, eos_token_id, tokens)
+            finished = tokens == eos_token_id
+        generated.append(tokens)
+    if not generated:
+        return xp.zeros((*first_tokens.shape, 0), dtype=first_tokens.dtype, device=device)
+    return xp.stack(generated, axis=-1)

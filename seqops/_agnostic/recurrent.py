@@ -1,0 +1,152 @@
+"""Elman RNN and LSTM cells and sequences (pure Array API).
+
+Weights are applied as ``x @ w`` with ``w (in, out)``. LSTM gates are packed in the order
+**i, f, o, g** along the last axis of ``w_ih (I, 4H)``, ``w_hh (H, 4H)`` and ``b (4H,)``, so
+the three sigmoid gates are one contiguous slice. Sequences are time-major and looped by
+the ``scan`` the backend supplies (``jax.lax.scan`` on JAX, a Python loop elsewhere).
+
+Half-precision inputs compute in float32, carry the state in float32 from step to step
+and return their own dtype.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import array_api_compat
+
+from seqops._agnostic.activations import compute_dtype
+from seqops._lib.typing import Array, Namespace
+
+Scan = Callable[[Callable[[Any, Array], tuple[Any, Array]], Any, Array], tuple[Any, Array]]
+
+
+def sigmoid(xp: Namespace, x: Array, /) -> Array:
+    """``1 / (1 + exp(-x))`` without overflow: ``exp`` only ever sees ``-|x| <= 0``."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _activation(xp: Namespace, nonlinearity: str) -> Callable[[Array], Array]:
+    if nonlinearity == "relu":
+        return lambda z: xp.maximum(z, 0.0)
+    return xp.tanh
+
+
+def _cast(xp: Namespace, dtype: Any, *arrays: Array | None) -> list[Array | None]:
+    return [None if a is None else xp.astype(a, dtype, copy=False) for a in arrays]
+
+
+def _lstm_update(xp: Namespace, gates: Array, c: Array) -> tuple[Array, Array]:
+    """``(h', c')`` from the pre-activations ``gates (..., 4H)`` (order i, f, o, g) and ``c``."""
+    hidden = c.shape[-1]
+    ifo = sigmoid(xp, gates[..., : 3 * hidden])  # (..., 3H): input, forget, output gates
+    g = xp.tanh(gates[..., 3 * hidden :])
+    c_new = ifo[..., hidden : 2 * hidden] * c + ifo[..., :hidden] * g
+    return ifo[..., 2 * hidden :] * xp.tanh(c_new), c_new
+
+
+def rnn_cell(
+    xp: Namespace,
+    x: Array,
+    h: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None,
+    /,
+    *,
+    nonlinearity: str,
+) -> Array:
+    """``act(x @ w_ih + h @ w_hh + b)``; see :func:`seqops.rnn_cell`."""
+    dtype = x.dtype
+    x, h, w_ih, w_hh, b = _cast(xp, compute_dtype(xp, dtype), x, h, w_ih, w_hh, b)
+    pre = xp.matmul(x, w_ih) + xp.matmul(h, w_hh)
+    if b is not None:
+        pre = pre + b
+    return xp.astype(_activation(xp, nonlinearity)(pre), dtype, copy=False)
+
+
+def lstm_cell(
+    xp: Namespace,
+    x: Array,
+    state: tuple[Array, Array],
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None,
+    /,
+) -> tuple[Array, Array]:
+    """One LSTM step, ``(h', c')``; see :func:`seqops.lstm_cell`."""
+    dtype = x.dtype
+    x, h, c, w_ih, w_hh, b = _cast(xp, compute_dtype(xp, dtype), x, *state, w_ih, w_hh, b)
+    gates = xp.matmul(x, w_ih) + xp.matmul(h, w_hh)  # (..., 4H)
+    if b is not None:
+        gates = gates + b
+    h_new, c_new = _lstm_update(xp, gates, c)
+    return xp.astype(h_new, dtype, copy=False), xp.astype(c_new, dtype, copy=False)
+
+
+def _empty_outputs(xp: Namespace, xs: Array, hidden: int) -> Array:
+    """``hs`` of a sequence of length 0: shape ``(0, ..., H)``."""
+    shape = (0, *xs.shape[1:-1], hidden)
+    return xp.zeros(shape, dtype=xs.dtype, device=array_api_compat.device(xs))
+
+
+def _input_projection(xp: Namespace, xs: Array, w_ih: Array, b: Array | None) -> Array:
+    """``xs @ w_ih + b`` for every step at once: ``(T, ..., I) -> (T, ..., out)``."""
+    projected = xp.matmul(xs, w_ih)
+    return projected if b is None else projected + b
+
+
+def rnn(
+    xp: Namespace,
+    xs: Array,
+    h0: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None,
+    /,
+    *,
+    nonlinearity: str,
+    scan: Scan,
+) -> tuple[Array, Array]:
+    """``(hs, h_T)`` of an Elman RNN over the leading (time) axis; see :func:`seqops.rnn`."""
+    dtype = xs.dtype
+    if xs.shape[0] == 0:  # the Python-loop scan has nothing to stack
+        return _empty_outputs(xp, xs, h0.shape[-1]), h0
+    xs, h0, w_ih, w_hh, b = _cast(xp, compute_dtype(xp, dtype), xs, h0, w_ih, w_hh, b)
+    act = _activation(xp, nonlinearity)
+
+    def step(h: Array, xw_t: Array) -> tuple[Array, Array]:
+        h = act(xw_t + xp.matmul(h, w_hh))
+        return h, h
+
+    h_last, hs = scan(step, h0, _input_projection(xp, xs, w_ih, b))
+    return xp.astype(hs, dtype, copy=False), xp.astype(h_last, dtype, copy=False)
+
+
+def lstm(
+    xp: Namespace,
+    xs: Array,
+    state: tuple[Array, Array],
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None,
+    /,
+    *,
+    scan: Scan,
+) -> tuple[Array, tuple[Array, Array]]:
+    """``(hs, (h_T, c_T))`` of an LSTM over the leading (time) axis; see :func:`seqops.lstm`."""
+    dtype = xs.dtype
+    if xs.shape[0] == 0:
+        return _empty_outputs(xp, xs, state[0].shape[-1]), (state[0], state[1])
+    xs, h0, c0, w_ih, w_hh, b = _cast(xp, compute_dtype(xp, dtype), xs, *state, w_ih, w_hh, b)
+
+    def step(carry: tuple[Array, Array], xw_t: Array) -> tuple[tuple[Array, Array], Array]:
+        h, c = carry
+        h, c = _lstm_update(xp, xw_t + xp.matmul(h, w_hh), c)
+        return (h, c), h
+
+    (h_last, c_last), hs = scan(step, (h0, c0), _input_projection(xp, xs, w_ih, b))
+    h_last, c_last, hs = (xp.astype(a, dtype, copy=False) for a in (h_last, c_last, hs))
+    return hs, (h_last, c_last)

@@ -1,0 +1,178 @@
+"""Gradient clipping over a container of arrays: by global norm and by value."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+from seqops._dispatch import call, creation_backend, resolve
+from seqops._lib import validate as check
+from seqops._lib.typing import Array
+from seqops._lib.values import concrete_bool
+
+
+def clip_grad_norm(
+    grads: Any,
+    /,
+    max_norm: float,
+    *,
+    norm_type: float = 2.0,
+    eps: float = 1e-6,
+    error_if_nonfinite: bool = False,
+) -> tuple[Any, Array]:
+    """Scale gradients so that their global norm is at most ``max_norm`` (torch semantics).
+
+    ``total_norm`` is the ``norm_type``-norm of the per-array norms (the norm of all
+    entries as one vector), and every array is multiplied by
+    ``min(max_norm / (total_norm + eps), 1)``, as ``torch.nn.utils.clip_grad_norm_``
+    (whose ``eps`` is fixed at ``1e-6``). Unlike torch, nothing is modified in place.
+
+    Parameters
+    ----------
+    grads : list, tuple or dict of arrays
+        ``None`` entries are kept as ``None``. All arrays of one library (and device);
+        dtypes may differ.
+    max_norm : float >= 0
+    norm_type : float > 0 or ``math.inf``
+        ``inf`` is the largest absolute entry.
+    eps : float >= 0
+    error_if_nonfinite : bool
+        Raise ``RuntimeError`` if ``total_norm`` is NaN or infinite. This reads the value,
+        so it is not possible under ``jax.jit`` or ``torch.compile``: there it raises a
+        ``RuntimeError`` saying so (check ``isfinite(total_norm)`` yourself instead).
+        Without it, a non-finite norm gives NaN or zero gradients, as torch.
+
+    Returns
+    -------
+    clipped : same container type as ``grads``
+        New arrays, each in its own dtype (half precision scaled in float32).
+    total_norm : 0-d array
+        Library and device of the gradients; their dtype (if they share one, else the
+        widest compute dtype). With no array at all (empty, or only ``None``) it is 0.0 as
+        a 0-d array of the default backend (NumPy unless :func:`seqops.use` says otherwise)
+        in its default float dtype, as torch returns ``tensor(0.)``.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> grads = {"w": np.array([3.0, 4.0]), "b": None}
+    >>> clipped, norm = seqops.clip_grad_norm(grads, 1.0)
+    >>> float(norm), np.round(clipped["w"], 6).tolist(), clipped["b"]
+    (5.0, [0.6, 0.8], None)
+    """
+    arrays, names = _entries(grads)
+    max_norm = _number("max_norm", max_norm)
+    if not max_norm >= 0.0:
+        msg = f"max_norm must be >= 0; got {max_norm}"
+        raise ValueError(msg)
+    p = _number("norm_type", norm_type)
+    if not p > 0.0:
+        msg = f"norm_type must be > 0 or inf; got {norm_type}"
+        raise ValueError(msg)
+    eps = _number("eps", eps)
+    if not eps >= 0.0:
+        msg = f"eps must be >= 0; got {eps}"
+        raise ValueError(msg)
+    present = [(i, a) for i, a in enumerate(arrays) if a is not None]
+    if not present:
+        backend = creation_backend(None, None)
+        zero = backend.namespace().asarray(
+            0.0, dtype=backend.default_float_dtype(), device=backend.default_device()
+        )
+        return _rebuild(grads, arrays), zero
+    backend = resolve(*(a for _, a in present), names=tuple(names[i] for i, _ in present))
+    check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
+    clipped, total = call(
+        "clip_grad_norm", backend, [a for _, a in present], max_norm=max_norm, norm_type=p, eps=eps
+    )
+    if error_if_nonfinite:
+        finite = concrete_bool(backend.namespace().all(backend.namespace().isfinite(total)))
+        if finite is None:
+            msg = (
+                "error_if_nonfinite=True reads the total norm, which is impossible while tracing "
+                "(jax.jit, torch.compile); pass error_if_nonfinite=False and test isfinite(total_norm)"
+            )
+            raise RuntimeError(msg)
+        if not finite:
+            msg = (
+                f"the total norm of order {p} of the gradients is non-finite ({float(total)}), so "
+                "they cannot be clipped; pass error_if_nonfinite=False to scale them anyway"
+            )
+            raise RuntimeError(msg)
+    out = list(arrays)
+    for (i, _), c in zip(present, clipped, strict=True):
+        out[i] = c
+    return _rebuild(grads, out), total
+
+
+def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
+    """Clamp every gradient entry to ``[-clip_value, clip_value]`` (``clip_grad_value_``, no mutation).
+
+    Parameters
+    ----------
+    grads : list, tuple or dict of arrays
+        ``None`` entries are kept; all arrays of one library.
+    clip_value : float >= 0
+
+    Returns
+    -------
+    clipped : same container type as ``grads``, arrays in their own dtypes
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> seqops.clip_grad_value([np.array([-3.0, 0.5, 2.0]), None], 1.0)[0].tolist()
+    [-1.0, 0.5, 1.0]
+    """
+    arrays, names = _entries(grads)
+    clip_value = _number("clip_value", clip_value)
+    if not clip_value >= 0.0:
+        msg = f"clip_value must be >= 0; got {clip_value}"
+        raise ValueError(msg)
+    present = [(i, a) for i, a in enumerate(arrays) if a is not None]
+    if not present:
+        return _rebuild(grads, arrays)
+    backend = resolve(*(a for _, a in present), names=tuple(names[i] for i, _ in present))
+    check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
+    clipped = call("clip_grad_value", backend, [a for _, a in present], clip_value=clip_value)
+    out = list(arrays)
+    for (i, _), c in zip(present, clipped, strict=True):
+        out[i] = c
+    return _rebuild(grads, out)
+
+
+def _entries(grads: Any) -> tuple[list[Any], list[str]]:
+    """The entries of a list, tuple or dict, and their names for messages (``grads['w']``)."""
+    if isinstance(grads, dict):
+        return list(grads.values()), [f"grads[{k!r}]" for k in grads]
+    if isinstance(grads, (list, tuple)):
+        return list(grads), [f"grads[{i}]" for i in range(len(grads))]
+    msg = f"grads must be a list, tuple or dict of arrays; got {type(grads).__name__}"
+    raise TypeError(msg)
+
+
+def _rebuild(grads: Any, values: list[Any]) -> Any:
+    """A new container of the type of ``grads`` holding ``values`` (the input is untouched)."""
+    if type(grads) is dict:
+        return dict(zip(grads, values, strict=True))
+    if type(grads) is list:
+        return list(values)
+    if isinstance(grads, dict):
+        out = copy.copy(grads)  # keeps dict subclasses (OrderedDict, defaultdict's factory)
+        for key, value in zip(grads, values, strict=True):
+            out[key] = value
+        return out
+    if isinstance(grads, tuple):
+        if hasattr(grads, "_fields"):  # a NamedTuple
+            return type(grads)._make(values)  # type: ignore[attr-defined]
+        return type(grads)(values)
+    out_list = copy.copy(grads)
+    out_list[:] = values
+    return out_list
+
+
+def _number(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{name} must be a Python number; got {type(value).__name__}"
+        raise TypeError(msg)
+    return float(value)

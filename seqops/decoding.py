@@ -1,0 +1,257 @@
+"""Decoding: greedy choice, filtered sampling (temperature, top-k, top-p) and the decode loop."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Callable
+from typing import Any
+
+from seqops._dispatch import call, resolve
+from seqops._lib import validate as check
+from seqops._lib.typing import Array
+
+
+def greedy(logits: Array, /) -> Array:
+    """The most probable token: ``argmax`` over the last axis (the first of equal maxima).
+
+    Parameters
+    ----------
+    logits : array, shape ``(..., V)``, real floating
+
+    Returns
+    -------
+    ids : integer array, shape ``(...)``
+        The library's default index dtype, on the device of ``logits``.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> seqops.greedy(np.array([[0.1, 2.0, -1.0], [3.0, 0.0, 3.0]])).tolist()
+    [1, 0]
+    """
+    backend = _check_logits(logits)
+    return call("greedy", backend, logits)
+
+
+def sample_logits(
+    logits: Array,
+    /,
+    *,
+    rng: Any,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_tokens_to_keep: int = 1,
+) -> Array:
+    """Sample one token per row of ``logits``, after temperature, top-k and top-p filtering.
+
+    The filters apply in this order, as Hugging Face's warpers do:
+
+    1. ``logits / temperature``;
+    2. **top-k**: keep every token whose logit is ``>=`` the ``k``-th largest, with
+       ``k = min(max(top_k, min_tokens_to_keep), V)`` -- ties with the ``k``-th value are
+       all kept, so more than ``k`` tokens may remain;
+    3. **top-p** (nucleus), on the probabilities of what top-k kept: keep a token iff the
+       probability mass of the tokens *strictly* more probable than it is ``< top_p``;
+       the ``min_tokens_to_keep`` most probable tokens are always kept.
+
+    Top-p is Hugging Face's ``TopPLogitsWarper`` rule (drop a token when the ascending
+    cumulative probability up to it is ``<= 1 - top_p``), evaluated the same way in
+    floating point (same order of summation, same comparison), so both keep the same
+    tokens, at the boundary too. They differ only at ties: Hugging Face's cumulative sum
+    runs through a group of equal logits in sort order and may keep part of the group;
+    here a group of equal logits is kept or dropped as a whole (its mass counts as "not
+    strictly more probable" for each of its members), which keeps a superset of Hugging
+    Face's tokens and does not depend on the sort order. ``top_p=1.0`` keeps everything.
+
+    Parameters
+    ----------
+    logits : array, shape ``(..., V)``, real floating
+    rng : int or native generator/key
+        Randomness (see *Randomness* in ``API.md``); the same ``rng`` gives the same tokens
+        on the same backend and device. Inside ``jax.jit``, pass a JAX key.
+    temperature : float > 0
+    top_k : int >= 1, optional
+    top_p : float in ``(0, 1]``, optional
+    min_tokens_to_keep : int >= 1
+        Applies to both filters.
+
+    Returns
+    -------
+    ids : integer array, shape ``(...)``
+        Drawn by the Gumbel-max trick (``argmax(logits + Gumbel noise)``, noise from the
+        backend's uniform draws; float32 for half-precision logits).
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> logits = np.log(np.array([[0.5, 0.3, 0.2]]))
+    >>> seqops.sample_logits(logits, rng=0, top_p=0.5).tolist()  # only token 0 survives
+    [0]
+    """
+    backend = _check_logits(logits)
+    if rng is None:
+        msg = "sample_logits needs rng= (an integer seed or the backend's generator/key)"
+        raise ValueError(msg)
+    options = _sampling_options(temperature, top_k, top_p, min_tokens_to_keep)
+    return call("sample_logits", backend, logits, rng=rng, **options)
+
+
+def decode(
+    step: Callable[[Array, Any], tuple[Array, Any]],
+    state: Any,
+    first_tokens: Array,
+    /,
+    *,
+    max_new_tokens: int,
+    strategy: str = "greedy",
+    rng: Any = None,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_tokens_to_keep: int = 1,
+    eos_token_id: int | None = None,
+) -> Array:
+    """Generate ``max_new_tokens`` tokens with a user step function.
+
+    Each step calls ``logits, state = step(tokens, state)`` with the tokens of the
+    previous step (``first_tokens`` at the first: typically the last prompt token, the
+    prompt itself having been fed through the model to build ``state``), then chooses the
+    next tokens from ``logits`` with :func:`greedy` or :func:`sample_logits`.
+
+    Parameters
+    ----------
+    step : callable ``(tokens (batch,), state) -> (logits (batch, V), state)``
+        ``state`` is anything (a KV cache, an RNN state); it may change shape between
+        steps. ``logits`` must be floating, of the library of ``first_tokens``.
+    state
+        The initial state, passed unchanged to the first call.
+    first_tokens : integer array, shape ``(batch,)``
+        (Any shape ``(...)`` works; ``logits`` are then ``(..., V)``.)
+    max_new_tokens : int >= 0
+        Number of steps. The loop is a Python loop: under ``jax.jit`` it unrolls.
+    strategy : {"greedy", "sample"}
+        ``"sample"`` needs ``rng`` and takes the options of :func:`sample_logits`;
+        ``"greedy"`` rejects them.
+    rng : int or native generator/key
+        Split into one rng per step with the backend's ``split_rng`` (JAX:
+        ``jax.random.split``), so steps draw independently and the same ``rng`` gives the
+        same tokens.
+    eos_token_id : int, optional
+        Once a row emits it, all its later tokens are ``eos_token_id`` too (the steps
+        still run for every row: shapes stay fixed).
+
+    Returns
+    -------
+    ids : integer array, shape ``(batch, max_new_tokens)``
+        The generated tokens only (not ``first_tokens``), in the dtype and device of
+        ``first_tokens``; ``ids[:, t]`` is what step ``t`` chose.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> table = np.log(np.array([[0.1, 0.9], [0.8, 0.2]]))  # next-token logits per token
+    >>> seqops.decode(lambda tok, s: (table[tok], s), None, np.array([0]), max_new_tokens=4).tolist()
+    [[1, 0, 1, 0]]
+    """
+    if not callable(step):
+        msg = f"step must be a callable (tokens, state) -> (logits, state); got {type(step).__name__}"
+        raise TypeError(msg)
+    backend = resolve(first_tokens, names=("first_tokens",))
+    check.require_integer(backend.namespace(), "first_tokens", first_tokens)
+    steps = _count("max_new_tokens", max_new_tokens, minimum=0)
+    check.require_choice("strategy", strategy, ("greedy", "sample"))
+    if strategy == "sample":
+        if rng is None:
+            msg = "strategy='sample' needs rng= (an integer seed or the backend's generator/key)"
+            raise ValueError(msg)
+        options = _sampling_options(temperature, top_k, top_p, min_tokens_to_keep)
+    else:
+        if temperature != 1.0 or top_k is not None or top_p is not None:
+            msg = (
+                "temperature, top_k and top_p apply to strategy='sample'; "
+                f"got them with strategy='greedy' (temperature={temperature}, top_k={top_k}, top_p={top_p})"
+            )
+            raise ValueError(msg)
+        options = {}
+    if eos_token_id is not None:
+        eos_token_id = _count("eos_token_id", eos_token_id, minimum=0)
+    return call(  # type: ignore[no-any-return]
+        "decode",
+        backend,
+        step,
+        state,
+        first_tokens,
+        max_new_tokens=steps,
+        strategy=strategy,
+        rng=rng,
+        eos_token_id=eos_token_id,
+        **options,
+    )
+
+
+def check_step_logits(logits: Array, tokens_shape: tuple[int, ...], backend: Any, t: int) -> None:
+    """The logits a step function returned: floating, ``(*tokens_shape, V)``, same library."""
+    found = resolve(logits, names=(f"logits returned by step {t}",))
+    if found is not backend:
+        msg = (
+            f"step {t} returned logits of library {found.library}, but first_tokens are "
+            f"{backend.library}: the step function must stay in one library"
+        )
+        raise TypeError(msg)
+    check.require_floating(backend.namespace(), **{f"logits of step {t}": logits})
+    shape = check.shape_of(logits)
+    if shape[:-1] != tokens_shape or not shape or shape[-1] == 0:
+        msg = f"step {t} must return logits of shape (*tokens.shape, V) = {(*tokens_shape, 'V')}; got {shape}"
+        raise ValueError(msg)
+
+
+def _check_logits(logits: Array) -> Any:
+    backend = resolve(logits, names=("logits",))
+    check.require_floating(backend.namespace(), logits=logits)
+    check.require_ndim("logits", logits, 1, "(..., V)")
+    if logits.shape[-1] == 0:
+        msg = f"`logits` must have at least one token along the last axis; got shape {check.shape_of(logits)}"
+        raise ValueError(msg)
+    return backend
+
+
+def _sampling_options(
+    temperature: float, top_k: int | None, top_p: float | None, min_tokens_to_keep: int
+) -> dict[str, Any]:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
+        msg = f"temperature must be a Python number; got {type(temperature).__name__}"
+        raise TypeError(msg)
+    if not temperature > 0.0:
+        msg = f"temperature must be > 0 (use greedy() for temperature 0); got {temperature}"
+        raise ValueError(msg)
+    if top_k is not None:
+        top_k = _count("top_k", top_k, minimum=1)
+    if top_p is not None:
+        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
+            msg = f"top_p must be a Python number; got {type(top_p).__name__}"
+            raise TypeError(msg)
+        if not 0.0 < top_p <= 1.0:
+            msg = f"top_p must be in (0, 1]; got {top_p}"
+            raise ValueError(msg)
+    return {
+        "temperature": float(temperature),
+        "top_k": top_k,
+        "top_p": None if top_p is None else float(top_p),
+        "min_tokens_to_keep": _count("min_tokens_to_keep", min_tokens_to_keep, minimum=1),
+    }
+
+
+def _count(name: str, value: object, *, minimum: int) -> int:
+    if isinstance(value, bool):
+        msg = f"{name} must be an integer; got bool"
+        raise TypeError(msg)
+    try:
+        n = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        msg = f"{name} must be an integer; got {type(value).__name__}"
+        raise TypeError(msg) from None
+    if n < minimum:
+        msg = f"{name} must be >= {minimum}; got {n}"
+        raise ValueError(msg)
+    return n

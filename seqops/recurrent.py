@@ -1,0 +1,259 @@
+"""Recurrent family: Elman RNN and LSTM cells and time-major sequences.
+
+Weights are applied as ``x @ w`` with ``w (in, out)``. LSTM gates are packed **i, f, o, g**
+(torch and keras use i, f, g, o: convert with :mod:`seqops.convert`). Sequences loop over
+time through the backend's ``scan`` hook, so ``jax.jit`` compiles one step, not ``T``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqops._dispatch import call, resolve
+from seqops._lib import validate as check
+from seqops._lib.typing import Array, Namespace
+
+NONLINEARITIES = ("tanh", "relu")
+
+
+def rnn_cell(
+    x: Array,
+    h: Array,
+    /,
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None = None,
+    *,
+    nonlinearity: str = "tanh",
+) -> Array:
+    """One Elman RNN step, ``h' = act(x @ w_ih + h @ w_hh + b)``.
+
+    Parameters
+    ----------
+    x : array, shape ``(..., I)``
+        Input of this step.
+    h : array, shape ``(..., H)``
+        Previous hidden state, same leading (batch) dimensions as ``x``.
+    w_ih : array, shape ``(I, H)``
+    w_hh : array, shape ``(H, H)``
+    b : array, shape ``(H,)``, optional
+        One bias (torch's ``bias_ih + bias_hh``). All arrays share ``x``'s dtype.
+    nonlinearity : {"tanh", "relu"}
+
+    Returns
+    -------
+    h_new : array, shape ``(..., H)``
+        Same library, device and dtype as ``x`` (half precision computes in float32).
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> x, h = np.ones((2, 3)), np.zeros((2, 4))
+    >>> seqops.rnn_cell(x, h, np.full((3, 4), 0.1), np.eye(4)).round(4).tolist()[0]
+    [0.2913, 0.2913, 0.2913, 0.2913]
+    """
+    backend = resolve(x, h, w_ih, w_hh, b, names=("x", "h", "w_ih", "w_hh", "b"))
+    check.require_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+    _check_step(backend.namespace(), "x", x, {"h": h}, w_ih, w_hh, b, gates=1)
+    return call("rnn_cell", backend, x, h, w_ih, w_hh, b, nonlinearity=nonlinearity)
+
+
+def rnn(
+    xs: Array,
+    h0: Array,
+    /,
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None = None,
+    *,
+    nonlinearity: str = "tanh",
+) -> tuple[Array, Array]:
+    """An Elman RNN over a time-major sequence: :func:`rnn_cell` at every step.
+
+    Parameters
+    ----------
+    xs : array, shape ``(T, ..., I)``
+        Inputs, time first (torch's ``batch_first=False``).
+    h0 : array, shape ``(..., H)``
+        Initial hidden state; its leading dimensions are ``xs.shape[1:-1]``.
+    w_ih, w_hh, b, nonlinearity
+        As in :func:`rnn_cell`.
+
+    Returns
+    -------
+    hs : array, shape ``(T, ..., H)``
+        The hidden state after every step (``hs[-1]`` is ``h_T``).
+    h_T : array, shape ``(..., H)``
+        The final hidden state (``h0`` itself when ``T = 0``).
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> xs, h0 = np.ones((5, 2, 3)), np.zeros((2, 4))
+    >>> hs, h_last = seqops.rnn(xs, h0, np.full((3, 4), 0.1), np.eye(4) * 0.5)
+    >>> hs.shape, h_last.shape
+    ((5, 2, 4), (2, 4))
+    """
+    backend = resolve(xs, h0, w_ih, w_hh, b, names=("xs", "h0", "w_ih", "w_hh", "b"))
+    check.require_choice("nonlinearity", nonlinearity, NONLINEARITIES)
+    _check_sequence(backend.namespace(), xs, {"h0": h0}, w_ih, w_hh, b, gates=1)
+    return call("rnn", backend, xs, h0, w_ih, w_hh, b, nonlinearity=nonlinearity)
+
+
+def lstm_cell(
+    x: Array,
+    state: tuple[Array, Array],
+    /,
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None = None,
+) -> tuple[Array, Array]:
+    """One LSTM step, gates packed **i, f, o, g**.
+
+    ``[i, f, o, g] = x @ w_ih + h @ w_hh + b``; ``i, f, o`` pass a sigmoid and ``g`` a
+    tanh; ``c' = f * c + i * g`` and ``h' = o * tanh(c')``.
+
+    Parameters
+    ----------
+    x : array, shape ``(..., I)``
+    state : pair of arrays ``(h, c)``, each of shape ``(..., H)``
+        Hidden and cell state (flax's carry is ``(c, h)``: swap it).
+    w_ih : array, shape ``(I, 4H)``
+        Columns ``[0, H)`` feed the input gate, ``[H, 2H)`` the forget gate, ``[2H, 3H)``
+        the output gate and ``[3H, 4H)`` the candidate ``g``.
+    w_hh : array, shape ``(H, 4H)``
+    b : array, shape ``(4H,)``, optional
+        One bias (torch's ``bias_ih + bias_hh``). All arrays share ``x``'s dtype.
+
+    Returns
+    -------
+    (h_new, c_new) : pair of arrays, shape ``(..., H)``
+        Same library, device and dtype as ``x`` (half precision computes in float32).
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> x, h = np.ones((2, 3)), np.zeros((2, 4))
+    >>> h1, c1 = seqops.lstm_cell(x, (h, h), np.full((3, 16), 0.1), np.zeros((4, 16)))
+    >>> h1.shape, float(c1[0, 0].round(4))
+    ((2, 4), 0.1673)
+    """
+    backend, (h, c) = _lstm_state(x, state, w_ih, w_hh, b, "x", ("h", "c"))
+    _check_step(backend.namespace(), "x", x, {"h": h, "c": c}, w_ih, w_hh, b, gates=4)
+    return call("lstm_cell", backend, x, (h, c), w_ih, w_hh, b)
+
+
+def lstm(
+    xs: Array,
+    state: tuple[Array, Array],
+    /,
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None = None,
+) -> tuple[Array, tuple[Array, Array]]:
+    """An LSTM over a time-major sequence: :func:`lstm_cell` at every step.
+
+    ``xs @ w_ih`` is computed for all steps in one product; the recurrence runs through
+    the backend's ``scan`` (``jax.lax.scan`` on JAX: ``jit`` does not unroll it).
+
+    Parameters
+    ----------
+    xs : array, shape ``(T, ..., I)``
+        Inputs, time first (torch's ``batch_first=False``).
+    state : pair of arrays ``(h0, c0)``, each of shape ``(..., H)``
+        Initial state; leading dimensions ``xs.shape[1:-1]``.
+    w_ih, w_hh, b
+        As in :func:`lstm_cell`: ``(I, 4H)``, ``(H, 4H)``, ``(4H,)``, gates i, f, o, g.
+
+    Returns
+    -------
+    hs : array, shape ``(T, ..., H)``
+        The hidden state after every step.
+    (h_T, c_T) : pair of arrays, shape ``(..., H)``
+        The final state (the initial one when ``T = 0``). Half precision carries the
+        state in float32 between steps and returns the input dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> xs, h0 = np.ones((7, 2, 3)), np.zeros((2, 4))
+    >>> hs, (h_last, c_last) = seqops.lstm(xs, (h0, h0), np.zeros((3, 16)), np.zeros((4, 16)))
+    >>> hs.shape, c_last.shape
+    ((7, 2, 4), (2, 4))
+    """
+    backend, (h0, c0) = _lstm_state(xs, state, w_ih, w_hh, b, "xs", ("h0", "c0"))
+    _check_sequence(backend.namespace(), xs, {"h0": h0, "c0": c0}, w_ih, w_hh, b, gates=4)
+    return call("lstm", backend, xs, (h0, c0), w_ih, w_hh, b)
+
+
+def _lstm_state(
+    x: Array, state: Any, w_ih: Array, w_hh: Array, b: Array | None, x_name: str, names: tuple[str, str]
+) -> tuple[Any, tuple[Array, Array]]:
+    """The backend and the unpacked ``(h, c)`` of an LSTM call."""
+    if not isinstance(state, (tuple, list)) or len(state) != 2:
+        msg = f"`state` must be a pair ({names[0]}, {names[1]}) of arrays; got {type(state).__name__}"
+        raise TypeError(msg)
+    h, c = state
+    arrays = (x, h, c, w_ih, w_hh, b)
+    return resolve(*arrays, names=(x_name, *names, "w_ih", "w_hh", "b")), (h, c)
+
+
+def _check_sequence(
+    xp: Namespace,
+    xs: Array,
+    states: dict[str, Array],
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None,
+    *,
+    gates: int,
+) -> None:
+    check.require_ndim("xs", xs, 2, "(T, ..., I)")
+    _check_step(xp, "xs", xs, states, w_ih, w_hh, b, gates=gates, batch=check.shape_of(xs)[1:-1])
+
+
+def _check_step(
+    xp: Namespace,
+    x_name: str,
+    x: Array,
+    states: dict[str, Array],
+    w_ih: Array,
+    w_hh: Array,
+    b: Array | None,
+    *,
+    gates: int,
+    batch: tuple[int, ...] | None = None,
+) -> None:
+    """Dtypes and shapes of a cell (or sequence) input, its state and its weights.
+
+    ``gates`` is 1 for the RNN and 4 for the LSTM; the hidden size ``H`` is read from the
+    state, ``I`` from the input.
+    """
+    named = {x_name: x, **states, "w_ih": w_ih, "w_hh": w_hh, "b": b}
+    check.require_floating(xp, **named)
+    check.require_same_dtype(**named)
+    check.require_ndim(x_name, x, 1, "(..., I)")
+    (h_name, h), *others = states.items()
+    check.require_ndim(h_name, h, 1, "(..., H)")
+    for name, s in others:
+        if check.shape_of(s) != check.shape_of(h):
+            msg = (
+                f"`{name}` of shape {check.shape_of(s)} must have the shape of `{h_name}` {check.shape_of(h)}"
+            )
+            raise ValueError(msg)
+    size_in, hidden = x.shape[-1], h.shape[-1]
+    k = "" if gates == 1 else str(gates)
+    expected = {
+        "w_ih": (f"(I, {k}H)", (size_in, gates * hidden)),
+        "w_hh": (f"(H, {k}H)", (hidden, gates * hidden)),
+        "b": (f"({k}H,)", (gates * hidden,)),
+    }
+    for name, (layout, shape) in expected.items():
+        w = named[name]
+        if w is not None and check.shape_of(w) != shape:
+            msg = f"`{name}` must have shape {layout} = {shape}; got {check.shape_of(w)}"
+            raise ValueError(msg)
+    batch = check.shape_of(x)[:-1] if batch is None else batch
+    if check.shape_of(h)[:-1] != batch:
+        msg = f"`{h_name}` of shape {check.shape_of(h)} does not match {x_name}'s batch {batch}"
+        raise ValueError(msg)
