@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 from typing import NamedTuple
 
@@ -43,9 +42,6 @@ def _norm(grads, p):
     flat = np.concatenate([g.ravel() for g in grads])
     return float(np.max(np.abs(flat))) if p == math.inf else float(np.sum(np.abs(flat) ** p) ** (1 / p))
 
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(seqops.clipping, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])

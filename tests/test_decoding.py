@@ -11,7 +11,6 @@
 
 from __future__ import annotations
 
-import doctest
 import math
 
 import numpy as np
@@ -64,9 +63,6 @@ def hf_kept(torch, logits, *, temperature=1.0, top_k=None, top_p=None, min_token
         scores = scores.masked_fill(remove.scatter(1, order, remove), -math.inf)
     return torch.isfinite(scores)
 
-
-def test_docstring_examples() -> None:
-    assert doctest.testmod(seqops.decoding, optionflags=doctest.NORMALIZE_WHITESPACE).failed == 0
 
 
 # (logits, options, kept by us, kept by Hugging Face where it differs — ties only)

@@ -7,13 +7,11 @@ central differences of a loop-level LSTM.
 
 from __future__ import annotations
 
-import doctest
 import sys
 
 import numpy as np
 import pytest
 
-import seqops.diagnostics
 from seqops.cli import main
 from seqops.diagnostics import gradient_flow
 
@@ -219,8 +217,3 @@ def test_demo_bad_usage(tmp_path, capsys) -> None:
     assert "steps must be a positive integer" in capsys.readouterr().err
     assert main(["demo", "gradient-flow", "--out", str(tmp_path / "f.png"), "--backend", "numpy"]) == 2
 
-
-def test_docstring_examples() -> None:
-    _need("torch")
-    result = doctest.testmod(seqops.diagnostics, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.failed == 0 and result.attempted > 0

@@ -15,8 +15,6 @@ Our gate order is **i, f, o, g**; torch packs i, f, g, o and keras i, f, c, o.
 
 from __future__ import annotations
 
-import doctest
-import importlib
 import re
 import time
 import warnings
@@ -665,12 +663,6 @@ def test_explain_names_the_portable_implementation(rng):
     explanation = seqops.explain(seqops.lstm, xs, (h, h), *_lstm_weights(rng))
     assert explanation.op == "lstm" and explanation.chosen == "portable"
 
-
-def test_docstring_examples():
-    result = doctest.testmod(
-        importlib.import_module("seqops.recurrent"), optionflags=doctest.NORMALIZE_WHITESPACE
-    )
-    assert result.failed == 0 and result.attempted > 0
 
 
 # --------------------------------------------------------------------------------------
