@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_kept
 from seqops_conformance import references as ref
 
 import seqops
@@ -34,15 +35,6 @@ def rng():
     return np.random.default_rng(20240611)
 
 
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch", reason="torch is not installed")
-
-
-@pytest.fixture(scope="module")
-def jax():
-    jax = pytest.importorskip("jax", reason="jax is not installed")
-    return jax
 
 
 def _random_mask(rng, shape, *, p=0.35):
@@ -620,11 +612,6 @@ def test_softmax_vs_jax(jax, rng, axis, dtype_name, tol):
 _TOLERANCE = {"float64": 1e-10, "float32": 2e-5, "float16": 2e-2, "bfloat16": 1e-1}
 
 
-def _check_kept(backend, out, like, dtype):
-    assert backend.owns(out), f"{backend.name}: result is a {type(out).__module__}.{type(out).__qualname__}"
-    assert out.dtype == dtype, f"{backend.name}: dtype {out.dtype} != {dtype}"
-    assert backend.device(out) == backend.device(like)
-
 
 @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16", "float32", "float64"])
 def test_every_backend_keeps_library_device_dtype(backend, rng, dtype_name):
@@ -650,7 +637,7 @@ def test_every_backend_keeps_library_device_dtype(backend, rng, dtype_name):
     bn = rng.standard_normal((1, 2, 3, 3))
     q, k, v = arr(qn), arr(kn), arr(vn)
     out = seqops.scaled_dot_product_attention(q, k, v, mask=boolean(mn), bias=arr(bn), is_causal=True)
-    _check_kept(backend, out, q, dtype)
+    assert_kept(backend, out, q, dtype)
     close(out, ref.scaled_dot_product_attention(qn, kn, vn, mask=mn, bias=bn, is_causal=True)[0])
 
     # mha with key padding and weights
@@ -665,8 +652,8 @@ def test_every_backend_keeps_library_device_dtype(backend, rng, dtype_name):
     out, weights = seqops.multi_head_attention(
         x, x, x, params, num_heads=NUM_HEADS, key_padding_mask=boolean(kpm), need_weights=True
     )
-    _check_kept(backend, out, x, dtype)
-    _check_kept(backend, weights, x, dtype)
+    assert_kept(backend, out, x, dtype)
+    assert_kept(backend, weights, x, dtype)
     expected, expected_w = ref.multi_head_attention(x_np, x_np, x_np, pn, NUM_HEADS, key_padding_mask=kpm)
     close(out, expected)
     close(weights, expected_w)
@@ -687,14 +674,14 @@ def test_every_backend_keeps_library_device_dtype(backend, rng, dtype_name):
     out = seqops.transformer_encoder_layer(
         x, ep, num_heads=NUM_HEADS, activation="gelu", key_padding_mask=boolean(kpm)
     )
-    _check_kept(backend, out, x, dtype)
+    assert_kept(backend, out, x, dtype)
     close(out, ref.transformer_encoder_layer(x_np, en, NUM_HEADS, activation="gelu", key_padding_mask=kpm))
 
     # layer norm, softmax, log_softmax
     out = seqops.layer_norm(x, ep.norm1_weight, ep.norm1_bias)
-    _check_kept(backend, out, x, dtype)
+    assert_kept(backend, out, x, dtype)
     close(out, ref.layer_norm(x_np, en.norm1_weight, en.norm1_bias))
     for fn, reference in ((seqops.softmax, ref.softmax), (seqops.log_softmax, ref.log_softmax)):
         out = fn(x, axis=1)
-        _check_kept(backend, out, x, dtype)
+        assert_kept(backend, out, x, dtype)
         close(out, reference(x_np, axis=1))

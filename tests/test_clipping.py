@@ -23,14 +23,6 @@ import seqops.clipping
 SHAPES = [(3, 4), (5,), (), (2, 0), (2, 2, 3)]
 
 
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch", reason="torch is not installed")
-
-
-@pytest.fixture(scope="module")
-def jax():
-    return pytest.importorskip("jax", reason="jax is not installed")
 
 
 def _grads(seed=0):

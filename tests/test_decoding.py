@@ -28,14 +28,6 @@ DYADIC = [0.0, -LN2, -2 * LN2, -2 * LN2]
 P532 = np.log([0.5, 0.3, 0.2]).tolist()
 
 
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch", reason="torch is not installed")
-
-
-@pytest.fixture(scope="module")
-def jax():
-    return pytest.importorskip("jax", reason="jax is not installed")
 
 
 def _options(**kw):

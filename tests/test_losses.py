@@ -38,14 +38,6 @@ def rng():
     return np.random.default_rng(1234)
 
 
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch", reason="torch is not installed")
-
-
-@pytest.fixture(scope="module")
-def jax():
-    return pytest.importorskip("jax", reason="jax is not installed")
 
 
 def _inputs(rng, shape_targets, options):

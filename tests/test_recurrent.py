@@ -21,6 +21,7 @@ import warnings
 
 import numpy as np
 import pytest
+from conftest import assert_kept
 from seqops_conformance import references as ref
 
 import seqops
@@ -37,17 +38,6 @@ def rng():
     return np.random.default_rng(1997)
 
 
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch", reason="torch is not installed")
-
-
-@pytest.fixture(scope="module")
-def jax():
-    jax = pytest.importorskip("jax", reason="jax is not installed")
-    if not jax.config.jax_enable_x64:
-        pytest.skip("float64 checks need JAX_ENABLE_X64=1 (set by conftest before jax loads)")
-    return jax
 
 
 def _lstm_weights(rng, size_in=D_IN, hidden=H, *, scale=0.5):
@@ -589,11 +579,6 @@ def test_jax_jit_and_vmap_match_eager(jax, rng):
 _TOLERANCE = {"float64": 1e-12, "float32": 2e-5, "float16": 2e-2, "bfloat16": 1e-1}
 
 
-def _kept(backend, out, like, dtype):
-    assert backend.owns(out), f"{backend.name}: result is a {type(out).__module__}.{type(out).__qualname__}"
-    assert out.dtype == dtype, f"{backend.name}: dtype {out.dtype} != {dtype}"
-    assert backend.device(out) == backend.device(like)
-
 
 @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16", "float32", "float64"])
 def test_every_backend_keeps_library_device_dtype(backend, rng, dtype_name):
@@ -619,23 +604,23 @@ def test_every_backend_keeps_library_device_dtype(backend, rng, dtype_name):
     hs, (h_last, c_last) = seqops.lstm(xs, (h, c), *map(arr, lw))
     expected, (exp_h, exp_c) = ref.lstm(xs_np, (h_np, c_np), *lw)
     for out in (hs, h_last, c_last):
-        _kept(backend, out, xs, dtype)
+        assert_kept(backend, out, xs, dtype)
     close(hs, expected)
     close(h_last, exp_h)
     close(c_last, exp_c)
 
     out = seqops.lstm_cell(xs[0, ...], (h, c), *map(arr, lw))
     for got, want in zip(out, ref.lstm_cell(xs_np[0], (h_np, c_np), *lw), strict=True):
-        _kept(backend, got, xs, dtype)
+        assert_kept(backend, got, xs, dtype)
         close(got, want)
 
     for nonlinearity in ("tanh", "relu"):
         hs, h_last = seqops.rnn(xs, h, *map(arr, rw), nonlinearity=nonlinearity)
-        _kept(backend, hs, xs, dtype)
-        _kept(backend, h_last, xs, dtype)
+        assert_kept(backend, hs, xs, dtype)
+        assert_kept(backend, h_last, xs, dtype)
         close(hs, ref.rnn(xs_np, h_np, *rw, nonlinearity=nonlinearity)[0])
         out = seqops.rnn_cell(xs[0, ...], h, *map(arr, rw[:2]), nonlinearity=nonlinearity)  # no bias
-        _kept(backend, out, xs, dtype)
+        assert_kept(backend, out, xs, dtype)
         close(out, ref.rnn_cell(xs_np[0], h_np, *rw[:2], nonlinearity=nonlinearity))
 
 
@@ -649,12 +634,12 @@ def test_empty_sequence_returns_the_initial_state(backend, rng):
     h, c = arr(rng.standard_normal((B, H))), arr(rng.standard_normal((B, H)))
     hs, (h_last, c_last) = seqops.lstm(xs, (h, c), *map(arr, _lstm_weights(rng)))
     assert tuple(hs.shape) == (0, B, H)
-    _kept(backend, hs, xs, dtype)
+    assert_kept(backend, hs, xs, dtype)
     _equal(backend, h_last, h)
     _equal(backend, c_last, c)
     hs, h_last = seqops.rnn(xs, h, *map(arr, _rnn_weights(rng)))
     assert tuple(hs.shape) == (0, B, H)
-    _kept(backend, hs, xs, dtype)
+    assert_kept(backend, hs, xs, dtype)
     _equal(backend, h_last, h)
 
 

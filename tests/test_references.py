@@ -23,10 +23,6 @@ def rng():
     return np.random.default_rng(0)
 
 
-@pytest.fixture
-def torch():
-    return pytest.importorskip("torch")
-
 
 # --- NumPy-only checks -----------------------------------------------------------------
 

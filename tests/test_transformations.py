@@ -34,17 +34,6 @@ def rng():
     return np.random.default_rng(7)
 
 
-@pytest.fixture(scope="module")
-def jax():
-    jax = pytest.importorskip("jax", reason="jax is not installed")
-    if not jax.config.jax_enable_x64:
-        pytest.skip("float64 gradient checks need JAX_ENABLE_X64=1 (set by conftest before jax loads)")
-    return jax
-
-
-@pytest.fixture(scope="module")
-def torch():
-    return pytest.importorskip("torch", reason="torch is not installed")
 
 
 # --------------------------------------------------------------------------------------

@@ -11,12 +11,14 @@ and return their own dtype.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
 
-from seqops._agnostic.activations import compute_dtype
+from seqops._agnostic.activations import compute_dtype, relu
+from seqops._agnostic.attention import linear
 from seqops._lib.typing import Array, Namespace
 
 Scan = Callable[[Callable[[Any, Array], tuple[Any, Array]], Any, Array], tuple[Any, Array]]
@@ -29,9 +31,7 @@ def sigmoid(xp: Namespace, x: Array, /) -> Array:
 
 
 def _activation(xp: Namespace, nonlinearity: str) -> Callable[[Array], Array]:
-    if nonlinearity == "relu":
-        return lambda z: xp.maximum(z, 0.0)
-    return xp.tanh
+    return functools.partial(relu, xp) if nonlinearity == "relu" else xp.tanh
 
 
 def _cast(xp: Namespace, dtype: Any, *arrays: Array | None) -> list[Array | None]:
@@ -92,12 +92,6 @@ def _empty_outputs(xp: Namespace, xs: Array, hidden: int) -> Array:
     return xp.zeros(shape, dtype=xs.dtype, device=array_api_compat.device(xs))
 
 
-def _input_projection(xp: Namespace, xs: Array, w_ih: Array, b: Array | None) -> Array:
-    """``xs @ w_ih + b`` for every step at once: ``(T, ..., I) -> (T, ..., out)``."""
-    projected = xp.matmul(xs, w_ih)
-    return projected if b is None else projected + b
-
-
 def rnn(
     xp: Namespace,
     xs: Array,
@@ -121,7 +115,7 @@ def rnn(
         h = act(xw_t + xp.matmul(h, w_hh))
         return h, h
 
-    h_last, hs = scan(step, h0, _input_projection(xp, xs, w_ih, b))
+    h_last, hs = scan(step, h0, linear(xp, xs, w_ih, b))
     return xp.astype(hs, dtype, copy=False), xp.astype(h_last, dtype, copy=False)
 
 
@@ -147,6 +141,6 @@ def lstm(
         h, c = _lstm_update(xp, xw_t + xp.matmul(h, w_hh), c)
         return (h, c), h
 
-    (h_last, c_last), hs = scan(step, (h0, c0), _input_projection(xp, xs, w_ih, b))
+    (h_last, c_last), hs = scan(step, (h0, c0), linear(xp, xs, w_ih, b))
     h_last, c_last, hs = (xp.astype(a, dtype, copy=False) for a in (h_last, c_last, hs))
     return hs, (h_last, c_last)
