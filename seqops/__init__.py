@@ -22,14 +22,35 @@ from seqops.attention import (  # noqa: E402
 )
 from seqops.clipping import clip_grad_norm, clip_grad_value  # noqa: E402
 from seqops.decoding import decode, greedy, sample_logits  # noqa: E402
+from seqops.generative import (  # noqa: E402
+    bernoulli_log_likelihood,
+    elbo,
+    gaussian_log_likelihood,
+    kl_mvn,
+    kl_normal_normal,
+    kl_normal_standard,
+    reparameterize,
+)
 from seqops.hookspecs import Implementation, hookimpl
 from seqops.losses import autoregressive_log_likelihood, cross_entropy  # noqa: E402
+from seqops.pixelcnn import masked_conv2d, pixelcnn_mask  # noqa: E402
 from seqops.recurrent import lstm, lstm_cell, rnn, rnn_cell  # noqa: E402
 from seqops.transformer import (  # noqa: E402
     EncoderLayerParams,
     feed_forward,
     layer_norm,
     transformer_encoder_layer,
+)
+from seqops.vision import (  # noqa: E402
+    cyclic_shift,
+    patchify,
+    relative_position_index,
+    shifted_window_mask,
+    unpatchify,
+    vit_embed,
+    window_attention,
+    window_partition,
+    window_reverse,
 )
 
 __version__ = "0.1.0"
@@ -70,31 +91,49 @@ __all__ = [
     "SeqopsPluginWarning",
     "autoregressive_log_likelihood",
     "backends",
+    "bernoulli_log_likelihood",
     "causal_mask",
     "clip_grad_norm",
     "clip_grad_value",
     "convert",
     "cross_entropy",
+    "cyclic_shift",
     "decode",
     "diagnostics",
+    "elbo",
     "explain",
     "feed_forward",
+    "gaussian_log_likelihood",
     "greedy",
     "hookimpl",
+    "kl_mvn",
+    "kl_normal_normal",
+    "kl_normal_standard",
     "layer_norm",
     "log_softmax",
     "lstm",
     "lstm_cell",
+    "masked_conv2d",
     "multi_head_attention",
     "padding_mask",
+    "patchify",
+    "pixelcnn_mask",
     "register_plugin",
+    "relative_position_index",
+    "reparameterize",
     "rnn",
     "rnn_cell",
     "sample_logits",
     "scaled_dot_product_attention",
+    "shifted_window_mask",
     "sinusoidal_positional_encoding",
     "softmax",
     "transformer_encoder_layer",
+    "unpatchify",
     "unregister_plugin",
     "use",
+    "vit_embed",
+    "window_attention",
+    "window_partition",
+    "window_reverse",
 ]

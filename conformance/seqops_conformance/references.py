@@ -784,3 +784,319 @@ __all__ += [
     "clip_grad_norm",
     "clip_grad_value",
 ]
+
+
+# -- vision: ViT patches, Swin windows and window attention ------------------------------
+
+
+def patchify(images, patch_size, channels_last=False):
+    """ViT patches, one element at a time: ``(B, C, H, W)`` → ``(B, N, C·p·p)``.
+
+    ``out[b, r·(W/p) + c, ch·p² + i·p + j] = images[b, ch, r·p + i, c·p + j]``: patches in
+    raster order, each flattened (C, ph, pw). ``channels_last=True`` reads ``(B, H, W, C)``
+    and keeps the same (C, ph, pw) order.
+    """
+    x = np.asarray(images, dtype=np.float64)
+    if channels_last:
+        x = np.moveaxis(x, -1, 1)
+    batch, channels, height, width = x.shape
+    p = patch_size
+    if height % p or width % p:
+        raise ValueError(f"image size ({height}, {width}) not divisible by patch_size {p}")
+    cols = width // p
+    out = np.zeros((batch, (height // p) * cols, channels * p * p))
+    for b, r, c, ch, i, j in np.ndindex(batch, height // p, cols, channels, p, p):
+        out[b, r * cols + c, ch * p * p + i * p + j] = x[b, ch, r * p + i, c * p + j]
+    return out
+
+
+def window_partition(x, window_size):
+    """Swin windows, one element at a time: ``(B, H, W, C)`` → ``(B·nW, ws, ws, C)``.
+
+    ``out[b·nW + r·(W/ws) + c, i, j] = x[b, r·ws + i, c·ws + j]``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    batch, height, width, channels = x.shape
+    ws = window_size
+    rows, cols = height // ws, width // ws
+    out = np.zeros((batch * rows * cols, ws, ws, channels))
+    for b, r, c, i, j in np.ndindex(batch, rows, cols, ws, ws):
+        out[(b * rows + r) * cols + c, i, j] = x[b, r * ws + i, c * ws + j]
+    return out
+
+
+def _swin_region(position, size, window_size, shift_size):
+    """Swin's slice label of a row (column) of the shifted map: ``[0,-ws)``, ``[-ws,-s)``, ``[-s,size)``."""
+    if shift_size == 0 or position < size - window_size:
+        return 0
+    return 1 if position < size - shift_size else 2
+
+
+def shifted_window_mask(height, width, window_size, shift_size, as_bias=False):
+    """Swin's shifted-window mask, one pair of tokens at a time.
+
+    Token ``t`` of window ``(r, c)`` is the shifted-map pixel ``(r·ws + t // ws, c·ws + t % ws)``;
+    two tokens may attend each other iff their (row, column) region labels agree.
+
+    Returns
+    -------
+    ndarray of bool, shape ``(nW, ws², ws²)`` (True = attend), or float64 0 / -100.0
+    with ``as_bias=True``.
+    """
+    ws = window_size
+    rows, cols = height // ws, width // ws
+    n = ws * ws
+    mask = np.zeros((rows * cols, n, n), dtype=bool)
+    for r, c, s, t in np.ndindex(rows, cols, n, n):
+        label = []
+        for token in (s, t):
+            y, x = r * ws + token // ws, c * ws + token % ws
+            label.append((_swin_region(y, height, ws, shift_size), _swin_region(x, width, ws, shift_size)))
+        mask[r * cols + c, s, t] = label[0] == label[1]
+    return np.where(mask, 0.0, -100.0) if as_bias else mask
+
+
+def relative_position_index(window_size):
+    """Swin's relative position index: ``(Δh + ws - 1)·(2ws - 1) + (Δw + ws - 1)``, int ``(ws², ws²)``."""
+    ws = window_size
+    n = ws * ws
+    out = np.zeros((n, n), dtype=np.int64)
+    for s, t in np.ndindex(n, n):
+        dh, dw = s // ws - t // ws, s % ws - t % ws
+        out[s, t] = (dh + ws - 1) * (2 * ws - 1) + (dw + ws - 1)
+    return out
+
+
+def window_attention(x, params, num_heads, window_size, shift_size=0, relative_bias_table=None):
+    """Swin (shifted) window self-attention, one window and one head at a time.
+
+    Window ``(r, c)`` of image ``b`` holds the pixels ``((r·ws + i + shift) % H,
+    (c·ws + j + shift) % W)`` (the cyclic shift); each head attends within the window
+    (:func:`scaled_dot_product_attention`, scale ``1/sqrt(head_dim)``) with the
+    :func:`shifted_window_mask` when ``shift_size > 0`` and the bias
+    ``table[relative_position_index[s, t], head]``; the output goes back to the same pixels.
+
+    Returns
+    -------
+    ndarray, float64, shape ``(B, H, W, D_out)``
+    """
+    x = np.asarray(x, dtype=np.float64)
+    batch, height, width, _ = x.shape
+    ws = window_size
+    n = ws * ws
+    allowed = shifted_window_mask(height, width, ws, shift_size) if shift_size else None
+    index = relative_position_index(ws)
+    table = None if relative_bias_table is None else np.asarray(relative_bias_table, dtype=np.float64)
+    out = None
+    for b, r, c in np.ndindex(batch, height // ws, width // ws):
+        pixels = [
+            ((r * ws + t // ws + shift_size) % height, (c * ws + t % ws + shift_size) % width)
+            for t in range(n)
+        ]
+        tokens = np.array([x[b, y, z] for y, z in pixels])  # (N, C)
+        q = _linear(tokens, params.w_q, params.b_q)
+        k = _linear(tokens, params.w_k, params.b_k)
+        v = _linear(tokens, params.w_v, params.b_v)
+        dh, dv = q.shape[-1] // num_heads, v.shape[-1] // num_heads
+        heads = []
+        for h in range(num_heads):
+            bias = None
+            if table is not None:
+                bias = np.array([[table[index[s, t], h] for t in range(n)] for s in range(n)])
+            mask = None if allowed is None else allowed[r * (width // ws) + c]
+            o, _ = scaled_dot_product_attention(
+                q[:, h * dh : (h + 1) * dh], k[:, h * dh : (h + 1) * dh], v[:, h * dv : (h + 1) * dv],
+                mask=mask, bias=bias, scale=1.0 / math.sqrt(dh),
+            )
+            heads.append(o)
+        projected = _linear(np.concatenate(heads, axis=-1), params.w_o, params.b_o)
+        if out is None:
+            out = np.zeros((batch, height, width, projected.shape[-1]))
+        for t, (y, z) in enumerate(pixels):
+            out[b, y, z] = projected[t]
+    return out
+
+
+__all__ += [
+    "patchify",
+    "window_partition",
+    "shifted_window_mask",
+    "relative_position_index",
+    "window_attention",
+]
+
+
+# -- generative family: PixelCNN masks and convolution, VAE divergences and likelihoods -----
+
+
+def pixelcnn_mask(kernel_size, in_channels, out_channels, mask_type="A", color_groups=1):
+    """The PixelCNN mask ``(out, in, kh, kw)`` of 0.0/1.0, one entry at a time.
+
+    A tap is kept iff it lies in a row above the centre, or in the centre row left of the
+    centre; at the centre itself, output group ``j`` sees input group ``i`` iff ``i < j``
+    (type A) or ``i <= j`` (type B), with contiguous groups of ``channels / color_groups``.
+    """
+    kh, kw = (kernel_size, kernel_size) if isinstance(kernel_size, int) else kernel_size
+    ch, cw = kh // 2, kw // 2
+    out = np.zeros((out_channels, in_channels, kh, kw))
+    for o in range(out_channels):
+        for i in range(in_channels):
+            go = o // (out_channels // color_groups)
+            gi = i // (in_channels // color_groups)
+            for r in range(kh):
+                for c in range(kw):
+                    if r < ch or (r == ch and c < cw):
+                        out[o, i, r, c] = 1.0
+                    elif r == ch and c == cw:
+                        out[o, i, r, c] = float(gi < go if mask_type == "A" else gi <= go)
+    return out
+
+
+def masked_conv2d(x, weight, bias=None, mask_type="A", color_groups=1):
+    """Stride-1 zero-"same"-padded cross-correlation with ``weight * pixelcnn_mask``.
+
+    ``out[b, o, h, w] = bias[o] + Σ_{i, r, c} (W·M)[o, i, r, c] · x[b, i, h + r - kh//2, w + c - kw//2]``
+    (out-of-range pixels are 0); ``x (B, C, H, W)``, ``weight (O, C, kh, kw)`` → ``(B, O, H, W)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    n_out, n_in, kh, kw = weight.shape
+    w = weight * pixelcnn_mask((kh, kw), n_in, n_out, mask_type, color_groups)
+    batch, _, height, width = x.shape
+    out = np.zeros((batch, n_out, height, width))
+    for b in range(batch):
+        for o in range(n_out):
+            for h in range(height):
+                for v in range(width):
+                    terms = [0.0 if bias is None else float(bias[o])]
+                    for i in range(n_in):
+                        for r in range(kh):
+                            for c in range(kw):
+                                y, z = h + r - kh // 2, v + c - kw // 2
+                                if 0 <= y < height and 0 <= z < width:
+                                    terms.append(w[o, i, r, c] * x[b, i, y, z])
+                    out[b, o, h, v] = math.fsum(terms)
+    return out
+
+
+def reparameterize(mu, log_var, eps):
+    """``mu + exp(log_var / 2) * eps``, element by element (broadcasting)."""
+    mu, log_var, eps = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in (mu, log_var, eps)))
+    out = np.zeros(mu.shape)
+    for idx in np.ndindex(mu.shape):
+        out[idx] = mu[idx] + math.exp(log_var[idx] / 2.0) * eps[idx]
+    return out
+
+
+def _sum_over(values, axis):
+    """``Σ`` of float64 ``values`` over ``axis`` (int or tuple), with ``math.fsum``."""
+    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    axes = tuple(a % values.ndim for a in axes)
+    moved = np.moveaxis(values, axes, tuple(range(values.ndim - len(axes), values.ndim)))
+    rest = moved.shape[: values.ndim - len(axes)]
+    out = np.zeros(rest)
+    for idx in np.ndindex(rest):
+        out[idx] = math.fsum(moved[idx].ravel())
+    return out
+
+
+def _elementwise(fn, *arrays):
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in arrays))
+    out = np.zeros(arrays[0].shape)
+    for idx in np.ndindex(out.shape):
+        out[idx] = fn(*(float(a[idx]) for a in arrays))
+    return out
+
+
+def kl_normal_standard(mu, log_var, axis=-1):
+    """``½ Σ (exp(lv) + mu² − 1 − lv)`` over ``axis``: KL(N(mu, e^lv) || N(0, 1))."""
+    terms = _elementwise(lambda m, lv: 0.5 * (math.exp(lv) + m * m - 1.0 - lv), mu, log_var)
+    return _sum_over(terms, axis)
+
+
+def kl_normal_normal(mu_q, log_var_q, mu_p, log_var_p, axis=-1):
+    """``½ Σ (lv_p − lv_q + (e^lv_q + (μq − μp)²) / e^lv_p − 1)`` over ``axis``."""
+
+    def term(mq, lq, mp, lp):
+        return 0.5 * (lp - lq + (math.exp(lq) + (mq - mp) ** 2) / math.exp(lp) - 1.0)
+
+    return _sum_over(_elementwise(term, mu_q, log_var_q, mu_p, log_var_p), axis)
+
+
+def kl_mvn(mu_q, cov_q, mu_p, cov_p):
+    """``½(tr(Σp⁻¹Σq) + (μp−μq)ᵀΣp⁻¹(μp−μq) − k + ln|Σp|/|Σq|)`` per batch entry.
+
+    Written with an explicit inverse and ``slogdet`` (no Cholesky, unlike seqops); a
+    covariance that is not positive definite raises ``ValueError``.
+    """
+    mu_q, mu_p = (np.asarray(a, dtype=np.float64) for a in (mu_q, mu_p))
+    cov_q, cov_p = (np.asarray(a, dtype=np.float64) for a in (cov_q, cov_p))
+    k = mu_q.shape[-1]
+    lead = np.broadcast_shapes(mu_q.shape[:-1], cov_q.shape[:-2], mu_p.shape[:-1], cov_p.shape[:-2])
+    mu_q, mu_p = (np.broadcast_to(a, (*lead, k)) for a in (mu_q, mu_p))
+    cov_q, cov_p = (np.broadcast_to(a, (*lead, k, k)) for a in (cov_q, cov_p))
+    out = np.zeros(lead)
+    for idx in np.ndindex(lead):
+        sq, sp = cov_q[idx], cov_p[idx]
+        for cov in (sq, sp):
+            if np.any(np.linalg.eigvalsh(cov) <= 0.0):
+                raise ValueError("covariance is not positive definite")
+        inv_p = np.linalg.inv(sp)
+        d = mu_p[idx] - mu_q[idx]
+        trace = math.fsum((inv_p @ sq)[j, j] for j in range(k))
+        maha = math.fsum(d[a] * inv_p[a, c] * d[c] for a in range(k) for c in range(k))
+        log_ratio = np.linalg.slogdet(sp)[1] - np.linalg.slogdet(sq)[1]
+        out[idx] = 0.5 * (trace + maha - k + log_ratio)
+    return out
+
+
+def gaussian_log_likelihood(x, mean, log_var, axis=-1):
+    """``Σ −½(log 2π + lv + (x − mean)² / e^lv)`` over ``axis``."""
+
+    def term(v, m, lv):
+        return -0.5 * (math.log(2.0 * math.pi) + lv + (v - m) ** 2 / math.exp(lv))
+
+    return _sum_over(_elementwise(term, x, mean, log_var), axis)
+
+
+def bernoulli_log_likelihood(x, logits, axis=-1):
+    """``Σ x·log σ(l) + (1 − x)·log(1 − σ(l))`` over ``axis``, with
+    ``log σ(l) = −log1p(e^−l)`` for ``l ≥ 0`` and ``l − log1p(e^l)`` otherwise (no overflow)."""
+
+    def log_sigmoid(v):
+        return -math.log1p(math.exp(-v)) if v >= 0 else v - math.log1p(math.exp(v))
+
+    def term(v, lg):
+        return v * log_sigmoid(lg) + (1.0 - v) * log_sigmoid(-lg)
+
+    return _sum_over(_elementwise(term, x, logits), axis)
+
+
+def elbo(x, recon, mu, log_var, likelihood="bernoulli", axis=-1, reduction="none"):
+    """``log p(x | z) − KL(N(mu, e^lv) || N(0, I))`` per example; the KL sums ``mu``'s last axis.
+
+    ``recon``: the logits (``"bernoulli"``) or a pair ``(mean, log_var)`` (``"gaussian"``).
+    """
+    if likelihood == "gaussian":
+        ll = gaussian_log_likelihood(x, recon[0], recon[1], axis=axis)
+    else:
+        ll = bernoulli_log_likelihood(x, recon, axis=axis)
+    per_example = ll - kl_normal_standard(mu, log_var, axis=-1)
+    if reduction == "sum":
+        return math.fsum(per_example.ravel())
+    if reduction == "mean":
+        return math.fsum(per_example.ravel()) / per_example.size
+    return per_example
+
+
+__all__ += [
+    "pixelcnn_mask",
+    "masked_conv2d",
+    "reparameterize",
+    "kl_normal_standard",
+    "kl_normal_normal",
+    "kl_mvn",
+    "gaussian_log_likelihood",
+    "bernoulli_log_likelihood",
+    "elbo",
+]

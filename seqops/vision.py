@@ -1,0 +1,490 @@
+"""Vision family: ViT patches and embedding, Swin windows, shifted-window masks and window attention.
+
+ViT functions take images ``(B, C, H, W)`` as timm and Hugging Face do; Swin functions take
+feature maps ``(B, H, W, C)`` and follow the official microsoft/Swin-Transformer code
+(``window_partition``, ``window_reverse``, ``torch.roll`` shifts, the ``-100.0`` mask,
+``relative_position_index``).
+"""
+
+from __future__ import annotations
+
+import operator
+from typing import Any
+
+from seqops._dispatch import call, creation_backend, resolve
+from seqops._lib import validate as check
+from seqops._lib.backend import Backend
+from seqops._lib.typing import Array, Device
+from seqops.attention import MHAParams, _check_mha, _creation_device, _length
+
+
+def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) -> Array:
+    """Cut images into non-overlapping square patches, in raster order, each flattened.
+
+    Parameters
+    ----------
+    images : array, shape ``(B, C, H, W)`` (``(B, H, W, C)`` with ``channels_last=True``)
+        Any dtype; ``H`` and ``W`` divisible by ``patch_size``.
+    patch_size : int
+        Side ``p`` of a patch.
+    channels_last : bool
+        Input layout. The flattened patch keeps the order **(C, ph, pw)** either way, so
+        the projection weights of :func:`vit_embed` serve both layouts.
+
+    Returns
+    -------
+    patches : array, shape ``(B, N, C·p·p)``
+        ``N = (H/p)·(W/p)``; patch ``n`` covers rows ``(n // (W/p))·p`` on and columns
+        ``(n % (W/p))·p`` on. ``patches @ w`` with ``w (C·p·p, D)`` equals the convolution
+        with kernel = stride = ``p`` and weight ``w.T.reshape(D, C, p, p)`` (timm's
+        ``PatchEmbed``).
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> images = np.arange(2 * 3 * 4 * 6).reshape(2, 3, 4, 6)
+    >>> seqops.patchify(images, 2).shape
+    (2, 6, 12)
+    >>> seqops.patchify(images, 2)[0, 1, :4].tolist()  # patch 1, channel 0: rows 0-1, cols 2-3
+    [2, 3, 8, 9]
+    """
+    backend = resolve(images, names=("images",))
+    p = _positive("patch_size", patch_size)
+    _check_images("images", images, p, "patch_size", channels_last)
+    return call("patchify", backend, images, p, channels_last=bool(channels_last))
+
+
+def unpatchify(
+    patches: Array,
+    /,
+    patch_size: int,
+    image_size: int | tuple[int, int],
+    *,
+    channels: int | None = None,
+    channels_last: bool = False,
+) -> Array:
+    """Reassemble images from :func:`patchify`'s patches (its exact inverse).
+
+    Parameters
+    ----------
+    patches : array, shape ``(B, N, C·p·p)``
+        Each patch flattened (C, ph, pw), patches in raster order.
+    patch_size : int
+    image_size : int or (int, int)
+        ``(H, W)``, or ``H = W``; both divisible by ``patch_size``.
+    channels : int, optional
+        ``C``; default ``patches.shape[-1] // p²``.
+    channels_last : bool
+        Return ``(B, H, W, C)`` instead of ``(B, C, H, W)``.
+
+    Returns
+    -------
+    images : array, shape ``(B, C, H, W)`` (or ``(B, H, W, C)``)
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> images = np.random.default_rng(0).random((2, 3, 4, 6))
+    >>> bool((seqops.unpatchify(seqops.patchify(images, 2), 2, (4, 6)) == images).all())
+    True
+    """
+    backend = resolve(patches, names=("patches",))
+    p = _positive("patch_size", patch_size)
+    if isinstance(image_size, (tuple, list)):
+        if len(image_size) != 2:
+            msg = f"image_size must be an int or a pair (H, W); got {image_size!r}"
+            raise ValueError(msg)
+        h, w = (_positive("image_size", s) for s in image_size)
+    else:
+        h = w = _positive("image_size", image_size)
+    _require_ndim("patches", patches, 3, "(B, N, C·p·p)")
+    for what, size in (("height", h), ("width", w)):
+        _require_divisible(what, size, "patch_size", p)
+    features = patches.shape[-1]
+    c = features // (p * p) if channels is None else _positive("channels", channels)
+    expected = ((h // p) * (w // p), c * p * p)
+    if tuple(patches.shape[1:]) != expected:
+        msg = (
+            f"`patches` must have shape (B, N, C·p·p) = (B, {expected[0]}, {expected[1]}) for "
+            f"image_size ({h}, {w}), patch_size {p} and {c} channels; got {check.shape_of(patches)}"
+        )
+        raise ValueError(msg)
+    return call("unpatchify", backend, patches, p, (h, w), channels=c, channels_last=bool(channels_last))
+
+
+def vit_embed(
+    images: Array,
+    /,
+    w_patch: Array,
+    b_patch: Array | None,
+    cls_token: Array,
+    pos_embed: Array,
+    *,
+    patch_size: int,
+) -> Array:
+    """ViT input embedding: patch projection, class token at index 0, positional embedding.
+
+    ``out = concat([cls_token, patchify(images) @ w_patch + b_patch]) + pos_embed``.
+
+    Parameters
+    ----------
+    images : float array, shape ``(B, C, H, W)``
+    w_patch : array, shape ``(C·p·p, D)``
+        Rows in (C, ph, pw) order. From timm/HF's ``Conv2d`` weight ``(D, C, p, p)``:
+        ``weight.reshape(D, -1).T``.
+    b_patch : array, shape ``(D,)``, or None
+    cls_token : array, shape ``(D,)``
+        timm's ``cls_token (1, 1, D)`` is ``cls_token.reshape(D)``.
+    pos_embed : array, shape ``(1 + N, D)``
+        Row 0 is the class token's; timm's ``(1, 1+N, D)`` is ``pos_embed[0]``.
+    patch_size : int
+
+    Returns
+    -------
+    tokens : array, shape ``(B, 1 + N, D)``
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> images = np.ones((2, 3, 8, 8), dtype=np.float32)
+    >>> w, b = np.ones((3 * 4 * 4, 5), dtype=np.float32), np.zeros(5, dtype=np.float32)
+    >>> cls, pos = np.full(5, 7.0, dtype=np.float32), np.zeros((5, 5), dtype=np.float32)
+    >>> out = seqops.vit_embed(images, w, b, cls, pos, patch_size=4)
+    >>> out.shape, out[0, 0, 0].item(), out[0, 1, 0].item()
+    ((2, 5, 5), 7.0, 48.0)
+    """
+    names = ("images", "w_patch", "b_patch", "cls_token", "pos_embed")
+    arrays = (images, w_patch, b_patch, cls_token, pos_embed)
+    backend = resolve(*arrays, names=names)
+    xp = backend.namespace()
+    named = dict(zip(names, arrays, strict=True))
+    check.require_floating(xp, **named)
+    check.require_same_dtype(**named)
+    p = _positive("patch_size", patch_size)
+    _check_images("images", images, p, "patch_size", False)
+    _require_ndim("w_patch", w_patch, 2, "(C·p·p, D)")
+    _, c, h, w = images.shape
+    d = w_patch.shape[1]
+    check.require_shape("w_patch", w_patch, (c * p * p, d))
+    check.require_shape("b_patch", b_patch, (d,))
+    check.require_shape("cls_token", cls_token, (d,))
+    check.require_shape("pos_embed", pos_embed, (1 + (h // p) * (w // p), d))
+    return call("vit_embed", backend, images, w_patch, b_patch, cls_token, pos_embed, patch_size=p)
+
+
+def window_partition(x: Array, /, window_size: int) -> Array:
+    """Split a feature map into non-overlapping ``ws × ws`` windows (Swin's order).
+
+    Parameters
+    ----------
+    x : array, shape ``(B, H, W, C)``
+        ``H`` and ``W`` divisible by ``window_size``; any dtype.
+    window_size : int
+
+    Returns
+    -------
+    windows : array, shape ``(B·nW, ws, ws, C)``
+        ``nW = (H/ws)·(W/ws)``; image-major, windows in raster order within an image.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> x = np.arange(16).reshape(1, 4, 4, 1)
+    >>> seqops.window_partition(x, 2)[1, :, :, 0].tolist()
+    [[2, 3], [6, 7]]
+    """
+    backend = resolve(x, names=("x",))
+    ws = _positive("window_size", window_size)
+    _check_images("x", x, ws, "window_size", True)
+    return call("window_partition", backend, x, ws)
+
+
+def window_reverse(windows: Array, /, window_size: int, height: int, width: int) -> Array:
+    """Merge :func:`window_partition`'s windows back into ``(B, H, W, C)`` (its inverse).
+
+    Parameters
+    ----------
+    windows : array, shape ``(B·nW, ws, ws, C)``
+    window_size, height, width : int
+        ``height`` and ``width`` divisible by ``window_size``.
+
+    Returns
+    -------
+    x : array, shape ``(B, H, W, C)``
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> x = np.arange(48).reshape(1, 4, 6, 2)
+    >>> bool((seqops.window_reverse(seqops.window_partition(x, 2), 2, 4, 6) == x).all())
+    True
+    """
+    backend = resolve(windows, names=("windows",))
+    ws = _positive("window_size", window_size)
+    h, w = _positive("height", height), _positive("width", width)
+    for what, size in (("height", h), ("width", w)):
+        _require_divisible(what, size, "window_size", ws)
+    _require_ndim("windows", windows, 4, "(B·nW, ws, ws, C)")
+    count = (h // ws) * (w // ws)
+    if tuple(windows.shape[1:3]) != (ws, ws) or windows.shape[0] % count:
+        msg = (
+            f"`windows` must have shape (B·nW, ws, ws, C) with nW = {count} windows of size "
+            f"{ws} for height {h} and width {w}; got {check.shape_of(windows)}"
+        )
+        raise ValueError(msg)
+    return call("window_reverse", backend, windows, ws, h, w)
+
+
+def cyclic_shift(x: Array, /, shift: int) -> Array:
+    """Swin's cyclic shift: roll ``x (B, H, W, C)`` by ``(-shift, -shift)`` over H and W.
+
+    ``cyclic_shift(cyclic_shift(x, s), -s)`` is ``x``.
+
+    Parameters
+    ----------
+    x : array, shape ``(B, H, W, C)``
+    shift : int
+        Positive moves content up and left (``torch.roll(x, (-shift, -shift), (1, 2))``).
+
+    Returns
+    -------
+    shifted : array, shape ``(B, H, W, C)``
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> x = np.arange(9).reshape(1, 3, 3, 1)
+    >>> seqops.cyclic_shift(x, 1)[0, :, :, 0].tolist()
+    [[4, 5, 3], [7, 8, 6], [1, 2, 0]]
+    """
+    backend = resolve(x, names=("x",))
+    _require_ndim("x", x, 4, "(B, H, W, C)")
+    return call("cyclic_shift", backend, x, _integer("shift", shift))
+
+
+def shifted_window_mask(
+    height: int,
+    width: int,
+    /,
+    window_size: int,
+    shift_size: int,
+    *,
+    as_bias: bool = False,
+    like: Array | None = None,
+    backend: str | Backend | None = None,
+    device: Device | None = None,
+) -> Array:
+    """Swin's shifted-window attention mask: tokens attend within their own region.
+
+    After :func:`cyclic_shift` by ``shift_size``, windows on the bottom and right edges
+    hold pixels from distant parts of the image. Rows are labelled by Swin's slices
+    ``[0, -ws)``, ``[-ws, -shift)``, ``[-shift, H)`` (columns likewise); two tokens of a
+    window may attend each other iff their labels agree. ``shift_size=0`` gives an
+    all-True mask (Swin uses no mask then).
+
+    Parameters
+    ----------
+    height, width : int
+        Feature-map size, divisible by ``window_size``.
+    window_size : int
+    shift_size : int
+        In ``[0, window_size)``.
+    as_bias : bool
+        Return Swin's additive mask instead: ``0.0`` where allowed, ``-100.0`` elsewhere,
+        in ``like``'s dtype if floating, else the library's default float.
+    like, backend, device
+        As in :func:`seqops.causal_mask`.
+
+    Returns
+    -------
+    mask : bool array, shape ``(nW, ws², ws²)``
+        **True = attend**; ``nW = (H/ws)·(W/ws)``, windows in :func:`window_partition`'s
+        order, tokens of a window in raster order. Float with ``as_bias=True``.
+
+    Examples
+    --------
+    >>> import seqops
+    >>> m = seqops.shifted_window_mask(4, 4, 2, 1)
+    >>> m.shape, bool(m[0].all()), m[3].sum().item()
+    ((4, 4, 4), True, 4)
+    >>> seqops.shifted_window_mask(4, 4, 2, 1, as_bias=True)[1, 0].tolist()
+    [0.0, -100.0, 0.0, -100.0]
+    """
+    h, w = _positive("height", height), _positive("width", width)
+    ws = _positive("window_size", window_size)
+    shift = _shift_size(shift_size, ws)
+    for what, size in (("height", h), ("width", w)):
+        _require_divisible(what, size, "window_size", ws)
+    chosen = creation_backend(like, backend)
+    device = _creation_device(chosen, like, device)
+    dtype = None
+    if as_bias:
+        xp = chosen.namespace()
+        if like is not None and xp.isdtype(like.dtype, "real floating"):
+            dtype = like.dtype
+        else:
+            dtype = chosen.default_float_dtype(device)
+    return call(
+        "shifted_window_mask", chosen, h, w, ws, shift, as_bias=bool(as_bias), dtype=dtype, device=device
+    )
+
+
+def relative_position_index(
+    window_size: int,
+    *,
+    like: Array | None = None,
+    backend: str | Backend | None = None,
+    device: Device | None = None,
+) -> Array:
+    """Swin's relative position index of every pair of tokens in a window.
+
+    For tokens ``i = (hi, wi)`` and ``j = (hj, wj)`` of a window (raster order):
+    ``index[i, j] = (hi - hj + ws - 1)·(2ws - 1) + (wi - wj + ws - 1)``, a row of the
+    ``((2ws-1)², heads)`` relative position bias table.
+
+    Parameters
+    ----------
+    window_size : int
+    like, backend, device
+        As in :func:`seqops.causal_mask`.
+
+    Returns
+    -------
+    index : integer array, shape ``(ws², ws²)``
+        Values in ``[0, (2ws-1)²)``; the library's default integer dtype.
+
+    Examples
+    --------
+    >>> import seqops
+    >>> seqops.relative_position_index(2).tolist()
+    [[4, 3, 1, 0], [5, 4, 2, 1], [7, 6, 4, 3], [8, 7, 5, 4]]
+    """
+    ws = _positive("window_size", window_size)
+    chosen = creation_backend(like, backend)
+    return call("relative_position_index", chosen, ws, device=_creation_device(chosen, like, device))
+
+
+def window_attention(
+    x: Array,
+    /,
+    params: MHAParams,
+    *,
+    num_heads: int,
+    window_size: int,
+    shift_size: int = 0,
+    relative_bias_table: Array | None = None,
+) -> Array:
+    """Swin's (shifted) window multi-head self-attention (W-MSA / SW-MSA).
+
+    Shift ``x`` by ``shift_size`` (:func:`cyclic_shift`), split it into windows
+    (:func:`window_partition`), run multi-head self-attention inside each window (heads as
+    in :func:`seqops.multi_head_attention`, scale ``1/sqrt(head_dim)``) with the
+    :func:`shifted_window_mask` when ``shift_size > 0`` and the relative position bias,
+    then merge the windows and shift back. Time and memory grow linearly with the number
+    of windows (logits ``(B, nW, heads, ws², ws²)``; never ``(H·W)²``).
+
+    Parameters
+    ----------
+    x : float array, shape ``(B, H, W, C)``
+        ``H`` and ``W`` divisible by ``window_size``.
+    params : MHAParams
+        ``w_q``, ``w_k``, ``w_v`` ``(C, D)`` and ``w_o (D, D_out)``, biases optional. Swin's
+        ``qkv`` linear (weight ``(3D, C)``) gives ``w_q = weight[:D].T``,
+        ``w_k = weight[D:2D].T``, ``w_v = weight[2D:].T``; ``proj`` gives ``w_o = weight.T``.
+    num_heads : int
+        Divides ``D``.
+    window_size : int
+    shift_size : int
+        In ``[0, window_size)``; 0 is W-MSA, > 0 SW-MSA.
+    relative_bias_table : array, shape ``((2ws-1)², num_heads)``, optional
+        Swin's ``relative_position_bias_table``, gathered with
+        :func:`relative_position_index` and added to the logits of every window.
+
+    Returns
+    -------
+    out : array, shape ``(B, H, W, D_out)``
+
+    Notes
+    -----
+    Tokens of different regions are masked out exactly (a boolean mask); Swin adds
+    ``-100.0`` instead, which differs by weights below ``exp(-100) ≈ 4e-44``.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> w = np.eye(8, dtype=np.float32)
+    >>> x = np.ones((2, 4, 6, 8), dtype=np.float32)
+    >>> table = np.zeros((9, 2), dtype=np.float32)
+    >>> out = seqops.window_attention(
+    ...     x, seqops.MHAParams(w, w, w, w), num_heads=2, window_size=2, shift_size=1,
+    ...     relative_bias_table=table)
+    >>> out.shape
+    (2, 4, 6, 8)
+    """
+    names = ("x", *(f"params.{f}" for f in MHAParams._fields), "relative_bias_table")
+    backend = resolve(x, *params, relative_bias_table, names=names)
+    xp = backend.namespace()
+    check.require_floating(xp, x=x, relative_bias_table=relative_bias_table)
+    ws = _positive("window_size", window_size)
+    _check_images("x", x, ws, "window_size", True)
+    # x is the query, key and value of a self-attention on (B, H, W, C)
+    _check_mha(xp, x, x, x, params, num_heads)
+    shift = _shift_size(shift_size, ws)
+    check.require_same_dtype(x=x, relative_bias_table=relative_bias_table)
+    check.require_shape("relative_bias_table", relative_bias_table, ((2 * ws - 1) ** 2, num_heads))
+    return call(
+        "window_attention",
+        backend,
+        x,
+        params,
+        num_heads=num_heads,
+        window_size=ws,
+        shift_size=shift,
+        relative_bias_table=relative_bias_table,
+    )
+
+
+def _integer(name: str, value: object) -> int:
+    try:
+        return operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        msg = f"{name} must be an integer; got {type(value).__name__}"
+        raise TypeError(msg) from None
+
+
+def _positive(name: str, value: object) -> int:
+    n = _length(name, value)
+    if n == 0:
+        msg = f"{name} must be positive; got 0"
+        raise ValueError(msg)
+    return n
+
+
+def _shift_size(shift_size: object, window_size: int) -> int:
+    shift = _integer("shift_size", shift_size)
+    if not 0 <= shift < window_size:
+        msg = f"shift_size must be in [0, window_size) = [0, {window_size}); got {shift}"
+        raise ValueError(msg)
+    return shift
+
+
+def _require_ndim(name: str, x: Array, ndim: int, layout: str) -> None:
+    if x.ndim != ndim:
+        msg = f"`{name}` must have {ndim} dimensions {layout}; got shape {check.shape_of(x)}"
+        raise ValueError(msg)
+
+
+def _require_divisible(what: str, size: int, name: str, value: int, shape: Any = None) -> None:
+    if size % value:
+        got = "" if shape is None else f" (shape {shape})"
+        msg = f"image {what} {size} is not divisible by {name} {value}{got}"
+        raise ValueError(msg)
+
+
+def _check_images(name: str, x: Array, size: int, size_name: str, channels_last: bool) -> None:
+    """``x`` is ``(B, C, H, W)`` (or ``(B, H, W, C)``) with H and W divisible by ``size``."""
+    layout = "(B, H, W, C)" if channels_last else "(B, C, H, W)"
+    _require_ndim(name, x, 4, layout)
+    h, w = x.shape[1:3] if channels_last else x.shape[2:4]
+    for what, n in (("height", h), ("width", w)):
+        _require_divisible(what, n, size_name, size, check.shape_of(x))
