@@ -1,8 +1,8 @@
 """The ``seqops`` command: ``seqops info``, ``seqops conformance`` and ``seqops demo``.
 
 Exit status: 0 when everything agrees, 1 when a conformance check fails or none ran (e.g.
-``--device cuda:0`` on a machine without one), 2 on bad usage (unknown backend, dtype or
-op, unsupported report format). ``seqops demo`` exits 1 when matplotlib or the backend is
+``--device cuda:0`` on a machine without one), 2 on bad usage (unknown backend, dtype, op
+or transformation, unsupported report format). ``seqops demo`` exits 1 when matplotlib or the backend is
 missing.
 """
 
@@ -64,6 +64,13 @@ def _parser() -> argparse.ArgumentParser:
         "--dtype", action="append", metavar="NAME", help="only this dtype, e.g. float32 (repeatable)"
     )
     conf.add_argument("--op", action="append", metavar="NAME", help="only this op (repeatable)")
+    conf.add_argument(
+        "--transformation",
+        action="append",
+        metavar="NAME",
+        help="only this transformation: eager (the outputs) or grad (autodiff against finite "
+        "differences of the reference, on torch and jax; repeatable)",
+    )
     conf.add_argument(
         "--report",
         action="append",
@@ -146,8 +153,9 @@ def _conformance(args: argparse.Namespace) -> int:
             dtypes=args.dtype,
             ops=args.op,
             progress=not args.no_progress,
+            transformations=args.transformation,
         )
-    except ValueError as exc:  # unknown backend, dtype or op
+    except ValueError as exc:  # unknown backend, dtype, op or transformation
         print(f"seqops conformance: {exc}", file=sys.stderr)
         return 2
     report.print(Console())

@@ -1,5 +1,6 @@
-"""The conformance run: it passes on the fast backends, reports in every format, and catches
-a deliberately wrong fast path (a mutation test of the suite itself)."""
+"""The conformance run: it passes on the fast backends, reports in every format, checks
+gradients on torch and JAX, and catches deliberately wrong fast paths (mutation tests of the
+suite itself: wrong values, wrong gradients with right values, samples outside the support)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,12 @@ from collections.abc import Iterator
 import array_api_compat.numpy as npx
 import numpy as np
 import pytest
-from seqops_conformance import CASES, TOLERANCES, Report, run
+from seqops_conformance import CASES, GRADIENT_TOLERANCES, TOLERANCES, Report, run
+from seqops_conformance.runner import _compare
 from seqops_conformance.tolerances import error
 
 import seqops
-from seqops._agnostic import activations, attention
+from seqops._agnostic import activations, attention, recurrent
 from seqops.cli import main
 
 FAST = ["numpy", "array_api_strict"]
@@ -28,6 +30,32 @@ ATTENTION_FAMILY = {
     "transformer_encoder_layer",
     "softmax",
     "log_softmax",
+}
+RECURRENT_LM_FAMILY = {
+    "rnn_cell",
+    "rnn",
+    "lstm_cell",
+    "lstm",
+    "cross_entropy",
+    "autoregressive_log_likelihood",
+    "greedy",
+    "sample_logits",
+    "decode",
+    "clip_grad_norm",
+    "clip_grad_value",
+}
+DIFFERENTIABLE = {
+    "scaled_dot_product_attention",
+    "multi_head_attention",
+    "transformer_encoder_layer",
+    "layer_norm",
+    "feed_forward",
+    "softmax",
+    "log_softmax",
+    "rnn",
+    "lstm",
+    "cross_entropy",
+    "autoregressive_log_likelihood",
 }
 
 
@@ -44,9 +72,20 @@ def test_fast_backends_conform(report: Report) -> None:
     assert {r.dtype for r in report.results} == {"float16", "float32", "float64"}
 
 
-def test_every_attention_op_is_checked(report: Report) -> None:
-    assert ATTENTION_FAMILY <= {case.op for case in CASES}
-    assert ATTENTION_FAMILY <= {r.op for r in report.results if r.status == "pass"}
+@pytest.mark.parametrize("family", [ATTENTION_FAMILY, RECURRENT_LM_FAMILY], ids=["attention", "recurrent-lm"])
+def test_every_op_of_the_family_is_checked(report: Report, family: set[str]) -> None:
+    assert family <= {case.op for case in CASES}
+    for dtype in ("float16", "float32", "float64"):
+        assert family <= {r.op for r in report.results if r.status == "pass" and r.dtype == dtype}
+
+
+def test_gradient_cases_cover_the_differentiable_ops() -> None:
+    assert {case.op for case in CASES if case.grad} == DIFFERENTIABLE
+
+
+def test_numpy_has_no_gradient_rows_and_says_why(report: Report) -> None:
+    assert {r.transformation for r in report.results} == {"eager"}
+    assert any("not on array_api_strict, numpy (no autodiff)" in note for note in report.notes)
 
 
 def test_results_name_the_implementation(report: Report) -> None:
@@ -75,6 +114,7 @@ def test_error_metric() -> None:
     assert error(np.array([np.nan, 1.0]), np.array([0.5, 1.0])) == np.inf
     assert error(np.array([-np.inf, 1.0]), np.array([-np.inf, 1.0])) == 0.0
     assert error(np.array([True, False, True, True]), np.array([True, True, True, True])) == 0.25
+    assert error(np.array([3, 1]), np.array([3, 2])) == 0.5  # integer ids: exact
 
 
 def test_unknown_names_are_value_errors() -> None:
@@ -82,6 +122,50 @@ def test_unknown_names_are_value_errors() -> None:
         run(backends=["nope"], progress=False)
     with pytest.raises(ValueError, match="unknown op"):
         run(backends=["numpy"], ops=["softmx"], progress=False)
+    with pytest.raises(ValueError, match="unknown transformation 'jit'"):
+        run(backends=["numpy"], transformations=["jit"], progress=False)
+
+
+# -- gradients -------------------------------------------------------------------------------
+
+GRAD_OPS = ["layer_norm", "lstm"]  # one of each family, cheap under jax.jit
+
+
+@pytest.fixture(scope="module")
+def grad_report() -> Report:
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    return run(backends=["torch", "jax"], ops=GRAD_OPS, transformations=["grad"], progress=False)
+
+
+def test_gradients_agree_on_torch_and_jax(grad_report: Report) -> None:
+    assert grad_report.ok, "\n".join(
+        f"{r.case} {r.backend} {r.dtype}: {r.message}" for r in grad_report.failures
+    )
+    rows = {(r.op, r.backend, r.dtype) for r in grad_report.results}
+    expected_cases = [c for c in CASES if c.grad and c.op in GRAD_OPS]
+    assert len(grad_report.results) == len(expected_cases) * 2 * 2
+    assert rows == {(op, b, d) for op in GRAD_OPS for b in ("torch", "jax") for d in ("float64", "float32")}
+    assert all(r.transformation == "grad" and r.status == "pass" for r in grad_report.results)
+    assert all(r.tolerance == GRADIENT_TOLERANCES[r.dtype] for r in grad_report.results)
+    summary = grad_report.summary()
+    assert summary["gradient_checks"] == summary["checks"] == len(grad_report.results)
+    assert set(summary["worst_gradient_error"]) == {"float64", "float32"}
+    assert summary["worst_gradient_error"]["float64"] < 1e-8
+    assert f"({summary['checks']} gradients)" in grad_report.summary_line()
+    assert "worst gradient error float64" in grad_report.summary_line()
+
+
+def test_gradient_rows_in_reports(grad_report: Report, tmp_path) -> None:
+    cells = {(c.op, c.transformation, c.backend, c.dtype) for c in grad_report.cells()}
+    assert ("lstm", "grad", "jax", "float32") in cells
+    grad_report.to_markdown(tmp_path / "r.md")
+    assert "| lstm | grad | float64 |" in (tmp_path / "r.md").read_text()
+    grad_report.to_json(tmp_path / "r.json")
+    data = json.loads((tmp_path / "r.json").read_text())
+    assert {r["transformation"] for r in data["results"]} == {"grad"}
+    assert data["summary"]["gradient_checks"] == len(data["results"])
+    assert any("float16/bfloat16" in note for note in data["notes"])
 
 
 # -- command line ----------------------------------------------------------------------------
@@ -93,13 +177,13 @@ def test_cli_conformance_writes_reports(tmp_path, capsys) -> None:
     assert main([*argv, "--report", str(out_json), "--report", str(out_md)]) == 0
     assert "0 failed" in capsys.readouterr().out
     data = json.loads(out_json.read_text())
-    assert data["schema_version"] == 1
+    assert data["schema_version"] == 2
     assert data["summary"]["failed"] == 0 and data["summary"]["checks"] > 0
     assert {c["op"] for c in data["cells"]} == {"softmax", "causal_mask"}
     assert set(data["metadata"]) >= {"seqops", "backends", "platform", "python", "date", "jax_x64"}
     markdown = out_md.read_text()
     assert markdown.startswith("# seqops conformance")
-    assert "| softmax | float32 |" in markdown
+    assert "| softmax | eager | float32 |" in markdown
 
 
 def test_cli_info_lists_backends_and_plugins(capsys) -> None:
@@ -114,6 +198,7 @@ def test_cli_info_lists_backends_and_plugins(capsys) -> None:
     [
         ["conformance", "--backend", "nope"],
         ["conformance", "--op", "softmx"],
+        ["conformance", "--transformation", "jit"],
         ["conformance", "--report", "out.png"],
         ["frobnicate"],
     ],
@@ -229,3 +314,124 @@ def test_cli_exits_1_on_disagreement(tmp_path, capsys) -> None:
     assert "buggy-softmax" in capsys.readouterr().out
     failed = [r for r in json.loads(out.read_text())["results"] if r["status"] == "fail"]
     assert failed and all(r["implementation"] == "buggy-softmax" and r["op"] == "softmax" for r in failed)
+
+
+# -- mutation tests of the recurrent / language-modelling cases ------------------------------
+
+
+def _python_scan(step, carry, xs):
+    outs = []
+    for t in range(xs.shape[0]):
+        carry, y = step(carry, xs[t])
+        outs.append(y)
+    return carry, npx.stack(outs)
+
+
+def _swapped_gates_lstm(xs, state, w_ih, w_hh, b, /):
+    """The input and forget gates swapped (torch's i, f order read as f, i)."""
+    hidden = state[0].shape[-1]
+
+    def swap(w):
+        if w is None:
+            return None
+        return npx.concat([w[..., hidden : 2 * hidden], w[..., :hidden], w[..., 2 * hidden :]], axis=-1)
+
+    return recurrent.lstm(npx, xs, state, swap(w_ih), swap(w_hh), swap(b), scan=_python_scan)
+
+
+def _least_likely(logits, /, *, rng, **options):
+    """A 'sampler' that always draws the least probable token."""
+    return npx.argmin(logits, axis=-1)
+
+
+def _detached_mean_layer_norm(x, weight, bias, /, *, eps):
+    """Right values, wrong gradient: the mean is treated as a constant by autograd."""
+    import torch
+
+    centred = x - x.mean(-1, keepdim=True).detach()
+    y = centred / torch.sqrt((centred * centred).mean(-1, keepdim=True) + eps)
+    y = y if weight is None else y * weight
+    return y if bias is None else y + bias
+
+
+class _WrongRecurrentPlugin:
+    @seqops.hookimpl
+    def seqops_implementations(self, op, backend):
+        if op == "lstm" and backend.name == "numpy":
+            return [seqops.Implementation("swapped-gates", _swapped_gates_lstm)]
+        if op == "sample_logits" and backend.name == "numpy":
+            return [seqops.Implementation("least-likely", _least_likely)]
+        if op == "layer_norm" and backend.name == "torch":
+            return [seqops.Implementation("detached-mean", _detached_mean_layer_norm)]
+        return None
+
+
+@pytest.fixture
+def wrong_recurrent_plugin() -> Iterator[None]:
+    name = seqops.register_plugin(_WrongRecurrentPlugin(), name="wrong-recurrent")
+    try:
+        yield
+    finally:
+        seqops.unregister_plugin(name)
+
+
+@pytest.mark.usefixtures("wrong_recurrent_plugin")
+def test_conformance_catches_swapped_lstm_gates(capsys) -> None:
+    assert (
+        main(["conformance", "--backend", "numpy", "--op", "lstm", "--op", "lstm_cell", "--no-progress"]) == 1
+    )
+    out = capsys.readouterr().out
+    assert "FAIL lstm[" in out and "via swapped-gates" in out
+    report = run(backends=["numpy"], ops=["lstm", "lstm_cell"], progress=False)
+    lstm_cases = {c.id for c in CASES if c.op == "lstm"}
+    assert {r.case for r in report.failures} == lstm_cases  # every case, and lstm_cell untouched
+    assert {r.dtype for r in report.failures} == {"float16", "float32", "float64"}
+    assert all(r.implementation == "swapped-gates" and r.error > 0.1 for r in report.failures)
+
+
+@pytest.mark.usefixtures("wrong_recurrent_plugin")
+def test_conformance_catches_samples_outside_the_support() -> None:
+    report = run(backends=["numpy"], ops=["sample_logits"], dtypes=["float32"], progress=False)
+    failed = {r.case: r for r in report.failures}
+    assert set(failed) == {c.id for c in CASES if c.op == "sample_logits"}
+    support = [r for r in failed.values() if "support" in r.case]
+    assert support and all("outside the reference support" in r.message for r in support)
+    assert all(r.tolerance == 0.0 for r in failed.values())
+
+
+@pytest.mark.usefixtures("wrong_recurrent_plugin")
+def test_gradient_check_catches_right_values_with_a_wrong_gradient() -> None:
+    pytest.importorskip("torch")
+    report = run(backends=["torch"], ops=["layer_norm"], dtypes=["float64"], progress=False)
+    eager = [r for r in report.results if r.transformation == "eager"]
+    assert eager and all(r.status == "pass" and r.implementation == "detached-mean" for r in eager)
+    grad = [r for r in report.results if r.transformation == "grad"]
+    assert grad and all(r.status == "fail" for r in grad)
+    assert all(r.error > 1e-2 and r.message.startswith("worst input x:") for r in grad)
+
+
+def test_structure_none_entries_and_integer_outputs_are_compared_exactly() -> None:
+    backend = next(b for b, ok in seqops.backends() if b.name == "numpy")
+    where = backend.default_device()
+    expected = ([np.ones(3), None], {"ids": np.array([1, 2])})
+    good = ([np.ones(3), None], {"ids": np.array([1, 2])})
+    assert _compare(backend, good, expected, np.float64, where) == ([0.0, 0.0], [])
+    bad = ([np.ones(3), np.zeros(2)], {"ids": np.array([1, 3])})
+    errors, problems = _compare(backend, bad, expected, np.float64, where)
+    assert problems == [
+        "output 0[1] is a numpy.ndarray, expected None",
+        "output 1['ids']: 1 of 2 entries differ from the exact reference",
+    ]
+    _, problems = _compare(backend, ((np.ones(3),), {}), expected, np.float64, where)
+    assert problems == [
+        "output 0 is a tuple of 1, expected a list of 2",
+        "output 1 is a dict of 0, expected a dict with keys ['ids']",
+    ]
+    _, problems = _compare(backend, np.array([1.0, 2.0]), (np.array([1, 2]),), np.float64, where)
+    assert problems == ["output has dtype float64, expected an integer dtype"]
+
+
+def test_exact_ops_have_tolerance_zero(report: Report) -> None:
+    for op in ("greedy", "sample_logits", "decode", "causal_mask"):
+        results = [r for r in report.results if r.op == op]
+        assert results and all(r.status == "pass" and r.tolerance == 0.0 for r in results)

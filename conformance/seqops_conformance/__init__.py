@@ -2,7 +2,7 @@
 
 from seqops_conformance.cases import CASES
 from seqops_conformance.report import Report
-from seqops_conformance.runner import run
-from seqops_conformance.tolerances import TOLERANCES
+from seqops_conformance.runner import TRANSFORMATIONS, run
+from seqops_conformance.tolerances import GRADIENT_TOLERANCES, TOLERANCES
 
-__all__ = ["CASES", "TOLERANCES", "Report", "run"]
+__all__ = ["CASES", "GRADIENT_TOLERANCES", "TOLERANCES", "TRANSFORMATIONS", "Report", "run"]

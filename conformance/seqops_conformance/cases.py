@@ -3,10 +3,16 @@
 A :class:`Case` builds float64 NumPy inputs (``args``, ``kwargs`` of the public call) from
 a generator seeded by its id, so every backend and dtype sees the same values. The
 runner casts floating arrays to the dtype under test, keeps boolean and integer arrays,
-converts the fields of parameter tuples (``MHAParams``, ``EncoderLayerParams``) and
-replaces :data:`LIKE` by an array of the backend, device and dtype under test. The
+converts the entries of tuples, lists and dicts (LSTM states, ``MHAParams``, gradient
+containers) and replaces :data:`LIKE` by an array of the backend, device and dtype under
+test; anything else (a seed, the step function of ``decode``) passes unchanged. The
 reference is then called with the same arguments, converted back to NumPy (``like``
 dropped), and returns the expected outputs.
+
+Random ops are checked on what is deterministic about them: ``sample_logits`` with
+``top_k=1`` must be :func:`seqops.greedy`, and every id it draws must lie in the support
+that temperature, top-k and top-p leave (``compare="in_support"``). Cases marked ``grad``
+also get gradient checks on the backends with autodiff.
 
 Sizes stay small (lengths and widths <= 16) and random inputs are normals of scale 0.5 to
 2 (weights scaled by ``1/sqrt(fan_in)``), so half precision is exercised without overflow.
@@ -14,12 +20,14 @@ Sizes stay small (lengths and widths <= 16) and random inputs are normals of sca
 
 from __future__ import annotations
 
+import math
 import zlib
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
 
+import array_api_compat
 import numpy as np
 
 import seqops
@@ -52,17 +60,28 @@ class Case:
     build : callable
         ``build(rng) -> (args, kwargs)`` with float64 NumPy arrays.
     reference : callable
-        ``reference(*args, **kwargs) -> tuple of ndarray``, the expected outputs in the
-        order the op returns them (float64, or bool for exact outputs).
+        ``reference(*args, **kwargs)``, the expected outputs nested as the op nests them
+        (tuples, lists, dicts; ``None`` where the op returns ``None``): float64 arrays or
+        Python floats, or bool and integer arrays for exact outputs.
     unsupported : mapping of str to str
         Dtype names this case does not apply to, with the reason (reported as skipped).
+    compare : {"close", "in_support"}
+        ``"close"``: each output against the reference output (floating within the
+        dtype's tolerance, boolean and integer exactly). ``"in_support"``: the op returns
+        integer token ids ``(...)`` and the reference a boolean support ``(..., V)``; every
+        id must be a token of the support (an exact check, for sampling).
+    grad : bool
+        Also check the gradient (the ``"grad"`` transformation, see
+        :mod:`seqops_conformance.grad`) on the backends with autodiff.
     """
 
     op: str
     name: str
     build: Build
-    reference: Callable[..., tuple[np.ndarray, ...]]
+    reference: Callable[..., Any]
     unsupported: Mapping[str, str] = field(default_factory=dict)
+    compare: str = "close"
+    grad: bool = False
 
     @property
     def id(self) -> str:
@@ -110,9 +129,21 @@ def _single(fn: Callable[..., np.ndarray]) -> Callable[..., tuple[np.ndarray, ..
 CASES: list[Case] = []
 
 
-def _add(op: str, builds: Mapping[str, Build], reference: Callable[..., tuple[np.ndarray, ...]]) -> None:
-    """Register one case of ``op`` per ``{name: build}`` entry."""
-    CASES.extend(Case(op, name, build, reference) for name, build in builds.items())
+def _add(
+    op: str,
+    builds: Mapping[str, Build],
+    reference: Callable[..., Any],
+    *,
+    grad: Sequence[str] = (),
+    compare: str = "close",
+) -> None:
+    """Register one case of ``op`` per ``{name: build}`` entry; the cases named in
+    ``grad`` also get gradient checks."""
+    unknown = set(grad) - set(builds)
+    assert not unknown, f"gradient checks of unknown {op} cases {unknown}"
+    CASES.extend(
+        Case(op, name, build, reference, compare=compare, grad=name in grad) for name, build in builds.items()
+    )
 
 
 # -- scaled_dot_product_attention ----------------------------------------------------------
@@ -170,6 +201,9 @@ _add(
         "fully masked by bias -inf": _sdpa_bias_row_minus_inf,
     },
     _ref_sdpa,
+    # Causal + grouped heads + weights as an output; masked rows; a bias of -inf (the
+    # gradients of rows without keys must be finite, API.md).
+    grad=("gqa causal weights", "fully masked rows", "fully masked by bias -inf"),
 )
 
 # -- masks and positional encodings (creation ops use like=) -------------------------------
@@ -239,6 +273,9 @@ for _op, _reference in (("softmax", ref.softmax), ("log_softmax", ref.log_softma
             "large magnitude": _large_logits,
         },
         _single(_reference),
+        # Not "large magnitude": a step of 1e-6 relative to logits of 1e4 is 1e-2, far too
+        # coarse for central differences of a softmax with a near-tie.
+        grad=("axis 1 of 3",),
     )
 
 # -- layer norm and feed-forward ---------------------------------------------------------------
@@ -262,6 +299,7 @@ _add(
         "offset mean eps": partial(_layer_norm, offset=8.0, eps=1e-3),
     },
     _single(ref.layer_norm),
+    grad=("affine", "offset mean eps"),
 )
 
 
@@ -286,6 +324,7 @@ _add(
         "relu b1 only": partial(_feed_forward, activation="relu", biases=(True, False)),
     },
     _single(ref.feed_forward),
+    grad=("gelu", "gelu_tanh"),
 )
 
 # -- multi-head attention and the encoder layer ----------------------------------------------
@@ -332,6 +371,8 @@ _add(
         "weights mask padding": partial(_mha, source=7, mask=(5, 7), padding=[7, 3], need_weights=True),
     },
     _ref_mha,
+    # Self attention: query, key and value are one array, whose gradient sums three paths.
+    grad=("self", "key padding, one fully padded"),
 )
 
 
@@ -362,6 +403,298 @@ _add(
         "no norm affine": partial(_encoder, norm_affine=False),
     },
     _single(ref.transformer_encoder_layer),
+    # Pre-norm with GELU; the pieces of the post-norm layer have their own gradient checks.
+    grad=("norm_first gelu",),
+)
+
+# -- recurrent family -----------------------------------------------------------------------
+
+# T = 5 steps, batch 2, input 3, hidden 4 (H <= 8), shared by the cells and the sequences.
+_T, _B, _I, _H = 5, 2, 3, 4
+
+
+def _recurrent_weights(rng, gates, bias=True):
+    """``w_ih (I, gates*H)``, ``w_hh (H, gates*H)``, ``b``: scaled by ``1/sqrt(fan_in)``."""
+    w_ih = rng.standard_normal((_I, gates * _H)) / np.sqrt(_I)
+    w_hh = rng.standard_normal((_H, gates * _H)) / np.sqrt(_H)
+    return w_ih, w_hh, (_normal(rng, gates * _H, scale=0.2) if bias else None)
+
+
+def _rnn(rng, *, steps=None, lead=(_B,), bias=True, **options):
+    """``rnn_cell`` inputs when ``steps`` is None, else ``rnn`` inputs of ``steps`` steps."""
+    x = _normal(rng, *(() if steps is None else (steps,)), *lead, _I, scale=1.0)
+    h = _normal(rng, *lead, _H)
+    return (x, h, *_recurrent_weights(rng, 1, bias)), options
+
+
+def _lstm(rng, *, steps=None, lead=(_B,), bias=True):
+    """``lstm_cell`` inputs when ``steps`` is None, else ``lstm`` inputs."""
+    x = _normal(rng, *(() if steps is None else (steps,)), *lead, _I, scale=1.0)
+    state = (_normal(rng, *lead, _H), _normal(rng, *lead, _H))
+    return (x, state, *_recurrent_weights(rng, 4, bias)), {}
+
+
+_add(
+    "rnn_cell",
+    {
+        "tanh": _rnn,
+        "relu": partial(_rnn, nonlinearity="relu"),
+        "tanh no bias": partial(_rnn, bias=False),
+        "unbatched": partial(_rnn, lead=()),
+    },
+    ref.rnn_cell,
+)
+_add(
+    "rnn",
+    {
+        "tanh": partial(_rnn, steps=_T),
+        "relu": partial(_rnn, steps=_T, nonlinearity="relu"),
+        "batch dims (2,3)": partial(_rnn, steps=_T, lead=(2, 3)),
+        "T=1": partial(_rnn, steps=1),
+    },
+    ref.rnn,
+    grad=("relu", "batch dims (2,3)", "T=1"),
+)
+_add(
+    "lstm_cell",
+    {
+        "bias": _lstm,
+        "no bias": partial(_lstm, bias=False),
+    },
+    ref.lstm_cell,
+)
+_add(
+    "lstm",
+    {
+        "bias": partial(_lstm, steps=_T),
+        "no bias": partial(_lstm, steps=_T, bias=False),
+        "batch dims (2,3)": partial(_lstm, steps=_T, lead=(2, 3)),
+    },
+    ref.lstm,
+    grad=("bias",),
+)
+
+# -- language modelling: losses ---------------------------------------------------------------
+
+# Batch 3, 5 positions, a vocabulary (or class count) of 10, shared by the losses and decoding.
+_N, _L, _V = 3, 5, 10
+
+
+def _class_logits(rng, *, axis=-1, ignore=None, **options):
+    """Logits ``(N, L, V)`` (``(N, V, L)`` for ``axis=1``) and targets ``(N, L)``; the
+    targets at the positions of the ``ignore`` mask are ``options["ignore_index"]``."""
+    logits = _normal(rng, _N, _L, _V, scale=2.0)
+    targets = rng.integers(0, _V, (_N, _L))
+    if ignore is not None:
+        targets[np.asarray(ignore)] = options["ignore_index"]
+    kwargs = dict(options)
+    if axis != -1:
+        logits = np.moveaxis(logits, -1, axis).copy()
+        kwargs["axis"] = axis
+    if kwargs.get("weight") is True:
+        kwargs["weight"] = rng.uniform(0.5, 2.0, _V)
+    return (logits, targets), kwargs
+
+
+_IGNORED = [[False, True, False, False, True], [False] * 5, [True, False, False, False, False]]
+
+_add(
+    "cross_entropy",
+    {
+        "mean": _class_logits,
+        "sum": partial(_class_logits, reduction="sum"),
+        "none": partial(_class_logits, reduction="none"),
+        "axis=1 (torch layout)": partial(_class_logits, axis=1),
+        "axis=1 none": partial(_class_logits, axis=1, reduction="none"),
+        "weight": partial(_class_logits, weight=True),
+        "ignore_index": partial(_class_logits, ignore=_IGNORED, ignore_index=-100),
+        "label_smoothing": partial(_class_logits, label_smoothing=0.1),
+        "weight ignore smoothing sum": partial(
+            _class_logits, weight=True, ignore=_IGNORED, ignore_index=7, label_smoothing=0.2, reduction="sum"
+        ),
+        "weight ignore smoothing none axis=1": partial(
+            _class_logits,
+            axis=1,
+            weight=True,
+            ignore=_IGNORED,
+            ignore_index=-1,
+            label_smoothing=0.2,
+            reduction="none",
+        ),
+        "weight ignore smoothing mean": partial(
+            _class_logits, weight=True, ignore=_IGNORED, ignore_index=-1, label_smoothing=0.3
+        ),
+    },
+    ref.cross_entropy,
+    grad=("mean", "weight ignore smoothing none axis=1", "weight ignore smoothing mean"),
+)
+
+
+def _sequence_logits(rng, *, lead=(_N,), axis=-1):
+    logits = _normal(rng, *lead, _L, _V, scale=2.0)
+    targets = rng.integers(0, _V, (*lead, _L))
+    if axis == -1:
+        return (logits, targets), {}
+    return (np.moveaxis(logits, -1, axis).copy(), targets), {"axis": axis}
+
+
+_add(
+    "autoregressive_log_likelihood",
+    {
+        "batch": _sequence_logits,
+        "vocabulary axis 1": partial(_sequence_logits, axis=1),
+        "batch dims (2,3)": partial(_sequence_logits, lead=(2, 3)),
+    },
+    ref.autoregressive_log_likelihood,
+    grad=("batch", "vocabulary axis 1"),
+)
+
+# -- decoding ---------------------------------------------------------------------------------
+
+
+def _distinct_logits(rng, *lead):
+    """Logits ``(*lead, V)`` whose entries in a row differ by >= 0.3 (a permutation of
+    ``0.5 * arange(V)`` plus noise < 0.2): no ties in any dtype (bfloat16 spacing <= 1/16
+    below 8), so the greedy choice does not depend on rounding."""
+    perm = np.argsort(rng.random((*lead, _V)), axis=-1)
+    return 0.5 * perm - 2.0 + rng.uniform(0.0, 0.2, (*lead, _V))
+
+
+def _greedy(lead, rng):
+    return (_distinct_logits(rng, *lead),), {}
+
+
+_add(
+    "greedy",
+    {
+        "rows": partial(_greedy, (_N, _L)),
+        "one row": partial(_greedy, ()),
+        # Exactly representable in every dtype: the first of equal maxima (API.md).
+        "ties: first maximum": partial(
+            _fixed, (np.array([[1.0, 3.0, 3.0, 0.0], [-1.0, -1.0, -1.0, -1.0], [0.5, 0.25, 0.5, 0.5]]),), {}
+        ),
+    },
+    ref.greedy,
+)
+
+
+def _sample(rng, **options):
+    return (_distinct_logits(rng, _N, _L),), {"rng": 0, **options}
+
+
+def _ref_greedy_sample(logits, **options):
+    return ref.greedy(logits)
+
+
+# Sampling is random: the conformance checks what is deterministic about it. top_k=1 keeps
+# one token, so the draw is the greedy choice; otherwise every drawn id must be in the
+# support that temperature, top-k and top-p leave (15 draws per case and backend).
+_add(
+    "sample_logits",
+    {
+        "top_k=1 temperature 0.5 is greedy": partial(_sample, top_k=1, temperature=0.5),
+    },
+    _ref_greedy_sample,
+)
+
+
+def _ref_support(logits, *, rng, **options):
+    return ref.sampling_support(logits, **options)
+
+
+_add(
+    "sample_logits",
+    {
+        "support top_k=4 top_p=0.7 temperature 0.8": partial(_sample, top_k=4, top_p=0.7, temperature=0.8),
+        "support top_p=0.5 min_tokens_to_keep=2": partial(_sample, top_p=0.5, min_tokens_to_keep=2),
+    },
+    _ref_support,
+    compare="in_support",
+)
+
+
+def _transition_step(tokens, table):
+    """A fixed bigram model: the next-token logits are the rows ``table[tokens]``; the
+    state is the table itself (so the runner converts it to the backend and dtype)."""
+    xp = array_api_compat.array_namespace(table)
+    return xp.take(table, tokens, axis=0), table
+
+
+def _decode(generator, /, **options):
+    """Decoding 6 tokens for 4 rows from a random bigram table (``options`` may hold the
+    op's own ``rng=``, hence the name of the generator)."""
+    table = _distinct_logits(generator, _V)
+    return (_transition_step, table, generator.integers(0, _V, (4,))), {
+        "max_new_tokens": 6,
+        **options,
+    }
+
+
+def _ref_decode(step, state, first_tokens, *, max_new_tokens, eos_token_id=None, **options):
+    """A hand loop: feed back ``greedy(step(tokens))``; after eos, a row emits eos."""
+    tokens, out = np.asarray(first_tokens), []
+    done = np.zeros(tokens.shape, dtype=bool)
+    for _ in range(max_new_tokens):
+        logits, state = step(tokens, state)
+        tokens = np.where(done, eos_token_id if eos_token_id is not None else 0, ref.greedy(logits))
+        if eos_token_id is not None:
+            done |= tokens == eos_token_id
+        out.append(tokens)
+    return np.stack(out, axis=-1)
+
+
+_add(
+    "decode",
+    {
+        "greedy bigram": _decode,
+        "eos": partial(_decode, eos_token_id=3),
+    },
+    _ref_decode,
+)
+
+# -- gradient clipping ------------------------------------------------------------------------
+
+
+def _grads(rng, *, container=list, **options):
+    """Three gradients ``(3, 4)``, ``None`` and ``(5,)`` (global 2-norm about 4)."""
+    arrays = [_normal(rng, 3, 4, scale=1.0), None, _normal(rng, 5, scale=1.0)]
+    grads = dict(zip(("w", "skip", "b"), arrays, strict=True)) if container is dict else arrays
+    return (grads,), options
+
+
+def _ref_clip_norm(grads, max_norm, **options):
+    values = list(grads.values()) if isinstance(grads, dict) else grads
+    clipped, total = ref.clip_grad_norm(values, max_norm, **options)
+    return (dict(zip(grads, clipped, strict=True)) if isinstance(grads, dict) else clipped), total
+
+
+def _ref_clip_value(grads, clip_value):
+    values = list(grads.values()) if isinstance(grads, dict) else grads
+    clipped = ref.clip_grad_value(values, clip_value)
+    return dict(zip(grads, clipped, strict=True)) if isinstance(grads, dict) else clipped
+
+
+_add(
+    "clip_grad_norm",
+    {
+        "norm 2 above": partial(_grads, max_norm=1.0),
+        "norm 2 below": partial(_grads, max_norm=100.0),
+        "norm 1 above": partial(_grads, max_norm=2.0, norm_type=1.0),
+        "norm 1 below": partial(_grads, max_norm=100.0, norm_type=1.0),
+        "norm inf above": partial(_grads, max_norm=0.5, norm_type=math.inf),
+        "norm inf below": partial(_grads, max_norm=10.0, norm_type=math.inf),
+        "norm 3 dict eps": partial(_grads, container=dict, max_norm=0.5, norm_type=3.0, eps=0.1),
+    },
+    _ref_clip_norm,
+)
+_add(
+    "clip_grad_value",
+    {
+        "list": partial(_grads, clip_value=0.5),
+        "dict": partial(_grads, container=dict, clip_value=1.0),
+        "nothing clipped": partial(_grads, clip_value=10.0),
+    },
+    _ref_clip_value,
 )
 
 OPS: tuple[str, ...] = tuple(dict.fromkeys(case.op for case in CASES))

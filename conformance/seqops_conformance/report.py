@@ -1,22 +1,28 @@
 """The conformance report: per-check results, the op × backend × dtype summary, and its
 renderings (terminal table, JSON, Markdown).
 
-JSON schema (``schema_version`` 1)::
+JSON schema (``schema_version`` 2)::
 
-    {"schema_version": 1,
+    {"schema_version": 2,
      "metadata": {"seqops": str, "backends": {name: {library: version}}, "platform": str,
                   "python": str, "date": ISO 8601 str, "jax_x64": bool | null},
-     "summary": {"backends": int, "ops": int, "checks": int, "failed": int, "skipped": int,
-                 "worst_error": {dtype: float | null}},
+     "summary": {"backends": int, "ops": int, "checks": int, "gradient_checks": int,
+                 "failed": int, "skipped": int, "worst_error": {dtype: float | null},
+                 "worst_gradient_error": {dtype: float | null}},
+     "notes": [str],
      "skipped_backends": [{"backend": str, "reason": str}],
-     "cells": [{"op", "backend", "device", "dtype", "worst_error", "tolerance", "status",
-                "checks", "failed", "implementations": [str]}],
+     "cells": [{"op", "transformation", "backend", "device", "dtype", "worst_error",
+                "tolerance", "status", "checks", "failed", "implementations": [str]}],
      "results": [{"backend", "device", "dtype", "op", "case", "implementation", "error",
-                  "tolerance", "status", "message"}]}
+                  "tolerance", "status", "message", "transformation"}]}
 
-``status`` is ``"pass"``, ``"fail"`` or ``"skip"``; an error is ``null`` when no
-comparison was possible (the call raised, or the output has the wrong type, shape or
-non-finite values).
+``transformation`` is ``"eager"`` (the outputs) or ``"grad"`` (the vector-Jacobian product
+against finite differences of the reference); ``checks`` counts both, ``worst_error`` is
+over the eager checks and ``worst_gradient_error`` over the gradient ones (their
+tolerances differ). ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``; an error is
+``null`` when no comparison was possible (the call raised, or the output has the wrong
+type, shape or non-finite values). Version 2 added ``transformation``, ``notes``,
+``gradient_checks`` and ``worst_gradient_error``.
 """
 
 from __future__ import annotations
@@ -33,14 +39,14 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from seqops_conformance.tolerances import TOLERANCES
+from seqops_conformance.tolerances import GRADIENT_TOLERANCES, TOLERANCES
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 @dataclass
 class Result:
-    """The outcome of one case on one backend, device and dtype."""
+    """The outcome of one case on one backend, device, dtype and transformation."""
 
     backend: str
     device: str
@@ -52,13 +58,15 @@ class Result:
     tolerance: float
     status: str
     message: str = ""
+    transformation: str = "eager"
 
 
 @dataclass
 class Cell:
-    """All results of one op on one backend, device and dtype."""
+    """All results of one op and transformation on one backend, device and dtype."""
 
     op: str
+    transformation: str
     backend: str
     device: str
     dtype: str
@@ -77,16 +85,20 @@ class Report:
     Attributes
     ----------
     results : list of Result
-        One per case × backend × device × dtype, skips included.
+        One per case × backend × device × dtype × transformation, skips included.
     skipped_backends : list of (str, str)
         Backends not run, with the reason (library missing, no device, filtered device).
     metadata : dict
         Versions, platform, date and whether JAX float64 was enabled.
+    notes : list of str
+        What the run did not cover and why (e.g. which backends and dtypes have no
+        gradient checks).
     """
 
     results: list[Result] = field(default_factory=list)
     skipped_backends: list[tuple[str, str]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
     @property
     def failures(self) -> list[Result]:
@@ -98,17 +110,18 @@ class Report:
         return not self.failures
 
     def cells(self) -> list[Cell]:
-        """The worst error and status per op × backend × device × dtype."""
-        groups: dict[tuple[str, str, str, str], list[Result]] = {}
+        """The worst error and status per op × transformation × backend × device × dtype."""
+        groups: dict[tuple[str, str, str, str, str], list[Result]] = {}
         for r in self.results:
-            groups.setdefault((r.op, r.backend, r.device, r.dtype), []).append(r)
+            groups.setdefault((r.op, r.transformation, r.backend, r.device, r.dtype), []).append(r)
         cells = []
-        for (op, backend, device, dtype), results in groups.items():
+        for (op, transformation, backend, device, dtype), results in groups.items():
             ran = [r for r in results if r.status != "skip"]
             failed = sum(r.status == "fail" for r in ran)
             cells.append(
                 Cell(
                     op,
+                    transformation,
                     backend,
                     device,
                     dtype,
@@ -122,47 +135,62 @@ class Report:
             )
         return cells
 
-    def worst_errors(self) -> dict[str, float | None]:
-        """The worst error of each dtype over the checks that ran."""
+    def worst_errors(self, transformation: str = "eager") -> dict[str, float | None]:
+        """The worst error of each dtype over the checks of ``transformation`` that ran."""
         worst: dict[str, float | None] = {}
         for dtype in TOLERANCES:
-            ran = [r for r in self.results if r.dtype == dtype and r.status != "skip"]
+            ran = [
+                r
+                for r in self.results
+                if r.dtype == dtype and r.transformation == transformation and r.status != "skip"
+            ]
             if ran:
                 worst[dtype] = _worst(r.error for r in ran)
         return worst
 
     def summary(self) -> dict[str, Any]:
-        """Counts of backends, ops, checks, failures and skips, and the worst error per dtype."""
+        """Counts of backends, ops, checks (gradient checks among them), failures and
+        skips, and the worst error per dtype of the outputs and of the gradients."""
         ran = [r for r in self.results if r.status != "skip"]
         return {
             "backends": len({r.backend for r in ran}),
             "ops": len({r.op for r in ran}),
             "checks": len(ran),
+            "gradient_checks": sum(r.transformation == "grad" for r in ran),
             "failed": len(self.failures),
             "skipped": len(self.results) - len(ran),
             "worst_error": self.worst_errors(),
+            "worst_gradient_error": self.worst_errors("grad"),
         }
 
     def summary_line(self) -> str:
-        """``conformance: 4 backends, 10 ops, 806 checks, 0 failed; worst error float64 …``."""
+        """``conformance: 4 backends, 21 ops, 2100 checks (240 gradients), 0 failed; worst
+        error float64 …; worst gradient error float64 …``."""
         s = self.summary()
         line = f"conformance: {s['backends']} backends, {s['ops']} ops, {s['checks']} checks"
+        if s["gradient_checks"]:
+            line += f" ({s['gradient_checks']} gradients)"
         line += f", {s['failed']} failed"
         if s["skipped"]:
             line += f", {s['skipped']} skipped"
         worst = ", ".join(f"{dtype} {_fmt(err)}" for dtype, err in s["worst_error"].items())
-        return f"{line}; worst error {worst}" if worst else line
+        if worst:
+            line += f"; worst error {worst}"
+        worst = ", ".join(f"{dtype} {_fmt(err)}" for dtype, err in s["worst_gradient_error"].items())
+        return f"{line}; worst gradient error {worst}" if worst else line
 
     # -- renderings --------------------------------------------------------------------
 
     def to_dict(self) -> dict[str, Any]:
         """The report as the JSON-ready dict of the module docstring's schema."""
         summary = self.summary()
-        summary["worst_error"] = {k: _finite(v) for k, v in summary["worst_error"].items()}
+        for key in ("worst_error", "worst_gradient_error"):
+            summary[key] = {k: _finite(v) for k, v in summary[key].items()}
         return {
             "schema_version": SCHEMA_VERSION,
             "metadata": self.metadata,
             "summary": summary,
+            "notes": list(self.notes),
             "skipped_backends": [{"backend": b, "reason": why} for b, why in self.skipped_backends],
             "cells": [{**asdict(c), "worst_error": _finite(c.worst_error)} for c in self.cells()],
             "results": [{**asdict(r), "error": _finite(r.error)} for r in self.results],
@@ -180,29 +208,36 @@ class Report:
             "",
             f"**{self.summary_line()}**",
             "",
-            "Worst error per op and dtype (normwise relative error; tolerances per dtype: "
-            + ", ".join(f"{d} {t:g}" for d, t in TOLERANCES.items())
+            "Worst error per op, transformation and dtype (normwise relative error; tolerances "
+            "per dtype: " + ", ".join(f"{d} {t:g}" for d, t in TOLERANCES.items()) + "; of the "
+            "gradients (`grad`, autodiff against finite differences of the reference): "
+            + ", ".join(f"{d} {t:g}" for d, t in GRADIENT_TOLERANCES.items())
             + "). ✗ marks a failure.",
             "",
-            "| op | dtype | " + " | ".join(columns) + " |",
-            "|---|---|" + "---:|" * len(columns),
+            "| op | transformation | dtype | " + " | ".join(columns) + " |",
+            "|---|---|---|" + "---:|" * len(columns),
         ]
-        for (op, dtype), cells in rows.items():
+        for (op, transformation, dtype), cells in rows.items():
             texts = [_cell_text(cells.get(col)) for col in columns]
-            lines.append(f"| {op} | {dtype} | " + " | ".join(texts) + " |")
+            lines.append(f"| {op} | {transformation} | {dtype} | " + " | ".join(texts) + " |")
         if self.failures:
             lines += [
                 "",
                 "## Failures",
                 "",
-                "| backend | device | dtype | case | implementation | error | tolerance | message |",
-                "|---|---|---|---|---|---:|---:|---|",
+                "| backend | device | dtype | transformation | case | implementation | error | tolerance "
+                "| message |",
+                "|---|---|---|---|---|---|---:|---:|---|",
             ]
             lines += [
-                f"| {r.backend} | {r.device} | {r.dtype} | {r.case} | {r.implementation} | {_fmt(r.error)} "
-                f"| {r.tolerance:g} | {' '.join(r.message.replace('|', '/').split())} |"
+                f"| {r.backend} | {r.device} | {r.dtype} | {r.transformation} | {r.case} "
+                f"| {r.implementation} | {_fmt(r.error)} | {r.tolerance:g} "
+                f"| {' '.join(r.message.replace('|', '/').split())} |"
                 for r in self.failures
             ]
+        if self.notes:
+            lines += ["", "## Notes", ""]
+            lines += [f"- {note}" for note in self.notes]
         if self.skipped_backends:
             lines += ["", "## Skipped backends", ""]
             lines += [f"- {b}: {why}" for b, why in self.skipped_backends]
@@ -217,16 +252,17 @@ class Report:
         columns, rows = self._grid()
         table = Table(box=box.SIMPLE_HEAD, title="worst error (normwise relative)")
         table.add_column("op", no_wrap=True)
+        table.add_column("transform", no_wrap=True)
         table.add_column("dtype", no_wrap=True)
         for col in columns:
             table.add_column(col, justify="right", no_wrap=True)
-        for (op, dtype), cells in rows.items():
+        for (op, transformation, dtype), cells in rows.items():
             styled = []
             for col in columns:
                 cell = cells.get(col)
                 style = {"pass": "green", "fail": "bold red"}.get(cell.status, "dim") if cell else "dim"
                 styled.append(f"[{style}]{_cell_text(cell)}[/]")
-            table.add_row(escape(op), dtype, *styled)
+            table.add_row(escape(op), transformation, dtype, *styled)
         if rows:
             if not console.is_terminal:  # a pipe or file gets the whole table, not 80 columns
                 unbounded = console.options.update(max_width=10_000)
@@ -234,6 +270,8 @@ class Report:
             console.print(table)
         for r in self.failures:
             where = f"{r.backend}/{r.device} {r.dtype} via {r.implementation or '?'}"
+            if r.transformation != "eager":
+                where += f" ({r.transformation})"
             console.print(
                 f"[red]FAIL[/] {escape(r.case)} on {escape(where)}: error {_fmt(r.error)} "
                 f"(tolerance {r.tolerance:g})" + (f" {escape(r.message)}" if r.message else ""),
@@ -244,12 +282,14 @@ class Report:
             console.print(
                 f"[dim]skipped backend {escape(backend)}: {escape(why)}[/]", highlight=False, soft_wrap=True
             )
+        for note in self.notes:
+            console.print(f"[dim]note: {escape(note)}[/]", highlight=False, soft_wrap=True)
         style = "bold green" if self.ok else "bold red"
         console.print(self.summary_line(), style=style, highlight=False, soft_wrap=True)
 
-    def _grid(self) -> tuple[list[str], dict[tuple[str, str], dict[str, Cell]]]:
+    def _grid(self) -> tuple[list[str], dict[tuple[str, str, str], dict[str, Cell]]]:
         """Column labels (backend, or backend@device when a backend ran on several devices)
-        and rows (op, dtype) -> column -> cell."""
+        and rows (op, transformation, dtype) -> column -> cell."""
         cells = self.cells()
         devices: dict[str, set[str]] = {}
         for c in cells:
@@ -261,9 +301,18 @@ class Report:
         columns = list(dict.fromkeys(label[c.backend, c.device] for c in cells))
         dtype_order = {d: i for i, d in enumerate(TOLERANCES)}
         ops = list(dict.fromkeys(c.op for c in cells))
-        rows: dict[tuple[str, str], dict[str, Cell]] = {}
-        for c in sorted(cells, key=lambda c: (ops.index(c.op), dtype_order.get(c.dtype, len(dtype_order)))):
-            rows.setdefault((c.op, c.dtype), {})[label[c.backend, c.device]] = c
+        rows: dict[tuple[str, str, str], dict[str, Cell]] = {}
+        order = {"eager": 0}
+        for c in sorted(
+            cells,
+            key=lambda c: (
+                ops.index(c.op),
+                order.get(c.transformation, 1),
+                c.transformation,
+                dtype_order.get(c.dtype, len(dtype_order)),
+            ),
+        ):
+            rows.setdefault((c.op, c.transformation, c.dtype), {})[label[c.backend, c.device]] = c
         return columns, rows
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import math
 import platform
 import re
 import sys
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,11 @@ from seqops_conformance.cases import CASES, LIKE, OPS, Case
 from seqops_conformance.report import Report, Result
 from seqops_conformance.tolerances import TOLERANCES, error, tolerance
 
+TRANSFORMATIONS = ("eager", "grad")
+"""The transformations a case is checked under: ``"eager"`` calls the op and compares its
+outputs; ``"grad"`` compares its vector-Jacobian product (torch autograd, ``jax.vjp``) with
+finite differences of the reference (:mod:`seqops_conformance.grad`)."""
+
 
 def run(
     backends: Sequence[str] | None = None,
@@ -26,6 +32,7 @@ def run(
     dtypes: Sequence[str] | None = None,
     ops: Sequence[str] | None = None,
     progress: bool = True,
+    transformations: Sequence[str] | None = None,
 ) -> Report:
     """Check every case against its float64 reference on each backend, device and dtype.
 
@@ -47,6 +54,10 @@ def run(
         Public op names; default every op with cases.
     progress : bool
         Show a progress bar (only on a terminal).
+    transformations : sequence of str, optional
+        Among :data:`TRANSFORMATIONS`; default all. Gradient checks run on the cases
+        marked ``grad`` of the backends with autodiff (:data:`seqops_conformance.grad.AUTODIFF`),
+        in the dtypes of :data:`~seqops_conformance.tolerances.GRADIENT_TOLERANCES`.
 
     Returns
     -------
@@ -55,12 +66,14 @@ def run(
     Raises
     ------
     ValueError
-        For an unknown backend, dtype or op name.
+        For an unknown backend, dtype, op or transformation name.
     """
     registered = {backend.name: (backend, ok) for backend, ok in seqops.backends()}
     _require_known("backend", backends, registered)
     _require_known("dtype", dtypes, TOLERANCES)
     _require_known("op", ops, OPS)
+    _require_known("transformation", transformations, TRANSFORMATIONS)
+    wanted = tuple(transformations or TRANSFORMATIONS)
     cases = [case for case in CASES if ops is None or case.op in ops]
     report = Report()
     with _jax_x64(backends, registered) as x64:
@@ -80,15 +93,26 @@ def run(
                 for dtype_name, dtype in backend.floating_dtypes(device).items():
                     if dtype_name in TOLERANCES and (dtypes is None or dtype_name in dtypes):
                         plan.append((backend, device, dtype_name, dtype))
-        references: dict[tuple[str, bytes], tuple[np.ndarray, ...]] = {}
+        checks: list[tuple[Callable[..., Result], Case, tuple[Any, ...]]] = []
+        for where in plan:
+            if "eager" in wanted:
+                checks += [(_check, case, where) for case in cases]
+        if "grad" in wanted and any(case.grad for case in cases):
+            from seqops_conformance import grad
+
+            report.notes.append(grad.coverage_note({b.name for b, *_ in plan}))
+            for where in plan:
+                if grad.applies(where[0], where[2]):
+                    checks += [(grad.check, case, where) for case in cases if case.grad]
+        references: dict[tuple[Any, ...], Any] = {}
         inputs = {case.id: case.inputs() for case in cases}
-        with _progress(progress, len(plan) * len(cases)) as advance:
-            for backend, device, dtype_name, dtype in plan:
-                for case in cases:
-                    report.results.append(
-                        _check(case, inputs[case.id], backend, device, dtype_name, dtype, references)
-                    )
-                    advance(f"{backend.name} {dtype_name} {case.op}")
+        with _progress(progress, len(checks)) as advance:
+            for check, case, (backend, device, dtype_name, dtype) in checks:
+                report.results.append(
+                    check(case, inputs[case.id], backend, device, dtype_name, dtype, references)
+                )
+                kind = "" if check is _check else " grad"
+                advance(f"{backend.name} {dtype_name} {case.op}{kind}")
     return report
 
 
@@ -99,7 +123,7 @@ def _check(
     device: Any,
     dtype_name: str,
     dtype: Any,
-    references: dict[tuple[str, bytes], tuple[np.ndarray, ...]],
+    references: dict[tuple[Any, ...], Any],
 ) -> Result:
     """Run ``case`` on one backend, device and dtype and compare with the reference."""
     like = backend.from_numpy(np.zeros(1), dtype=dtype, device=device)
@@ -121,59 +145,159 @@ def _check(
         result.message = f"raised {type(exc).__name__}: {exc}"
         return result
     # The reference sees the inputs as rounded to the dtype under test.
-    r_args = _to_numpy(backend, b_args)
-    r_kwargs = {k: _to_numpy(backend, v) for k, v in b_kwargs.items() if k != "like"}
-    key = (case.id, _fingerprint((r_args, r_kwargs)))
-    if key not in references:
-        references[key] = case.reference(*r_args, **r_kwargs)
-    expected = references[key]
-    outs = out if isinstance(out, tuple) else (out,)
-    if len(outs) != len(expected):
-        result.message = f"returned {len(outs)} outputs, expected {len(expected)}"
-        return result
-    # Boolean outputs (masks) must be exact; all outputs of an op are of one kind.
-    if all(ref.dtype == np.bool_ for ref in expected):
+    expected = reference_outputs(case, backend, b_args, b_kwargs, references)
+    # Exact outputs (masks, token ids) have tolerance 0.
+    if not any(r is not None and r.dtype.kind == "f" for r in flatten(expected)):
         result.tolerance = 0.0
-    errors, problems = _compare(backend, outs, expected, dtype, where)
-    comparable = len(errors) == len(outs) and all(np.isfinite(errors))
-    result.error = max(errors) if comparable else None
+    errors, problems = _compare(backend, out, expected, dtype, where, case.compare)
+    # None when some output could not be compared (wrong type or shape, not finite).
+    result.error = max(errors, default=0.0) if all(np.isfinite(errors)) else None
     if not problems and result.error is not None and result.error <= result.tolerance:
         result.status = "pass"
     result.message = "; ".join(problems)
     return result
 
 
+def reference_outputs(
+    case: Case,
+    backend: seqops.Backend,
+    b_args: tuple[Any, ...],
+    b_kwargs: dict[str, Any],
+    references: dict[tuple[Any, ...], Any],
+) -> Any:
+    """The reference outputs of ``case`` (nested as the op nests them, leaves as arrays) at
+    the backend inputs converted back to float64 (so rounded to the dtype under test),
+    cached by the rounded inputs."""
+    r_args = _to_numpy(backend, b_args)
+    r_kwargs = {k: _to_numpy(backend, v) for k, v in b_kwargs.items() if k != "like"}
+    key = (case.id, _fingerprint((r_args, r_kwargs)))
+    if key not in references:
+        references[key] = _as_arrays(case.reference(*r_args, **r_kwargs))
+    return references[key]
+
+
+def _as_arrays(value: Any) -> Any:
+    """A reference output with every leaf an ndarray (a Python float becomes 0-d float64)."""
+    if value is None or isinstance(value, np.ndarray):
+        return value
+    if isinstance(value, (tuple, list, dict)):
+        return _map_structure(_as_arrays, value)
+    return np.asarray(value)
+
+
+def _pairs(out: Any, expected: Any) -> tuple[list[tuple[str, Any, np.ndarray | None]], list[str]]:
+    """Each output leaf with its reference leaf and a label (``output``, ``output 1``,
+    ``output 0['w']``), matched by the structure of the reference; and how the structure
+    of the outputs differs from it."""
+    outs = out if isinstance(out, tuple) else (out,)
+    refs = expected if isinstance(expected, tuple) else (expected,)
+    if len(outs) != len(refs):
+        return [], [f"returned {len(outs)} outputs, expected {len(refs)}"]
+    pairs: list[tuple[str, Any, np.ndarray | None]] = []
+    problems: list[str] = []
+
+    def pair(label: str, o: Any, r: Any) -> None:
+        if isinstance(r, dict):
+            if not isinstance(o, dict) or list(o) != list(r):
+                problems.append(f"{label} is {_describe(o)}, expected a dict with keys {list(r)}")
+                return
+            for k in r:
+                pair(f"{label}[{k!r}]", o[k], r[k])
+        elif isinstance(r, (tuple, list)):
+            if not isinstance(o, list if isinstance(r, list) else tuple) or len(o) != len(r):
+                problems.append(f"{label} is {_describe(o)}, expected a {type(r).__name__} of {len(r)}")
+                return
+            for j, (oj, rj) in enumerate(zip(o, r, strict=True)):
+                pair(f"{label}[{j}]", oj, rj)
+        else:
+            pairs.append((label, o, r))
+
+    for i, (o, r) in enumerate(zip(outs, refs, strict=True)):
+        pair("output" if len(refs) == 1 else f"output {i}", o, r)
+    return pairs, problems
+
+
+def _describe(value: Any) -> str:
+    if value is None:
+        return "None"
+    if isinstance(value, (tuple, list, dict)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return f"a {type(value).__module__}.{type(value).__qualname__}"
+
+
 def _compare(
-    backend: seqops.Backend, outs: tuple[Any, ...], expected: tuple[np.ndarray, ...], dtype: Any, where: Any
+    backend: seqops.Backend,
+    out: Any,
+    expected: Any,
+    dtype: Any,
+    where: Any,
+    compare: str = "close",
 ) -> tuple[list[float], list[str]]:
-    """The error of each comparable output, and every way the outputs break the contract
-    (library, dtype, device, shape, non-finite values)."""
-    bool_dtype = backend.namespace().bool
-    errors, problems = [], []
-    for i, (o, ref) in enumerate(zip(outs, expected, strict=True)):
-        label = f"output {i}" if len(outs) > 1 else "output"
-        if not backend.owns(o):
-            problems.append(
-                f"{label} is a {type(o).__module__}.{type(o).__qualname__}, not a {backend.name} array"
-            )
+    """The error of each output leaf, and every way the outputs break the contract
+    (structure, library, dtype, device, shape, non-finite values, ``None`` entries, exact
+    outputs that differ). An error is ``inf`` where no comparison was possible."""
+    xp = backend.namespace()
+    pairs, problems = _pairs(out, expected)
+    errors: list[float] = [math.inf] * len(problems)
+    for label, o, ref in pairs:
+        if ref is None or o is None:
+            if ref is not None or o is not None:
+                problems.append(
+                    f"{label} is {_describe(o)}, expected {'None' if ref is None else 'an array'}"
+                )
+                errors.append(math.inf)
             continue
-        want = bool_dtype if ref.dtype == np.bool_ else dtype
-        if o.dtype != want:
-            problems.append(f"{label} has dtype {o.dtype}, expected {want}")
+        if not backend.owns(o):
+            problems.append(f"{label} is {_describe(o)}, not a {backend.name} array")
+            errors.append(math.inf)
+            continue
+        support = compare == "in_support"
+        shape = ref.shape[:-1] if support else ref.shape
+        if support or ref.dtype.kind in "iu":
+            if not xp.isdtype(o.dtype, "integral"):
+                problems.append(f"{label} has dtype {o.dtype}, expected an integer dtype")
+        else:
+            want = xp.bool if ref.dtype == np.bool_ else dtype
+            if o.dtype != want:
+                problems.append(f"{label} has dtype {o.dtype}, expected {want}")
         if backend.device(o) != where:
             problems.append(f"{label} is on device {_label(backend.device(o))}, expected {_label(where)}")
-        if tuple(o.shape) != ref.shape:
-            problems.append(f"{label} has shape {tuple(o.shape)}, expected {ref.shape}")
+        if tuple(o.shape) != shape:
+            problems.append(f"{label} has shape {tuple(o.shape)}, expected {shape}")
+            errors.append(math.inf)
             continue
-        errors.append(error(backend.to_numpy(o), ref))
-        if not np.isfinite(errors[-1]):
+        a = np.asarray(backend.to_numpy(o))
+        if support:
+            inside = _in_support(a, ref)
+            errors.append(float(np.mean(~inside)) if inside.size else 0.0)
+            if not inside.all():
+                bad = np.argwhere(~inside)[0]
+                problems.append(
+                    f"{label}: {int((~inside).sum())} of {inside.size} ids outside the reference support "
+                    f"(e.g. id {a[tuple(bad)]} at {tuple(int(j) for j in bad)})"
+                )
+            continue
+        errors.append(error(a, ref))
+        if ref.dtype.kind in "biu" and errors[-1] > 0.0:
+            differ = int(np.sum(a != ref))
+            problems.append(f"{label}: {differ} of {ref.size} entries differ from the exact reference")
+        elif not np.isfinite(errors[-1]):
             problems.append(f"{label} is not finite where the reference is, or the reverse")
     return errors, problems
 
 
+def _in_support(ids: np.ndarray, support: np.ndarray) -> np.ndarray:
+    """Whether each id of ``ids (...)`` is a True entry of its row of ``support (..., V)``."""
+    vocab = support.shape[-1]
+    valid = (ids >= 0) & (ids < vocab)
+    picked = np.take_along_axis(support, np.where(valid, ids, 0)[..., None].astype(np.intp), axis=-1)
+    return valid & picked[..., 0]
+
+
 class _Converter:
     """NumPy inputs -> backend arrays: floating arrays in the dtype under test, bool and
-    integer arrays kept, parameter tuples converted field by field, ``LIKE`` replaced."""
+    integer arrays kept, tuples (named too), lists and dicts converted entry by entry,
+    ``LIKE`` replaced, anything else unchanged."""
 
     def __init__(self, backend: seqops.Backend, device: Any, dtype: Any, like: Any) -> None:
         self.backend, self.device, self.like = backend, device, like
@@ -185,10 +309,20 @@ class _Converter:
             return self.like
         if isinstance(value, np.ndarray):
             return self.backend.from_numpy(value, dtype=self.kinds[value.dtype.kind], device=self.device)
-        if isinstance(value, tuple):
-            converted = [self(v) for v in value]
-            return type(value)(*converted) if hasattr(value, "_fields") else tuple(converted)
-        return value
+        return _map_structure(self, value)
+
+
+def _map_structure(fn: Any, value: Any) -> Any:
+    """``fn`` applied to each entry of a tuple, named tuple, list or dict (one level;
+    ``fn`` recurses), the container rebuilt; any other value unchanged."""
+    if isinstance(value, tuple):
+        converted = [fn(v) for v in value]
+        return type(value)(*converted) if hasattr(value, "_fields") else tuple(converted)
+    if isinstance(value, list):
+        return [fn(v) for v in value]
+    if isinstance(value, dict):
+        return {k: fn(v) for k, v in value.items()}
+    return value
 
 
 def _to_numpy(backend: seqops.Backend, value: Any) -> Any:
@@ -196,10 +330,22 @@ def _to_numpy(backend: seqops.Backend, value: Any) -> Any:
     if backend.owns(value):
         a = np.asarray(backend.to_numpy(value))
         return a.astype(np.float64) if a.dtype.kind == "f" else a
-    if isinstance(value, tuple):
-        converted = [_to_numpy(backend, v) for v in value]
-        return type(value)(*converted) if hasattr(value, "_fields") else tuple(converted)
-    return value
+    return _map_structure(lambda v: _to_numpy(backend, v), value)
+
+
+def flatten(value: Any) -> list[Any]:
+    """The leaves of nested tuples, lists and dicts (dict values in order), ``None`` kept:
+    how the outputs of an op and of its reference are matched one to one."""
+    if isinstance(value, (tuple, list)):
+        return [leaf for v in value for leaf in flatten(v)]
+    if isinstance(value, dict):
+        return [leaf for v in value.values() for leaf in flatten(v)]
+    return [value]
+
+
+def expected_outputs(reference_out: Any) -> list[np.ndarray | None]:
+    """The flattened reference outputs as arrays (a Python float becomes a 0-d float64)."""
+    return [None if r is None else np.asarray(r) for r in flatten(reference_out)]
 
 
 def _fingerprint(value: Any) -> bytes:
@@ -208,7 +354,7 @@ def _fingerprint(value: Any) -> bytes:
         return value.dtype.str.encode() + repr(value.shape).encode() + value.tobytes()
     if isinstance(value, dict):
         return b"{" + b",".join(k.encode() + b":" + _fingerprint(v) for k, v in value.items()) + b"}"
-    if isinstance(value, tuple):
+    if isinstance(value, (tuple, list)):
         return b"(" + b",".join(_fingerprint(v) for v in value) + b")"
     return repr(value).encode()
 
