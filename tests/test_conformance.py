@@ -15,7 +15,7 @@ from seqops_conformance.runner import _compare
 from seqops_conformance.tolerances import error
 
 import seqops
-from seqops._agnostic import activations, attention, recurrent
+from seqops._agnostic import activations, attention, generative, recurrent
 from seqops.cli import main
 
 FAST = ["numpy", "array_api_strict"]
@@ -44,7 +44,39 @@ RECURRENT_LM_FAMILY = {
     "clip_grad_norm",
     "clip_grad_value",
 }
+VISION_FAMILY = {
+    "patchify",
+    "unpatchify",
+    "vit_embed",
+    "window_partition",
+    "window_reverse",
+    "cyclic_shift",
+    "shifted_window_mask",
+    "relative_position_index",
+    "window_attention",
+}
+GENERATIVE_FAMILY = {
+    "pixelcnn_mask",
+    "masked_conv2d",
+    "reparameterize",
+    "kl_normal_standard",
+    "kl_normal_normal",
+    "kl_mvn",
+    "gaussian_log_likelihood",
+    "bernoulli_log_likelihood",
+    "elbo",
+}
 DIFFERENTIABLE = {
+    "vit_embed",
+    "window_attention",
+    "masked_conv2d",
+    "reparameterize",
+    "kl_normal_standard",
+    "kl_normal_normal",
+    "kl_mvn",
+    "gaussian_log_likelihood",
+    "bernoulli_log_likelihood",
+    "elbo",
     "scaled_dot_product_attention",
     "multi_head_attention",
     "transformer_encoder_layer",
@@ -72,7 +104,11 @@ def test_fast_backends_conform(report: Report) -> None:
     assert {r.dtype for r in report.results} == {"float16", "float32", "float64"}
 
 
-@pytest.mark.parametrize("family", [ATTENTION_FAMILY, RECURRENT_LM_FAMILY], ids=["attention", "recurrent-lm"])
+@pytest.mark.parametrize(
+    "family",
+    [ATTENTION_FAMILY, RECURRENT_LM_FAMILY, VISION_FAMILY, GENERATIVE_FAMILY],
+    ids=["attention", "recurrent-lm", "vision", "generative"],
+)
 def test_every_op_of_the_family_is_checked(report: Report, family: set[str]) -> None:
     assert family <= {case.op for case in CASES}
     for dtype in ("float16", "float32", "float64"):
@@ -432,6 +468,81 @@ def test_structure_none_entries_and_integer_outputs_are_compared_exactly() -> No
 
 
 def test_exact_ops_have_tolerance_zero(report: Report) -> None:
-    for op in ("greedy", "sample_logits", "decode", "causal_mask"):
+    exact = ("greedy", "sample_logits", "decode", "causal_mask", "relative_position_index", "shifted_window_mask")
+    data_movement = ("patchify", "unpatchify", "window_partition", "window_reverse", "cyclic_shift", "pixelcnn_mask")
+    for op in exact + data_movement:
         results = [r for r in report.results if r.op == op]
         assert results and all(r.status == "pass" and r.tolerance == 0.0 for r in results)
+
+
+# -- mutation tests of the vision / generative cases -------------------------------------------
+
+
+def _centre_kept_mask(kernel_size, in_channels, out_channels, /, *, mask_type, **options):
+    """Type A forgets to mask the centre: it is built as type B."""
+    return generative.pixelcnn_mask(npx, kernel_size, in_channels, out_channels, mask_type="B", **options)
+
+
+def _roll_wrong_way(x, shift, /):
+    """Content moved down and right instead of up and left."""
+    return npx.roll(x, shift=(shift, shift), axis=(1, 2))
+
+
+def _detached_log_var(mu, log_var, /, *, rng, eps, shape):
+    """Right values, wrong gradient: no gradient reaches log_var through z."""
+    import torch
+
+    return mu + torch.exp(log_var.detach() / 2) * eps
+
+
+class _WrongGenerativePlugin:
+    @seqops.hookimpl
+    def seqops_implementations(self, op, backend):
+        if op == "pixelcnn_mask" and backend.name == "numpy":
+            return [seqops.Implementation("centre-kept", _centre_kept_mask)]
+        if op == "cyclic_shift" and backend.name == "numpy":
+            return [seqops.Implementation("rolled-wrong-way", _roll_wrong_way)]
+        if op == "reparameterize" and backend.name == "torch":
+            return [seqops.Implementation("detached-log-var", _detached_log_var)]
+        return None
+
+
+@pytest.fixture
+def wrong_generative_plugin() -> Iterator[None]:
+    name = seqops.register_plugin(_WrongGenerativePlugin(), name="wrong-generative")
+    try:
+        yield
+    finally:
+        seqops.unregister_plugin(name)
+
+
+@pytest.mark.usefixtures("wrong_generative_plugin")
+def test_conformance_catches_unmasked_centre_and_wrong_shift(capsys) -> None:
+    ops = ["pixelcnn_mask", "cyclic_shift", "window_partition"]
+    assert main(["conformance", "--backend", "numpy", *(f"--op={op}" for op in ops), "--no-progress"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL pixelcnn_mask[" in out and "via centre-kept" in out
+    assert "FAIL cyclic_shift[" in out and "via rolled-wrong-way" in out
+    report = run(backends=["numpy"], ops=ops, progress=False)
+    type_a = {c.id for c in CASES if c.op == "pixelcnn_mask" and c.inputs()[1]["mask_type"] == "A"}
+    shifts = {c.id for c in CASES if c.op == "cyclic_shift"}
+    assert type_a and {r.case for r in report.failures} == type_a | shifts  # type B untouched
+    assert {r.dtype for r in report.failures} == {"float16", "float32", "float64"}
+    assert all(r.tolerance == 0.0 and r.error > 0.0 for r in report.failures)
+    assert all(r.status == "pass" for r in report.results if r.op == "window_partition")
+
+
+@pytest.mark.usefixtures("wrong_generative_plugin")
+def test_elbo_of_reparameterize_gradients_reach_mu_and_log_var() -> None:
+    pytest.importorskip("torch")
+    pytest.importorskip("jax")
+    composed = {c.id for c in CASES if c.op == "elbo" and c.call is not None}
+    assert composed and all(c.grad for c in CASES if c.id in composed)
+    report = run(backends=["torch", "jax"], ops=["elbo"], transformations=["grad"], progress=False)
+    rows = {(r.case, r.backend, r.dtype): r for r in report.results}
+    for case in composed:
+        for dtype in ("float64", "float32"):
+            assert rows[case, "jax", dtype].status == "pass"  # the plugin is torch's only
+            wrong = rows[case, "torch", dtype]
+            assert wrong.status == "fail" and wrong.implementation == "detached-log-var + portable"
+            assert wrong.message.startswith("worst input log_var:")

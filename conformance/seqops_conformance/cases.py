@@ -9,6 +9,11 @@ test; anything else (a seed, the step function of ``decode``) passes unchanged. 
 reference is then called with the same arguments, converted back to NumPy (``like``
 dropped), and returns the expected outputs.
 
+Cases marked ``exact`` (data movement: patches, windows, shifts; 0/1 and 0/-100 masks)
+have tolerance 0 even for floating outputs. A case may check a composition of public ops
+instead of one op (``call``): ``elbo`` of a linear decoder of ``reparameterize`` with a
+given ``eps``, whose gradient with respect to ``mu`` and ``log_var`` takes both paths.
+
 Random ops are checked on what is deterministic about them: ``sample_logits`` with
 ``top_k=1`` must be :func:`seqops.greedy`, and every id it draws must lie in the support
 that temperature, top-k and top-p leave (``compare="in_support"``). Cases marked ``grad``
@@ -73,6 +78,14 @@ class Case:
     grad : bool
         Also check the gradient (the ``"grad"`` transformation, see
         :mod:`seqops_conformance.grad`) on the backends with autodiff.
+    exact : bool
+        Floating outputs must equal the reference exactly (tolerance 0): data movement
+        (patches, windows, shifts) and 0/1 or 0/-100 masks, which no rounding may touch.
+    call : callable, optional
+        What is checked instead of ``seqops.<op>``: a composition of public ops (e.g.
+        ``elbo`` of a decoder of ``reparameterize``), with the same argument conventions
+        as an op. It may have an ``implementation(*args, **kwargs) -> str`` method naming
+        what ran (reported like ``seqops.explain(...).chosen``).
     """
 
     op: str
@@ -82,10 +95,24 @@ class Case:
     unsupported: Mapping[str, str] = field(default_factory=dict)
     compare: str = "close"
     grad: bool = False
+    exact: bool = False
+    call: Callable[..., Any] | None = None
 
     @property
     def id(self) -> str:
         return f"{self.op}[{self.name}]"
+
+    @property
+    def function(self) -> Callable[..., Any]:
+        """What the case calls: :attr:`call`, else the public ``seqops.<op>``."""
+        return self.call if self.call is not None else getattr(seqops, self.op)
+
+    def implementation(self, *args: Any, **kwargs: Any) -> str:
+        """Which implementation runs for these (backend) arguments."""
+        if self.call is None:
+            return str(seqops.explain(self.function, *args, **kwargs).chosen)
+        named = getattr(self.call, "implementation", None)
+        return str(named(*args, **kwargs)) if named is not None else "composition"
 
     def inputs(self) -> Inputs:
         """The case's float64 inputs, always the same for the same id."""
@@ -136,13 +163,15 @@ def _add(
     *,
     grad: Sequence[str] = (),
     compare: str = "close",
+    exact: bool = False,
 ) -> None:
     """Register one case of ``op`` per ``{name: build}`` entry; the cases named in
     ``grad`` also get gradient checks."""
     unknown = set(grad) - set(builds)
     assert not unknown, f"gradient checks of unknown {op} cases {unknown}"
     CASES.extend(
-        Case(op, name, build, reference, compare=compare, grad=name in grad) for name, build in builds.items()
+        Case(op, name, build, reference, compare=compare, grad=name in grad, exact=exact)
+        for name, build in builds.items()
     )
 
 
@@ -695,6 +724,332 @@ _add(
         "nothing clipped": partial(_grads, clip_value=10.0),
     },
     _ref_clip_value,
+)
+
+# -- vision family: ViT patches, Swin windows --------------------------------------------------
+
+# One image shape for the whole family: batch 2, 3 channels, 4 x 6 pixels, patches and
+# windows of 2 (6 patches or windows per image); window attention on 8 features.
+_IMG = (2, 3, 4, 6)
+_HWC = (2, 4, 6, 3)
+
+
+def _arrays(*shapes_and_rng, **options):
+    """Inputs: one normal array per shape (``partial(_arrays, *shapes)``, then ``rng``)."""
+    *shapes, rng = shapes_and_rng
+    return tuple(_normal(rng, *shape, scale=1.0) for shape in shapes), options
+
+
+_add(
+    "patchify",
+    {
+        "p=2": partial(_arrays, _IMG, patch_size=2),
+        "channels_last": partial(_arrays, _HWC, patch_size=2, channels_last=True),
+    },
+    _single(ref.patchify),
+    exact=True,
+)
+
+
+def _unpatchify(rng, **options):
+    return (_normal(rng, 2, 6, 12, scale=1.0), 2, (4, 6)), options
+
+
+_add(
+    "unpatchify",
+    {
+        "(H, W)": _unpatchify,
+        "channels_last channels=3": partial(_unpatchify, channels=3, channels_last=True),
+    },
+    _single(ref.unpatchify),
+    exact=True,
+)
+
+
+def _vit(rng, *, bias=True):
+    w, b = _linear_weights(rng, 12, 8, bias)
+    cls, pos = _normal(rng, 8), _normal(rng, 7, 8)
+    return (_normal(rng, *_IMG, scale=1.0), w, b, cls, pos), {"patch_size": 2}
+
+
+_add(
+    "vit_embed",
+    {"bias": _vit, "no bias": partial(_vit, bias=False)},
+    _single(ref.vit_embed),
+    grad=("bias",),
+)
+
+_add(
+    "window_partition",
+    {"ws=2": lambda rng: ((_normal(rng, *_HWC, scale=1.0), 2), {})},
+    _single(ref.window_partition),
+    exact=True,
+)
+_add(
+    "window_reverse",
+    {"ws=2": lambda rng: ((_normal(rng, 12, 2, 2, 3, scale=1.0), 2, 4, 6), {})},
+    _single(ref.window_reverse),
+    exact=True,
+)
+_add(
+    "cyclic_shift",
+    {
+        f"shift {shift}": (lambda s: lambda rng: ((_normal(rng, *_HWC, scale=1.0), s), {}))(shift)
+        for shift in (1, -1, 3)
+    },
+    _single(ref.cyclic_shift),
+    exact=True,
+)
+_add(
+    "shifted_window_mask",
+    {
+        f"{h}x{w} ws={ws} shift={s}{' as_bias' if bias else ''}": partial(
+            _fixed, (h, w, ws, s), {"as_bias": bias, "like": LIKE}
+        )
+        for h, w, ws, s, bias in (
+            (4, 6, 2, 1, False),
+            (4, 6, 2, 1, True),
+            (6, 6, 3, 2, True),
+            (4, 6, 2, 0, False),
+        )
+    },
+    _single(ref.shifted_window_mask),
+    exact=True,
+)
+_add(
+    "relative_position_index",
+    {f"ws={ws}": partial(_fixed, (ws,), {"like": LIKE}) for ws in (2, 3)},
+    _single(ref.relative_position_index),
+)
+
+
+def _window_attention(rng, *, shift=0, table=False, bias=True):
+    x = _normal(rng, 2, 4, 6, 8, scale=1.0)
+    params = _mha_params(rng, 8, 8, 8, 8, 8, bias)
+    kwargs: dict[str, Any] = {"num_heads": 2, "window_size": 2, "shift_size": shift}
+    if table:
+        kwargs["relative_bias_table"] = _normal(rng, 9, 2, scale=1.0)
+    return (x, params), kwargs
+
+
+_add(
+    "window_attention",
+    {
+        "W-MSA no biases": partial(_window_attention, bias=False),
+        "SW-MSA shift 1 relative bias": partial(_window_attention, shift=1, table=True),
+    },
+    _single(ref.window_attention),
+    grad=("SW-MSA shift 1 relative bias",),
+)
+
+# -- generative family: PixelCNN ----------------------------------------------------------------
+
+_add(
+    "pixelcnn_mask",
+    {
+        f"{kernel} {cin}->{cout} {kind}" + (f" color_groups={groups}" if groups > 1 else ""): partial(
+            _fixed, (kernel, cin, cout), {"mask_type": kind, "color_groups": groups, "like": LIKE}
+        )
+        for kernel, cin, cout, kind, groups in (
+            (3, 2, 4, "A", 1),
+            (3, 2, 4, "B", 1),
+            ((3, 5), 6, 3, "A", 3),
+            ((3, 5), 6, 3, "B", 3),
+        )
+    },
+    _single(ref.pixelcnn_mask),
+    exact=True,
+)
+
+
+def _masked_conv(rng, *, bias=True, **options):
+    x = _normal(rng, 2, 6, 4, 5, scale=1.0)
+    weight = rng.standard_normal((6, 6, 3, 3)) / np.sqrt(6 * 9)
+    return (x, weight, _normal(rng, 6, scale=0.2) if bias else None), options
+
+
+_add(
+    "masked_conv2d",
+    {
+        "A": partial(_masked_conv, mask_type="A"),
+        "B no bias": partial(_masked_conv, mask_type="B", bias=False),
+        "A color_groups=3": partial(_masked_conv, mask_type="A", color_groups=3),
+    },
+    _single(ref.masked_conv2d),
+    grad=("A color_groups=3",),
+)
+
+# -- generative family: VAE -----------------------------------------------------------------------
+
+# Batch 3, latent 4, data 6.
+_LAT, _DATA = (3, 4), (3, 6)
+
+
+def _reparameterize(rng, *, log_var=_LAT):
+    return (_normal(rng, *_LAT, scale=1.0), _normal(rng, *log_var)), {"eps": _normal(rng, *_LAT, scale=1.0)}
+
+
+_add(
+    "reparameterize",
+    {"given eps": _reparameterize, "log_var broadcast (4,)": partial(_reparameterize, log_var=(4,))},
+    _single(ref.reparameterize),
+    grad=("given eps",),
+)
+
+_add(
+    "kl_normal_standard",
+    {
+        "axis -1": partial(_arrays, _LAT, _LAT),
+        "axis (0, 1)": partial(_arrays, _LAT, _LAT, axis=(0, 1)),
+    },
+    _single(ref.kl_normal_standard),
+    grad=("axis -1",),
+)
+_add(
+    "kl_normal_normal",
+    {
+        "axis -1": partial(_arrays, _LAT, _LAT, _LAT, _LAT),
+        "axis 0": partial(_arrays, _LAT, _LAT, _LAT, _LAT, axis=0),
+    },
+    _single(ref.kl_normal_normal),
+    grad=("axis -1",),
+)
+
+
+def _spd(rng, *lead, k=4):
+    """Well-conditioned SPD covariances ``A Aᵀ / k + 0.5 I`` (eigenvalues in ~[0.5, 3])."""
+    a = rng.standard_normal((*lead, k, k))
+    return a @ np.swapaxes(a, -1, -2) / k + 0.5 * np.eye(k)
+
+
+def _kl_mvn(rng, *, broadcast=False):
+    mu_q, cov_q = _normal(rng, *_LAT, scale=1.0), _spd(rng, 3)
+    lead = () if broadcast else (3,)
+    return (mu_q, cov_q, _normal(rng, *lead, 4, scale=1.0), _spd(rng, *lead)), {}
+
+
+_add(
+    "kl_mvn",
+    {"batched": _kl_mvn, "p broadcast": partial(_kl_mvn, broadcast=True)},
+    _single(ref.kl_mvn),
+    grad=("batched",),
+)
+_add(
+    "gaussian_log_likelihood",
+    {
+        "axis -1": partial(_arrays, _DATA, _DATA, _DATA),
+        "log_var broadcast (6,) axis (0, 1)": partial(_arrays, _DATA, _DATA, (6,), axis=(0, 1)),
+    },
+    _single(ref.gaussian_log_likelihood),
+    grad=("axis -1",),
+)
+
+
+def _binary(rng, shape):
+    return (rng.random(shape) < 0.5).astype(np.float64)
+
+
+def _bernoulli(rng, *, large=False):
+    x = _binary(rng, _DATA)
+    if not large:
+        return (x, _normal(rng, *_DATA, scale=2.0)), {}
+    # |logits| = 1e4 (exact in float16, 9984 in bfloat16): confident right answers give
+    # log-likelihood ~0, confident wrong ones ~-1e4; no overflow to inf or NaN allowed.
+    sign = np.where(rng.random(_DATA) < 0.7, 2.0 * x - 1.0, 1.0 - 2.0 * x)
+    logits = 1e4 * sign
+    logits[0] = _normal(rng, 6, scale=2.0)  # one ordinary row beside the saturated ones
+    return (x, logits), {}
+
+
+_add(
+    "bernoulli_log_likelihood",
+    {"binary": _bernoulli, "logits ±1e4": partial(_bernoulli, large=True)},
+    _single(ref.bernoulli_log_likelihood),
+    # Not "logits ±1e4": a step of 1e-6 · 1e4 is 1e-2, and the log-sigmoid is flat there.
+    grad=("binary",),
+)
+
+
+def _elbo(rng, *, likelihood="bernoulli", **options):
+    x = _binary(rng, _DATA) if likelihood == "bernoulli" else _normal(rng, *_DATA, scale=1.0)
+    recon = _normal(rng, *_DATA, scale=2.0)
+    if likelihood == "gaussian":
+        recon = (recon, _normal(rng, *_DATA))
+    mu, log_var = _normal(rng, *_LAT, scale=1.0), _normal(rng, *_LAT)
+    return (x, recon, mu, log_var), {"likelihood": likelihood, **options}
+
+
+_add(
+    "elbo",
+    {
+        "bernoulli": _elbo,
+        "gaussian": partial(_elbo, likelihood="gaussian"),
+        "bernoulli mean": partial(_elbo, reduction="mean"),
+        "gaussian sum": partial(_elbo, likelihood="gaussian", reduction="sum"),
+    },
+    _single(ref.elbo),
+    # The gradient checks of elbo are those of its composition with reparameterize (below).
+)
+
+
+class _ElboOfReparameterize:
+    """``elbo(x, decoder(reparameterize(mu, log_var, eps=eps)), mu, log_var)`` with a linear
+    decoder ``z @ w_dec`` (the logits, or the mean beside a fixed ``dec_log_var``): the VAE
+    training objective, so its gradient reaches ``mu`` and ``log_var`` along both paths
+    (through ``z`` and through the KL)."""
+
+    def _recon(self, z: Any, w_dec: Any, dec_log_var: Any) -> Any:
+        mean = z @ w_dec
+        return mean if dec_log_var is None else (mean, dec_log_var)
+
+    def __call__(
+        self, x: Any, w_dec: Any, dec_log_var: Any, mu: Any, log_var: Any, /, *, eps: Any, **options: Any
+    ) -> Any:
+        z = seqops.reparameterize(mu, log_var, eps=eps)
+        return seqops.elbo(x, self._recon(z, w_dec, dec_log_var), mu, log_var, **options)
+
+    def implementation(
+        self, x: Any, w_dec: Any, dec_log_var: Any, mu: Any, log_var: Any, /, *, eps: Any, **options: Any
+    ) -> str:
+        z = seqops.reparameterize(mu, log_var, eps=eps)
+        recon = self._recon(z, w_dec, dec_log_var)
+        names = {
+            seqops.explain(seqops.reparameterize, mu, log_var, eps=eps).chosen,
+            seqops.explain(seqops.elbo, x, recon, mu, log_var, **options).chosen,
+        }
+        return " + ".join(sorted(names))
+
+
+def _elbo_of_reparameterize(rng, *, likelihood="bernoulli", **options):
+    x = _binary(rng, _DATA) if likelihood == "bernoulli" else _normal(rng, *_DATA, scale=1.0)
+    w_dec = rng.standard_normal((4, 6))
+    dec_log_var = _normal(rng, *_DATA) if likelihood == "gaussian" else None
+    mu, log_var = _normal(rng, *_LAT, scale=1.0), _normal(rng, *_LAT)
+    eps = _normal(rng, *_LAT, scale=1.0)
+    return (x, w_dec, dec_log_var, mu, log_var), {"eps": eps, "likelihood": likelihood, **options}
+
+
+def _ref_elbo_of_reparameterize(x, w_dec, dec_log_var, mu, log_var, *, eps, **options):
+    z = ref.reparameterize(mu, log_var, eps)
+    recon = z @ w_dec if dec_log_var is None else (z @ w_dec, dec_log_var)
+    return (ref.elbo(x, recon, mu, log_var, **options),)
+
+
+# Gradient checks with respect to mu and log_var (and x, w_dec, eps) of the composition on
+# torch and JAX, against finite differences of the float64 reference composition.
+CASES.extend(
+    Case(
+        "elbo",
+        name,
+        partial(_elbo_of_reparameterize, **options),
+        _ref_elbo_of_reparameterize,
+        grad=True,
+        call=_ElboOfReparameterize(),
+    )
+    for name, options in (
+        ("of reparameterize bernoulli", {}),
+        ("of reparameterize gaussian mean", {"likelihood": "gaussian", "reduction": "mean"}),
+    )
 )
 
 OPS: tuple[str, ...] = tuple(dict.fromkeys(case.op for case in CASES))

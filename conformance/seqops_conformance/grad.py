@@ -181,14 +181,14 @@ def check(
     leaves: list[np.ndarray] = []
     names: list[str] = []
     template = _template(inputs, "", leaves, names, {})
-    fn = getattr(seqops, case.op)
+    fn = case.function
     names = [_pretty(name, fn) for name in names]
     to_backend = _Converter(backend, device, dtype, like)
     try:
         b_template = to_backend(template)  # integer and boolean arrays converted, leaves kept
         primals = [to_backend(leaf) for leaf in leaves]
         b_args, b_kwargs = _fill(b_template, primals)
-        result.implementation = seqops.explain(fn, *b_args, **b_kwargs).chosen
+        result.implementation = case.implementation(*b_args, **b_kwargs)
     except Exception as exc:  # noqa: BLE001 - any error is a failed check, not a crash
         result.message = f"raised {type(exc).__name__}: {exc}"
         return result

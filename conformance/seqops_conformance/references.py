@@ -1100,3 +1100,73 @@ __all__ += [
     "bernoulli_log_likelihood",
     "elbo",
 ]
+
+
+# -- vision: the inverses, the cyclic shift and the ViT embedding ---------------------------
+
+
+def unpatchify(patches, patch_size, image_size, channels=None, channels_last=False):
+    """Images from ViT patches, one element at a time: ``(B, N, C·p·p)`` → ``(B, C, H, W)``.
+
+    ``out[b, ch, r·p + i, c·p + j] = patches[b, r·(W/p) + c, ch·p² + i·p + j]``;
+    ``channels_last=True`` returns ``(B, H, W, C)``.
+    """
+    patches = np.asarray(patches, dtype=np.float64)
+    p = patch_size
+    height, width = (image_size, image_size) if isinstance(image_size, int) else image_size
+    channels = patches.shape[-1] // (p * p) if channels is None else channels
+    batch, cols = patches.shape[0], width // p
+    out = np.zeros((batch, channels, height, width))
+    for b, r, c, ch, i, j in np.ndindex(batch, height // p, cols, channels, p, p):
+        out[b, ch, r * p + i, c * p + j] = patches[b, r * cols + c, ch * p * p + i * p + j]
+    return np.moveaxis(out, 1, -1) if channels_last else out
+
+
+def window_reverse(windows, window_size, height, width):
+    """Swin's window merge, one element at a time: ``(B·nW, ws, ws, C)`` → ``(B, H, W, C)``.
+
+    ``out[b, r·ws + i, c·ws + j] = windows[b·nW + r·(W/ws) + c, i, j]``.
+    """
+    windows = np.asarray(windows, dtype=np.float64)
+    ws = window_size
+    rows, cols = height // ws, width // ws
+    batch = windows.shape[0] // (rows * cols)
+    out = np.zeros((batch, height, width, windows.shape[-1]))
+    for b, r, c, i, j in np.ndindex(batch, rows, cols, ws, ws):
+        out[b, r * ws + i, c * ws + j] = windows[(b * rows + r) * cols + c, i, j]
+    return out
+
+
+def cyclic_shift(x, shift):
+    """``out[b, y, z] = x[b, (y + shift) % H, (z + shift) % W]``: content moves up and left."""
+    x = np.asarray(x, dtype=np.float64)
+    batch, height, width, _ = x.shape
+    out = np.zeros(x.shape)
+    for b, y, z in np.ndindex(batch, height, width):
+        out[b, y, z] = x[b, (y + shift) % height, (z + shift) % width]
+    return out
+
+
+def vit_embed(images, w_patch, b_patch, cls_token, pos_embed, patch_size):
+    """ViT embedding, one token and feature at a time (``math.fsum``).
+
+    ``out[b, 0] = cls_token + pos_embed[0]``; ``out[b, 1 + n, d] = Σ_f patches[b, n, f]
+    · w_patch[f, d] + b_patch[d] + pos_embed[1 + n, d]`` with :func:`patchify`'s patches.
+    """
+    patches = patchify(images, patch_size)
+    w = np.asarray(w_patch, dtype=np.float64)
+    cls, pos = (np.asarray(a, dtype=np.float64) for a in (cls_token, pos_embed))
+    batch, n_patches, features = patches.shape
+    dim = w.shape[1]
+    out = np.zeros((batch, 1 + n_patches, dim))
+    for b, d in np.ndindex(batch, dim):
+        out[b, 0, d] = cls[d] + pos[0, d]
+        for n in range(n_patches):
+            terms = [patches[b, n, f] * w[f, d] for f in range(features)]
+            if b_patch is not None:
+                terms.append(float(b_patch[d]))
+            out[b, 1 + n, d] = math.fsum(terms) + pos[1 + n, d]
+    return out
+
+
+__all__ += ["unpatchify", "window_reverse", "cyclic_shift", "vit_embed"]

@@ -135,19 +135,19 @@ def _check(
         result.status, result.message = "skip", case.unsupported[dtype_name]
         return result
     args, kwargs = inputs
-    fn = getattr(seqops, case.op)
+    fn = case.function
     try:
         to_backend = _Converter(backend, device, dtype, like)
         b_args, b_kwargs = to_backend(args), {k: to_backend(v) for k, v in kwargs.items()}
-        result.implementation = seqops.explain(fn, *b_args, **b_kwargs).chosen
+        result.implementation = case.implementation(*b_args, **b_kwargs)
         out = fn(*b_args, **b_kwargs)
     except Exception as exc:  # noqa: BLE001 - any error is a failed check, not a crash
         result.message = f"raised {type(exc).__name__}: {exc}"
         return result
     # The reference sees the inputs as rounded to the dtype under test.
     expected = reference_outputs(case, backend, b_args, b_kwargs, references)
-    # Exact outputs (masks, token ids) have tolerance 0.
-    if not any(r is not None and r.dtype.kind == "f" for r in flatten(expected)):
+    # Exact outputs (masks, token ids, data movement) have tolerance 0.
+    if case.exact or not any(r is not None and r.dtype.kind == "f" for r in flatten(expected)):
         result.tolerance = 0.0
     errors, problems = _compare(backend, out, expected, dtype, where, case.compare)
     # None when some output could not be compared (wrong type or shape, not finite).
