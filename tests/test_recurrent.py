@@ -15,7 +15,10 @@ Our gate order is **i, f, o, g**; torch packs i, f, g, o and keras i, f, c, o.
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 import time
 import warnings
 
@@ -750,3 +753,23 @@ def test_bad_input_messages(call, error, message):
 def test_mixed_libraries_are_refused(torch):
     with pytest.raises(TypeError, match="different libraries"):
         seqops.rnn_cell(torch.zeros(2, 8), _z(2, 16), _z(8, 16), _z(16, 16))
+
+
+def test_torch_compile_of_portable_lstm_from_a_cold_cache(torch, tmp_path):
+    """`torch.compile(fullgraph=True)` of the portable lstm when its implementation cache is
+    filled during tracing (fresh process, fast path disabled)."""
+    script = tmp_path / "cold_lstm.py"
+    script.write_text(
+        "import torch, seqops\n"
+        "def f(xs, h, w_ih, w_hh):\n"
+        "    return seqops.lstm(xs, (h, h), w_ih, w_hh)[0]\n"
+        "xs, h = torch.randn(5, 2, 3), torch.zeros(2, 4)\n"
+        "w_ih, w_hh = torch.randn(3, 16), torch.randn(4, 16)\n"
+        "out = torch.compile(f, fullgraph=True, backend='aot_eager')(xs, h, w_ih, w_hh)\n"
+        "assert seqops.explain(seqops.lstm, xs, (h, h), w_ih, w_hh).chosen == 'portable'\n"
+        "torch.testing.assert_close(out, f(xs, h, w_ih, w_hh))\n"
+        "print('OK')\n"
+    )
+    env = dict(os.environ, SEQOPS_DISABLE_PLUGINS="torch-fast", PYTHONWARNINGS="ignore")
+    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

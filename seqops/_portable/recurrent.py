@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -14,11 +13,24 @@ on_namespace("rnn_cell", recurrent.rnn_cell)
 on_namespace("lstm_cell", recurrent.lstm_cell)
 
 
+# The closures call `backend.scan` when they run rather than holding the bound method:
+# the cache entry may be created while torch.compile traces, and Dynamo cannot rebuild a
+# bound method of a backend object created inside the trace.
 @portable("rnn")
 def _rnn(backend: Backend) -> Callable[..., Any]:
-    return functools.partial(recurrent.rnn, backend.namespace(), scan=backend.scan)
+    xp = backend.namespace()
+
+    def run(*args: Any, **options: Any) -> Any:
+        return recurrent.rnn(xp, *args, scan=backend.scan, **options)
+
+    return run
 
 
 @portable("lstm")
 def _lstm(backend: Backend) -> Callable[..., Any]:
-    return functools.partial(recurrent.lstm, backend.namespace(), scan=backend.scan)
+    xp = backend.namespace()
+
+    def run(*args: Any, **options: Any) -> Any:
+        return recurrent.lstm(xp, *args, scan=backend.scan, **options)
+
+    return run

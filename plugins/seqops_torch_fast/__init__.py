@@ -1,0 +1,228 @@
+"""Fast paths on the torch backend: torch's fused attention and native recurrent kernels.
+
+- ``scaled_dot_product_attention`` and ``multi_head_attention`` run
+  ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient / math
+  kernels, chosen by torch).
+- ``lstm`` and ``rnn`` run ``torch.lstm`` / ``torch.rnn_tanh`` / ``torch.rnn_relu`` (the
+  kernels behind ``torch.nn.LSTM``/``RNN``; cuDNN on CUDA) on weights converted to torch's
+  layout.
+
+Each implementation accepts only the calls it computes exactly as the contract says and
+declines the others (with the reason shown by :func:`seqops.explain`) to the portable path.
+The arguments arrive validated, so nothing here re-checks shapes or dtypes for errors.
+
+Importing this module does not import torch: the hook imports it when asked about the torch
+backend, whose arrays are torch tensors (so torch is already loaded).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import seqops
+
+# Reasons shown by seqops.explain.
+DROPOUT = "dropout with an explicit rng: torch's fused dropout draws from its own generator"
+WEIGHTS = "return_weights=True: torch's fused kernel does not return the attention weights"
+NEED_WEIGHTS = "need_weights=True: torch's fused kernel does not return the attention weights"
+HALF_RECURRENT = (
+    "half precision: torch's recurrent kernels carry the state in half precision, the contract in float32"
+)
+EMPTY_SEQUENCE = "an empty sequence (T = 0)"
+EMPTY_BATCH = "an empty batch"
+
+
+@seqops.hookimpl
+def seqops_implementations(op: str, backend: seqops.Backend) -> list[seqops.Implementation] | None:
+    if backend.name != "torch":
+        return None
+    table = {
+        "scaled_dot_product_attention": seqops.Implementation("torch-sdpa", sdpa, decline=decline_sdpa),
+        "multi_head_attention": seqops.Implementation("torch-mha-sdpa", mha, decline=decline_mha),
+        "lstm": seqops.Implementation("torch-lstm", lstm, decline=decline_lstm),
+        "rnn": seqops.Implementation("torch-rnn", rnn, decline=decline_rnn),
+    }
+    return [table[op]] if op in table else None
+
+
+# Module-level functions, not methods of an object: the implementation cache may be filled
+# while torch.compile traces the first call, and Dynamo can reconstruct module functions
+# (a bound method of a plain object breaks fullgraph=True).
+def _torch() -> Any:
+    import torch
+
+    return torch
+
+
+def _attention_dtype(dtype: Any) -> bool:
+    torch = _torch()
+    return dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+
+
+# -- attention ------------------------------------------------------------------------
+def decline_sdpa(
+    q: Any, k: Any, v: Any, /, *, dropout_p: float, return_weights: bool, **_: Any
+) -> str | None:
+    if return_weights:
+        return WEIGHTS
+    if dropout_p > 0.0:
+        return DROPOUT
+    if not _attention_dtype(q.dtype):
+        return f"dtype {q.dtype} is not one torch's attention kernels compute"
+    return None
+
+
+def sdpa(
+    q: Any,
+    k: Any,
+    v: Any,
+    /,
+    *,
+    mask: Any,
+    bias: Any,
+    is_causal: bool,
+    scale: float,
+    enable_gqa: bool,
+    **_: Any,
+) -> Any:
+    torch = _torch()
+    if is_causal and (mask is not None or bias is not None):
+        # torch refuses attn_mask together with is_causal: fold top-left causality in.
+        causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+        mask = causal if mask is None else mask & causal
+        is_causal = False
+    if bias is None:
+        attn_mask = mask  # bool, True = attend: torch's meaning too
+    elif mask is None:
+        attn_mask = bias
+    else:
+        # torch takes one attn_mask: a float mask, -inf where not allowed.
+        attn_mask = torch.where(mask, bias, torch.tensor(-math.inf, dtype=bias.dtype, device=bias.device))
+    out = torch.nn.functional.scaled_dot_product_attention(
+        q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa
+    )
+    if attn_mask is not None and q.device.type != "cpu":
+        # torch's CPU kernels give zeros on rows with no allowed key (checked by the
+        # tests); the GPU kernels are not all documented to, so zero those rows here.
+        allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > -math.inf
+        out = torch.where(allowed.any(dim=-1, keepdim=True), out, torch.zeros((), dtype=out.dtype))
+    return out
+
+
+# -- multi-head attention -------------------------------------------------------------
+def decline_mha(query: Any, *args: Any, dropout_p: float, need_weights: bool, **_: Any) -> str | None:
+    if need_weights:
+        return NEED_WEIGHTS
+    if dropout_p > 0.0:
+        return DROPOUT
+    if not _attention_dtype(query.dtype):
+        return f"dtype {query.dtype} is not one torch's attention kernels compute"
+    return None
+
+
+def mha(
+    query: Any,
+    key: Any,
+    value: Any,
+    params: Any,
+    /,
+    *,
+    num_heads: int,
+    mask: Any,
+    key_padding_mask: Any,
+    is_causal: bool,
+    **_: Any,
+) -> Any:
+    def project(x: Any, w: Any, b: Any) -> Any:
+        y = x @ w
+        y = y if b is None else y + b
+        # (..., L, D) -> (..., H, L, D // H): head h is columns h*dh:(h+1)*dh
+        *lead, length, width = y.shape
+        return y.reshape(*lead, length, num_heads, width // num_heads).transpose(-2, -3)
+
+    q = project(query, params.w_q, params.b_q)
+    k = project(key, params.w_k, params.b_k)
+    v = project(value, params.w_v, params.b_v)
+    allowed = mask
+    if key_padding_mask is not None:
+        kpm = key_padding_mask[..., None, None, :]  # (..., 1, 1, S)
+        allowed = kpm if allowed is None else allowed & kpm
+    heads = sdpa(
+        q,
+        k,
+        v,
+        mask=allowed,
+        bias=None,
+        is_causal=is_causal,
+        scale=1.0 / math.sqrt(q.shape[-1]),
+        enable_gqa=False,
+    )  # (..., H, L, dv)
+    heads = heads.transpose(-2, -3)
+    merged = heads.reshape(*heads.shape[:-2], heads.shape[-2] * heads.shape[-1])  # (..., L, D_vo)
+    out = merged @ params.w_o
+    return out if params.b_o is None else out + params.b_o
+
+
+# -- recurrent ------------------------------------------------------------------------
+def _decline_recurrent(xs: Any, h0: Any) -> str | None:
+    if xs.dtype not in (_torch().float32, _torch().float64):
+        return HALF_RECURRENT if xs.dtype.itemsize == 2 else f"dtype {xs.dtype} is not supported"
+    if xs.shape[0] == 0:
+        return EMPTY_SEQUENCE
+    if h0.numel() == 0:
+        return EMPTY_BATCH
+    return None
+
+
+def decline_lstm(xs: Any, state: Any, *args: Any) -> str | None:
+    return _decline_recurrent(xs, state[0])
+
+
+def decline_rnn(xs: Any, h0: Any, *args: Any, **_: Any) -> str | None:
+    return _decline_recurrent(xs, h0)
+
+
+def _batched(xs: Any, hidden: int) -> tuple[Any, tuple[int, ...], int]:
+    """``xs (T, ..., I)`` as ``(T, B, I)``, the batch shape ``...`` and ``B``."""
+    batch = tuple(xs.shape[1:-1])
+    size = math.prod(batch)
+    return xs.reshape(xs.shape[0], size, xs.shape[-1]), batch, size
+
+
+def lstm(xs: Any, state: Any, w_ih: Any, w_hh: Any, b: Any, /) -> Any:
+    torch = _torch()
+    h0, c0 = state
+    hidden = h0.shape[-1]
+    x3, batch, size = _batched(xs, hidden)
+
+    def torch_layout(w: Any) -> Any:
+        # gates i, f, o, g along the last axis -> torch's i, f, g, o along the first
+        i_f, o, g = w[..., : 2 * hidden], w[..., 2 * hidden : 3 * hidden], w[..., 3 * hidden :]
+        if w.ndim == 1:
+            return torch.cat((i_f, g, o))
+        # (I, 4H) -> (4H, I), contiguous: torch's CPU kernel is ~10% slower on strided weights
+        return torch.cat((i_f.T, g.T, o.T))
+
+    weights = [torch_layout(w_ih), torch_layout(w_hh)]
+    if b is not None:
+        bias = torch_layout(b)
+        weights += [bias, torch.zeros_like(bias)]  # torch's b_ih + b_hh = our one bias
+    hx = (h0.reshape(1, size, hidden), c0.reshape(1, size, hidden))
+    hs, h_last, c_last = torch.lstm(x3, hx, weights, b is not None, 1, 0.0, True, False, False)
+    return hs.reshape(xs.shape[0], *batch, hidden), (
+        h_last.reshape(*batch, hidden),
+        c_last.reshape(*batch, hidden),
+    )
+
+
+def rnn(xs: Any, h0: Any, w_ih: Any, w_hh: Any, b: Any, /, *, nonlinearity: str) -> Any:
+    torch = _torch()
+    hidden = h0.shape[-1]
+    x3, batch, size = _batched(xs, hidden)
+    weights = [w_ih.T.contiguous(), w_hh.T.contiguous()]  # (H, I): see lstm
+    if b is not None:
+        weights += [b, torch.zeros_like(b)]
+    kernel = torch.rnn_relu if nonlinearity == "relu" else torch.rnn_tanh
+    hs, h_last = kernel(x3, h0.reshape(1, size, hidden), weights, b is not None, 1, 0.0, True, False, False)
+    return hs.reshape(xs.shape[0], *batch, hidden), h_last.reshape(*batch, hidden)
