@@ -18,6 +18,7 @@ from seqops.attention import (  # noqa: E402
     multi_head_attention,
     padding_mask,
     scaled_dot_product_attention,
+    set_attention_memory_budget,
     sinusoidal_positional_encoding,
 )
 from seqops.clipping import clip_grad_norm, clip_grad_value  # noqa: E402
@@ -125,6 +126,7 @@ __all__ = [
     "rnn_cell",
     "sample_logits",
     "scaled_dot_product_attention",
+    "set_attention_memory_budget",
     "shifted_window_mask",
     "sinusoidal_positional_encoding",
     "softmax",

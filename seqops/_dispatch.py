@@ -23,6 +23,15 @@ def resolve(*arrays: object, names: tuple[str, ...] = ()) -> Backend:
     ``names`` labels the arguments in error messages. Raises ``TypeError`` when no array is
     given, when an array belongs to no backend, or when arrays of two libraries are mixed.
     """
+    # Hot path: every array given is of one already-seen type (the cache is by type).
+    kind = type(arrays[0]) if arrays else None
+    backend = registry.cached_backend_of_type(kind)
+    if backend is not None:
+        for x in arrays:
+            if x is not None and type(x) is not kind:
+                break
+        else:
+            return backend
     found: Backend | None = None
     found_at = 0
     for i, x in enumerate(arrays):
@@ -175,6 +184,7 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> Explanation:
     >>> q = np.ones((2, 4, 8), dtype=np.float32)
     >>> print(seqops.explain(seqops.scaled_dot_product_attention, q, q, q))
     scaled_dot_product_attention on backend 'numpy': runs 'portable'
+      portable-tiled (plugin 'portable'): declines: the (L, S) scores fit the memory budget
       portable: accepts: runs
     """
     if isinstance(fn, str):

@@ -132,6 +132,10 @@ class _Registry:
                 self._backend_of_type[type(x)] = backend
         return backend
 
+    def cached_backend_of_type(self, kind: type | None) -> Backend | None:
+        """The backend already found for arrays of type ``kind``, else ``None`` (no lookup)."""
+        return self._backend_of_type.get(kind) if kind is not None else None
+
     def implementations(self, op: str, backend: Backend) -> tuple[Candidate, ...]:
         """``(plugin name, implementation)`` pairs for ``op`` on ``backend``, in asking order."""
         key = (op, backend.name)

@@ -56,6 +56,17 @@ def scaled_dot_product_attention(
     return_weights : bool
         Also return the attention weights ``(..., L, S)`` (after dropout).
 
+    Notes
+    -----
+    Memory: when no fast path (plugin) takes the call and the ``(..., L, S)`` scores would
+    take more than the memory budget (256 MiB by default; the environment variable
+    ``SEQOPS_ATTENTION_MEMORY_BUDGET`` in bytes, or :func:`seqops.set_attention_memory_budget`),
+    the portable path runs the tiled online softmax (implementation ``"portable-tiled"``,
+    FlashAttention's recurrence) whose peak memory is ``O(batch·heads·L·tile)``. A budget of
+    0 asks for it on every call. ``return_weights=True`` always uses the plain path; with
+    ``dropout_p > 0`` the dropout multiplier is drawn whole, as on the plain path (the same
+    draws), so only the scores are tiled.
+
     Returns
     -------
     out : array, shape ``(..., L, Ev)``
@@ -70,8 +81,60 @@ def scaled_dot_product_attention(
     >>> seqops.scaled_dot_product_attention(q, q, q, is_causal=True).shape
     (2, 3, 4)
     """
-    backend = resolve(q, k, v, mask, bias, names=("q", "k", "v", "mask", "bias"))
+    backend = resolve(q, k, v, mask, bias, names=_SDPA_NAMES)
     xp = backend.namespace()
+    # The hot path: cheap tests of the common, valid call; anything else (including every
+    # error) goes through the full checks, which raise the detailed messages.
+    dtype, q_shape, k_shape, v_shape = q.dtype, tuple(q.shape), tuple(k.shape), tuple(v.shape)
+    ndim = 3 if enable_gqa else 2
+    if (
+        k.dtype == dtype
+        and v.dtype == dtype
+        and (bias is None or bias.dtype == dtype)
+        and check.is_floating(xp, dtype)
+        and (mask is None or check.is_bool(xp, mask.dtype))
+        and len(q_shape) >= ndim
+        and len(k_shape) >= ndim
+        and len(v_shape) >= ndim
+        and q_shape[-1] == k_shape[-1]
+        and k_shape[-2] == v_shape[-2]
+        and q_shape[:-2] == k_shape[:-2] == v_shape[:-2]
+    ):
+        lead = q_shape[:-2]  # equal leading dims (with GQA: equal heads too)
+    else:
+        lead = _check_sdpa_inputs(xp, q, k, v, mask, bias, enable_gqa)
+    target = (*lead, q_shape[-2], k_shape[-2])
+    if mask is not None:
+        check.broadcast_to_target("mask", mask, target, "(..., L, S)")
+    if bias is not None:
+        check.broadcast_to_target("bias", bias, target, "(..., L, S)")
+    scale = 1.0 / math.sqrt(q_shape[-1]) if scale is None else _number("scale", scale)
+    if dropout_p != 0.0 or type(dropout_p) is not float:
+        _check_dropout(dropout_p, rng)
+    return call(
+        "scaled_dot_product_attention",
+        backend,
+        q,
+        k,
+        v,
+        mask=mask,
+        bias=bias,
+        is_causal=bool(is_causal),
+        scale=scale,
+        dropout_p=float(dropout_p),
+        rng=rng,
+        enable_gqa=bool(enable_gqa),
+        return_weights=bool(return_weights),
+    )
+
+
+_SDPA_NAMES = ("q", "k", "v", "mask", "bias")
+
+
+def _check_sdpa_inputs(
+    xp: Any, q: Array, k: Array, v: Array, mask: Array | None, bias: Array | None, enable_gqa: bool
+) -> tuple[int, ...]:
+    """Every check of the attention inputs (raising the detailed errors); the leading dims."""
     check.require_floating(xp, q=q, k=k, v=v, bias=bias)
     check.require_same_dtype(q=q, k=k, v=v, bias=bias)
     check.require_bool(xp, "mask", mask, "True = attend; pass additive float masks as bias=")
@@ -104,26 +167,37 @@ def scaled_dot_product_attention(
         {"q": check.shape_of(q)[:-2], "k": k_lead, "v": v_lead},
         "the leading (batch, head) dimensions of q, k and v",
     )
-    target = (*lead, q.shape[-2], k.shape[-2])
-    check.broadcast_to_target("mask", mask, target, "(..., L, S)")
-    check.broadcast_to_target("bias", bias, target, "(..., L, S)")
-    scale = 1.0 / math.sqrt(q.shape[-1]) if scale is None else _number("scale", scale)
-    _check_dropout(dropout_p, rng)
-    return call(
-        "scaled_dot_product_attention",
-        backend,
-        q,
-        k,
-        v,
-        mask=mask,
-        bias=bias,
-        is_causal=bool(is_causal),
-        scale=scale,
-        dropout_p=float(dropout_p),
-        rng=rng,
-        enable_gqa=bool(enable_gqa),
-        return_weights=bool(return_weights),
-    )
+    return lead
+
+
+def set_attention_memory_budget(nbytes: int | None, /) -> int:
+    """Set the bytes the attention scores may take before the tiled path runs; return the old value.
+
+    ``None`` restores the default (``SEQOPS_ATTENTION_MEMORY_BUDGET``, else 256 MiB); ``0``
+    makes :func:`seqops.scaled_dot_product_attention` use the memory-efficient tiled path
+    whenever no fast path takes the call.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> old = seqops.set_attention_memory_budget(0)
+    >>> q = np.ones((2, 4, 8), dtype=np.float32)
+    >>> seqops.explain(seqops.scaled_dot_product_attention, q, q, q).chosen
+    'portable-tiled'
+    >>> _ = seqops.set_attention_memory_budget(old)
+    """
+    from seqops._portable.attention import TILED
+
+    previous = TILED.budget
+    if nbytes is None:
+        TILED.budget = TILED.default_budget()
+    else:
+        nbytes = operator.index(nbytes)
+        if nbytes < 0:
+            msg = f"the attention memory budget must be >= 0 bytes; got {nbytes}"
+            raise ValueError(msg)
+        TILED.budget = nbytes
+    return previous
 
 
 def causal_mask(

@@ -383,10 +383,23 @@ def test_torch_lstm_gradients_match_portable(torch_fast) -> None:
 # -- jax ----------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def jax_fast():
+def test_jax_fast_path_declines_on_cpu_by_default() -> None:
     jax = pytest.importorskip("jax")
     _plugin_or_skip("jax-fast")
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"JAX runs on {jax.default_backend()}, not CPU")
+    q = jax.numpy.ones((2, 4, 8), dtype=jax.numpy.float32)
+    explanation = seqops.explain(seqops.scaled_dot_product_attention, q, q, q)
+    assert explanation.chosen == "portable" and "on CPU the jitted portable attention is faster" in str(explanation)
+
+
+@pytest.fixture
+def jax_fast(monkeypatch: pytest.MonkeyPatch):
+    jax = pytest.importorskip("jax")
+    _plugin_or_skip("jax-fast")
+    import seqops_jax_fast
+
+    monkeypatch.setattr(seqops_jax_fast, "ACCEPT_ON_CPU", True)  # declined on CPU by default
     return jax
 
 

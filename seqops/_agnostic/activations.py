@@ -43,11 +43,21 @@ def masked_softmax(xp: Namespace, logits: Array, allowed: Array | None, /) -> Ar
     A row with no allowed (or no finite) entry gives all-zero weights, never NaN, with
     finite gradients: the masked logits become ``-inf`` and the row sum is guarded.
     """
+    e, total = masked_softmax_parts(xp, logits, allowed)
+    return e / total
+
+
+def masked_softmax_parts(xp: Namespace, logits: Array, allowed: Array | None, /) -> tuple[Array, Array]:
+    """``(e, total)`` with ``masked_softmax(logits, allowed) == e / total``.
+
+    ``e`` is the shifted exponential (0 where not allowed) and ``total`` its row sum, with
+    rows that sum to 0 given 1. Dividing later (``(e @ v) / total``) saves a pass over ``e``.
+    """
     if allowed is not None:
         logits = xp.where(allowed, logits, -math.inf)
     e = xp.exp(_stable_shift(xp, logits, -1))
     total = xp.sum(e, axis=-1, keepdims=True)
-    return e / xp.where(total == 0, 1.0, total)
+    return e, xp.where(total == 0, 1.0, total)
 
 
 def relu(xp: Namespace, x: Array, /) -> Array:

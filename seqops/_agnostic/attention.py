@@ -11,8 +11,9 @@ from typing import Any
 
 import array_api_compat
 
-from seqops._agnostic.activations import compute_dtype, masked_softmax
+from seqops._agnostic.activations import compute_dtype, masked_softmax, masked_softmax_parts
 from seqops._lib.typing import Array, Device, DType, Namespace
+from seqops._lib.validate import broadcast
 
 
 def causal_mask(xp: Namespace, q_len: int, kv_len: int, /, *, offset: int, device: Device) -> Array:
@@ -77,13 +78,122 @@ def scaled_dot_product_attention(
     if is_causal:
         causal = causal_mask(xp, q.shape[-2], k.shape[-2], offset=0, device=array_api_compat.device(q))
         allowed = causal if allowed is None else xp.logical_and(allowed, causal)
-    weights = masked_softmax(xp, logits, allowed)
-    if keep is not None:
-        weights = weights * xp.astype(keep, ct, copy=False)
-    out = xp.astype(xp.matmul(weights, v), dtype, copy=False)
     if return_weights:
-        return out, xp.astype(weights, dtype, copy=False)
-    return out
+        weights = masked_softmax(xp, logits, allowed)
+        if keep is not None:
+            weights = weights * xp.astype(keep, ct, copy=False)
+        return xp.astype(xp.matmul(weights, v), dtype, copy=False), xp.astype(weights, dtype, copy=False)
+    # softmax(x) @ v = (exp(x - m) @ v) / sum: the division runs on (L, Ev), not on (L, S)
+    e, total = masked_softmax_parts(xp, logits, allowed)
+    if keep is not None:
+        e = e * xp.astype(keep, ct, copy=False)
+    return xp.astype(xp.matmul(e, v) / total, dtype, copy=False)
+
+
+def _tile(a: Array | None, start: int, stop: int, axis: int) -> Array | None:
+    """``a[..., start:stop]`` along ``axis`` (-1 or -2), unless ``a`` broadcasts along it."""
+    if a is None or a.ndim < -axis or a.shape[axis] == 1:
+        return a
+    return a[..., start:stop] if axis == -1 else a[..., start:stop, :]
+
+
+def _zeros_out(xp: Namespace, q: Array, v: Array, rows: int, dtype: DType) -> Array:
+    shape = (*broadcast(tuple(q.shape[:-2]), tuple(v.shape[:-2])), rows, v.shape[-1])
+    return xp.zeros(shape, dtype=dtype, device=array_api_compat.device(q))
+
+
+def tiled_scaled_dot_product_attention(
+    xp: Namespace,
+    q: Array,
+    k: Array,
+    v: Array,
+    /,
+    *,
+    mask: Array | None,
+    bias: Array | None,
+    is_causal: bool,
+    scale: float,
+    enable_gqa: bool,
+    keep: Array | None = None,
+    key_tile: int = 512,
+    query_tile: int | None = None,
+) -> Array:
+    """Memory-efficient :func:`scaled_dot_product_attention`: the tiled online softmax.
+
+    FlashAttention's recurrence (Rabe & Staats 2021, "Self-attention does not need O(n²)
+    memory"): for each block of ``query_tile`` queries, the keys and values are visited in
+    static slices of ``key_tile``, keeping per query row the running maximum ``m`` of the
+    logits, the running sum ``l`` of ``exp(logit - m)`` and the accumulator ``acc`` of
+    ``exp(logit - m) @ v``, rescaled by ``exp(m_old - m_new)`` when the maximum grows. Only
+    ``(..., query_tile, key_tile)`` logits exist at a time, so the peak memory is
+    ``O(B·H·query_tile·key_tile)`` instead of ``O(B·H·L·S)``. Same semantics as the plain
+    path: ``mask``, ``bias`` and ``is_causal`` combine, GQA, a row with no allowed key gives
+    zeros with finite gradients (``m = -inf`` rows are shifted by 0 and ``l = 0`` is
+    guarded), half-precision inputs compute in float32. ``keep`` (the dropout multiplier,
+    broadcastable to ``(..., L, S)``) is sliced per tile and scales the numerator only, as
+    in the plain path. The loops are Python loops over static slices (unrolled by
+    ``jax.jit``).
+    """
+    dtype = q.dtype
+    ct = compute_dtype(xp, dtype)
+    q, k, v = (xp.astype(a, ct, copy=False) for a in (q, k, v))
+    if enable_gqa and k.shape[-3] != q.shape[-3]:
+        group = q.shape[-3] // k.shape[-3]
+        k, v = xp.repeat(k, group, axis=-3), xp.repeat(v, group, axis=-3)
+    if bias is not None:
+        bias = xp.astype(bias, ct, copy=False)
+    if keep is not None:
+        keep = xp.astype(keep, ct, copy=False)
+    device = array_api_compat.device(q)
+    q_len, kv_len = q.shape[-2], k.shape[-2]
+    key_tile = max(1, min(key_tile, kv_len))
+    query_tile = q_len if query_tile is None else max(1, min(query_tile, q_len))
+    q = q * scale
+    kt = xp.matrix_transpose(k)
+    outputs = []
+    for q0 in range(0, q_len, query_tile):
+        q1 = min(q0 + query_tile, q_len)
+        qb = q[..., q0:q1, :]
+        mask_q, bias_q, keep_q = (_tile(a, q0, q1, -2) for a in (mask, bias, keep))
+        m: Any = -math.inf  # running max (..., Lq, 1), -inf until a key is allowed
+        total: Any = 0.0  # running sum of exp(logit - m)
+        acc: Any = 0.0  # running exp(logit - m) @ v
+        for s0 in range(0, kv_len, key_tile):
+            s1 = min(s0 + key_tile, kv_len)
+            if is_causal and s0 > q1 - 1:
+                break  # every later key is in the future of every query of this block
+            logits = xp.matmul(qb, kt[..., s0:s1])  # (..., Lq, T)
+            bias_t = _tile(bias_q, s0, s1, -1)
+            if bias_t is not None:
+                logits = logits + bias_t
+            allowed = _tile(mask_q, s0, s1, -1)
+            if is_causal and s1 - 1 > q0:  # some key of the tile follows some query
+                causal = causal_mask(xp, q1 - q0, s1 - s0, offset=q0 - s0, device=device)
+                allowed = causal if allowed is None else xp.logical_and(allowed, causal)
+            if allowed is not None:
+                logits = xp.where(allowed, logits, -math.inf)
+            m_new = xp.max(logits, axis=-1, keepdims=True)
+            if not isinstance(m, float):
+                m_new = xp.maximum(m, m_new)
+            shift = xp.where(xp.isfinite(m_new), m_new, 0.0)  # fully masked so far: shift by 0
+            p = xp.exp(logits - shift)
+            keep_t = _tile(keep_q, s0, s1, -1)
+            pv = xp.matmul(p if keep_t is None else p * keep_t, v[..., s0:s1, :])
+            if isinstance(m, float):  # first tile: nothing to rescale
+                total, acc = xp.sum(p, axis=-1, keepdims=True), pv
+            else:
+                alpha = xp.exp(m - shift)
+                total = alpha * total + xp.sum(p, axis=-1, keepdims=True)
+                acc = alpha * acc + pv
+            m = m_new
+        if isinstance(acc, float):  # no key at all (S = 0)
+            outputs.append(_zeros_out(xp, qb, v, q1 - q0, ct))
+        else:
+            outputs.append(acc / xp.where(total == 0, 1.0, total))
+    if not outputs:  # L = 0
+        return xp.astype(_zeros_out(xp, q, v, 0, ct), dtype, copy=False)
+    out = outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=-2)
+    return xp.astype(out, dtype, copy=False)
 
 
 def split_heads(xp: Namespace, x: Array, num_heads: int, /) -> Array:

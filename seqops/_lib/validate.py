@@ -37,6 +37,33 @@ def broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(result)
 
 
+# type(dtype) -> {(dtype, kind): bool}. A dtype's kind is the same in every library (float32
+# is floating in all). One table per dtype type: torch.compile traces this lookup, and Dynamo
+# cannot compare a torch dtype with a NumPy one as keys of one dict.
+_KIND_CACHE: dict[type, dict[tuple[object, str], bool]] = {}
+
+
+def _is_kind(xp: Namespace, dtype: DType, kind: str) -> bool:
+    table = _KIND_CACHE.get(type(dtype))
+    if table is None:
+        table = _KIND_CACHE[type(dtype)] = {}
+    key = (dtype, kind)
+    known = table.get(key)
+    if known is None:
+        known = table[key] = bool(xp.isdtype(dtype, kind))
+    return known
+
+
+def is_floating(xp: Namespace, dtype: DType) -> bool:
+    """``xp.isdtype(dtype, "real floating")``, cached."""
+    return _is_kind(xp, dtype, "real floating")
+
+
+def is_bool(xp: Namespace, dtype: DType) -> bool:
+    """``xp.isdtype(dtype, "bool")``, cached."""
+    return _is_kind(xp, dtype, "bool")
+
+
 def require_floating(xp: Namespace, **arrays: Array | None) -> None:
     for name, x in arrays.items():
         if x is not None and not xp.isdtype(x.dtype, "real floating"):

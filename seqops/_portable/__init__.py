@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from seqops._lib.backend import Backend
 from seqops._portable import attention, generative, language, recurrent, vision  # noqa: F401 - registration
-from seqops._portable._registry import FACTORIES
+from seqops._portable._registry import FACTORIES, VARIANTS
 from seqops.hookspecs import Implementation, hookimpl
 
 
 @hookimpl(trylast=True)
 def seqops_implementations(op: str, backend: Backend) -> list[Implementation] | None:
     factory = FACTORIES.get(op)
-    return None if factory is None else [Implementation("portable", factory(backend))]
+    if factory is None:
+        return None
+    return [*(make(backend) for make in VARIANTS.get(op, ())), Implementation("portable", factory(backend))]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -10,7 +12,33 @@ from seqops._agnostic import activations, attention, special, transformer
 from seqops._lib.backend import Backend
 from seqops._lib.typing import Array
 from seqops._lib.validate import broadcast
-from seqops._portable._registry import on_namespace, portable
+from seqops._portable._registry import on_namespace, portable, variant
+from seqops.hookspecs import Implementation
+
+DEFAULT_MEMORY_BUDGET = 256 * 2**20
+"""Bytes the ``(..., L, S)`` attention scores may take before the tiled path is chosen."""
+
+
+class TiledSettings:
+    """When the memory-efficient (tiled) attention runs, and its tile sizes.
+
+    ``budget`` is read from ``SEQOPS_ATTENTION_MEMORY_BUDGET`` (bytes) at import and set with
+    :func:`seqops.set_attention_memory_budget`. ``key_tile`` keys are visited at a time;
+    queries are taken in blocks sized so that one block's scores take about ``tile_bytes``.
+    """
+
+    def __init__(self) -> None:
+        self.budget = self.default_budget()
+        self.key_tile = 512
+        self.tile_bytes = 32 * 2**20
+
+    @staticmethod
+    def default_budget() -> int:
+        raw = os.environ.get("SEQOPS_ATTENTION_MEMORY_BUDGET", "").strip()
+        return int(raw) if raw else DEFAULT_MEMORY_BUDGET
+
+
+TILED = TiledSettings()
 
 
 def _dropout_keep(backend: Backend, rng: Any, p: float, shape: tuple[int, ...], like: Array) -> Array:
@@ -19,6 +47,19 @@ def _dropout_keep(backend: Backend, rng: Any, p: float, shape: tuple[int, ...], 
     dtype = activations.compute_dtype(xp, like.dtype)
     u = backend.random_uniform(rng, shape, dtype=dtype, device=backend.device(like))
     return xp.astype(u >= p, dtype) * (1.0 / (1.0 - p))
+
+
+def _keep_for(
+    backend: Backend, q: Array, k: Array, v: Array, p: float, rng: Any, enable_gqa: bool
+) -> Array:
+    """The dropout multiplier of attention weights ``(..., L, S)``."""
+
+    # leading dims of q, k, v broadcast (kv heads widened by GQA)
+    def lead(a: Array) -> tuple[int, ...]:
+        return (*a.shape[:-3], q.shape[-3]) if enable_gqa else tuple(a.shape[:-2])
+
+    shape = (*broadcast(tuple(q.shape[:-2]), lead(k), lead(v)), q.shape[-2], k.shape[-2])
+    return _dropout_keep(backend, rng, p, shape, q)
 
 
 def activation_fn(backend: Backend, name: str) -> Callable[[Array], Array]:
@@ -84,15 +125,58 @@ def _sdpa(backend: Backend) -> Callable[..., Any]:
     def run(q: Array, k: Array, v: Array, /, *, dropout_p: float, rng: Any, **options: Any) -> Any:
         keep = None
         if dropout_p > 0.0:
-            # weights (..., L, S): leading dims of q, k, v broadcast (kv heads widened by GQA)
-            def lead(a: Array) -> tuple[int, ...]:
-                return (*a.shape[:-3], q.shape[-3]) if options["enable_gqa"] else tuple(a.shape[:-2])
-
-            shape = (*broadcast(tuple(q.shape[:-2]), lead(k), lead(v)), q.shape[-2], k.shape[-2])
-            keep = _dropout_keep(backend, rng, dropout_p, shape, q)
+            keep = _keep_for(backend, q, k, v, dropout_p, rng, options["enable_gqa"])
         return attention.scaled_dot_product_attention(xp, q, k, v, keep=keep, **options)
 
     return run
+
+
+def _score_rows(q: Array, k: Array, v: Array, enable_gqa: bool) -> int:
+    """``prod(batch dims)``: how many ``(L, S)`` score matrices the call computes."""
+    qs, ks, vs = tuple(q.shape[:-2]), tuple(k.shape[:-2]), tuple(v.shape[:-2])
+    if qs == ks == vs:
+        return math.prod(qs)
+    if enable_gqa:
+        ks, vs = (*ks[:-1], qs[-1]), (*vs[:-1], qs[-1])
+    return math.prod(broadcast(qs, ks, vs))
+
+
+_FITS = "the (L, S) scores fit the memory budget"
+
+
+@variant("scaled_dot_product_attention")
+def _sdpa_tiled(backend: Backend) -> Implementation:
+    xp = backend.namespace()
+    plain = _sdpa(backend)
+
+    def decline(
+        q: Array, k: Array, v: Array, /, *, enable_gqa: bool, return_weights: bool, **_: Any
+    ) -> str | None:
+        if return_weights:
+            return "return_weights=True needs the whole (L, S) weights"
+        size = 8 if q.dtype == xp.float64 else 4
+        if _score_rows(q, k, v, enable_gqa) * q.shape[-2] * k.shape[-2] * size <= TILED.budget:
+            return _FITS
+        return None
+
+    def run(
+        q: Array, k: Array, v: Array, /, *, dropout_p: float, rng: Any, return_weights: bool, **options: Any
+    ) -> Any:
+        if return_weights:  # declined above; still correct when called directly
+            return plain(q, k, v, dropout_p=dropout_p, rng=rng, return_weights=True, **options)
+        keep = None
+        if dropout_p > 0.0:
+            # The same draws as the plain path (one (..., L, S) multiplier, sliced per tile).
+            keep = _keep_for(backend, q, k, v, dropout_p, rng, options["enable_gqa"])
+        rows = _score_rows(q, k, v, options["enable_gqa"])
+        key_tile = min(TILED.key_tile, k.shape[-2])
+        size = 8 if q.dtype == xp.float64 else 4
+        query_tile = max(1, TILED.tile_bytes // (size * max(1, rows) * max(1, key_tile)))
+        return attention.tiled_scaled_dot_product_attention(
+            xp, q, k, v, keep=keep, key_tile=key_tile, query_tile=query_tile, **options
+        )
+
+    return Implementation("portable-tiled", run, decline)
 
 
 @portable("multi_head_attention")
