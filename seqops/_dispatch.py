@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from seqops._lib.backend import Backend
+from seqops._lib.typing import Array, Device, DType
+from seqops._lib.validate import dtype_name
 from seqops._plugins import registry
 
 _default_backend: contextvars.ContextVar[str] = contextvars.ContextVar(
@@ -89,6 +91,30 @@ def creation_backend(like: object, backend: str | Backend | None) -> Backend:
         msg = f"backend {chosen.name!r} is unavailable: {availability.reason}"
         raise RuntimeError(msg)
     return chosen
+
+
+def creation_device(backend: Backend, like: Array | None, device: Device | None) -> Device:
+    """``device`` if given, else the device of ``like``, else the backend's default device."""
+    if device is not None:
+        return device
+    return backend.device(like) if like is not None else backend.default_device()
+
+
+def creation_float_dtype(
+    backend: Backend, like: Array | None, device: Device | None, dtype: DType | None = None
+) -> DType:
+    """The floating dtype a creation function makes: ``dtype`` if given (checked), else the
+    dtype of ``like`` if floating, else the backend's default float."""
+    xp = backend.namespace()
+    if dtype is None:
+        like_dtype = getattr(like, "dtype", None)
+        if like_dtype is not None and xp.isdtype(like_dtype, "real floating"):
+            return like_dtype
+        return backend.default_float_dtype(device)
+    if not xp.isdtype(dtype, "real floating"):
+        msg = f"dtype must be a real floating dtype; got {dtype_name(dtype)}"
+        raise TypeError(msg)
+    return dtype
 
 
 @contextlib.contextmanager

@@ -6,7 +6,7 @@ import math
 import operator
 from typing import Any, NamedTuple
 
-from seqops._dispatch import call, creation_backend, resolve
+from seqops._dispatch import call, creation_backend, creation_device, creation_float_dtype, resolve
 from seqops._lib import validate as check
 from seqops._lib.backend import Backend
 from seqops._lib.typing import Array, Device, DType
@@ -237,7 +237,7 @@ def causal_mask(
     kv_len = q_len if kv_len is None else _length("kv_len", kv_len)
     check.require_choice("align", align, ("top_left", "bottom_right"))
     chosen = creation_backend(like, backend)
-    device = _creation_device(chosen, like, device)
+    device = creation_device(chosen, like, device)
     return call("causal_mask", chosen, q_len, kv_len, align=align, device=device)
 
 
@@ -324,16 +324,8 @@ def sinusoidal_positional_encoding(
         device = chosen.device(positions)
     else:
         chosen = creation_backend(like, backend)
-        device = _creation_device(chosen, like, device)
-    xp = chosen.namespace()
-    if dtype is None:
-        if like is not None and xp.isdtype(like.dtype, "real floating"):
-            dtype = like.dtype
-        else:
-            dtype = chosen.default_float_dtype(device)
-    elif not xp.isdtype(dtype, "real floating"):
-        msg = f"dtype must be a real floating dtype; got {check.dtype_name(dtype)}"
-        raise TypeError(msg)
+        device = creation_device(chosen, like, device)
+    dtype = creation_float_dtype(chosen, like, device, dtype)
     return call(
         "sinusoidal_positional_encoding",
         chosen,
@@ -530,9 +522,3 @@ def _length(name: str, value: object) -> int:
         msg = f"{name} must be non-negative; got {n}"
         raise ValueError(msg)
     return n
-
-
-def _creation_device(backend: Backend, like: Array | None, device: Device | None) -> Device:
-    if device is not None:
-        return device
-    return backend.device(like) if like is not None else backend.default_device()

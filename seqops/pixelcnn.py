@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import operator
 
-from seqops._dispatch import call, creation_backend, resolve
+from seqops._dispatch import call, creation_backend, creation_device, creation_float_dtype, resolve
 from seqops._lib import validate as check
 from seqops._lib.backend import Backend
 from seqops._lib.typing import Array, Device, DType
-from seqops.attention import _creation_device
 
 
 def pixelcnn_mask(
@@ -68,16 +67,8 @@ def pixelcnn_mask(
     out_channels = _count("out_channels", out_channels)
     _check_mask_options(mask_type, color_groups, in_channels, out_channels, f"{(out_channels, in_channels)}")
     chosen = creation_backend(like, backend)
-    device = _creation_device(chosen, like, device)
-    xp = chosen.namespace()
-    if dtype is None:
-        if like is not None and xp.isdtype(like.dtype, "real floating"):
-            dtype = like.dtype
-        else:
-            dtype = chosen.default_float_dtype(device)
-    elif not xp.isdtype(dtype, "real floating"):
-        msg = f"dtype must be a real floating dtype; got {check.dtype_name(dtype)}"
-        raise TypeError(msg)
+    device = creation_device(chosen, like, device)
+    dtype = creation_float_dtype(chosen, like, device, dtype)
     return call(  # type: ignore[no-any-return]
         "pixelcnn_mask",
         chosen,

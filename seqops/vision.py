@@ -11,11 +11,11 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from seqops._dispatch import call, creation_backend, resolve
+from seqops._dispatch import call, creation_backend, creation_device, creation_float_dtype, resolve
 from seqops._lib import validate as check
 from seqops._lib.backend import Backend
 from seqops._lib.typing import Array, Device
-from seqops.attention import MHAParams, _check_mha, _creation_device, _length
+from seqops.attention import MHAParams, _check_mha, _length
 
 
 def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) -> Array:
@@ -316,14 +316,8 @@ def shifted_window_mask(
     for what, size in (("height", h), ("width", w)):
         _require_divisible(what, size, "window_size", ws)
     chosen = creation_backend(like, backend)
-    device = _creation_device(chosen, like, device)
-    dtype = None
-    if as_bias:
-        xp = chosen.namespace()
-        if like is not None and xp.isdtype(like.dtype, "real floating"):
-            dtype = like.dtype
-        else:
-            dtype = chosen.default_float_dtype(device)
+    device = creation_device(chosen, like, device)
+    dtype = creation_float_dtype(chosen, like, device) if as_bias else None
     return call(
         "shifted_window_mask", chosen, h, w, ws, shift, as_bias=bool(as_bias), dtype=dtype, device=device
     )
@@ -361,7 +355,7 @@ def relative_position_index(
     """
     ws = _positive("window_size", window_size)
     chosen = creation_backend(like, backend)
-    return call("relative_position_index", chosen, ws, device=_creation_device(chosen, like, device))
+    return call("relative_position_index", chosen, ws, device=creation_device(chosen, like, device))
 
 
 def window_attention(
