@@ -35,8 +35,6 @@ def rng():
     return np.random.default_rng(20240611)
 
 
-
-
 def _random_mask(rng, shape, *, p=0.35):
     """Bool mask (True = attend) with every row keeping at least key 0 allowed."""
     mask = rng.random(shape) > p
@@ -610,7 +608,6 @@ def test_softmax_vs_jax(jax, rng, axis, dtype_name, tol):
 # Half types: inputs are rounded to the dtype, then compared to the float64 reference on
 # the original values, so the tolerance covers input rounding plus the computation.
 _TOLERANCE = {"float64": 1e-10, "float32": 2e-5, "float16": 2e-2, "bfloat16": 1e-1}
-
 
 
 @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16", "float32", "float64"])

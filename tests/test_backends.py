@@ -46,7 +46,9 @@ def test_rng_of_the_wrong_kind_is_a_type_error(backend: seqops.Backend) -> None:
 
 def test_scan_carries_and_stacks(backend: seqops.Backend) -> None:
     xp = backend.namespace()
-    xs = backend.from_numpy(np.arange(1.0, 6.0)[:, None] * np.ones((5, 2)), dtype=backend.floating_dtypes()["float64"])
+    xs = backend.from_numpy(
+        np.arange(1.0, 6.0)[:, None] * np.ones((5, 2)), dtype=backend.floating_dtypes()["float64"]
+    )
 
     def step(carry, x):
         carry = carry + x

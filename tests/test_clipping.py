@@ -23,8 +23,6 @@ import seqops.clipping
 SHAPES = [(3, 4), (5,), (), (2, 0), (2, 2, 3)]
 
 
-
-
 def _grads(seed=0):
     rng = np.random.default_rng(seed)
     return [rng.standard_normal(shape) for shape in SHAPES]
@@ -33,7 +31,6 @@ def _grads(seed=0):
 def _norm(grads, p):
     flat = np.concatenate([g.ravel() for g in grads])
     return float(np.max(np.abs(flat))) if p == math.inf else float(np.sum(np.abs(flat) ** p) ** (1 / p))
-
 
 
 @pytest.mark.parametrize("norm_type", [2.0, 1.0, 3.0, math.inf])
@@ -183,7 +180,9 @@ def test_jax_jit(jax):
     for key in ("w", "b"):
         np.testing.assert_allclose(jitted[0][key], eager[0][key], rtol=1e-12)
     assert jitted[0]["none"] is None
-    with pytest.raises(RuntimeError, match=r"error_if_nonfinite=True reads the total norm, which is impossible while tracing"):
+    with pytest.raises(
+        RuntimeError, match=r"error_if_nonfinite=True reads the total norm, which is impossible while tracing"
+    ):
         jax.jit(lambda g: seqops.clip_grad_norm(g, 0.5, error_if_nonfinite=True))(grads)
     # eagerly it is checked (and finite here)
     seqops.clip_grad_norm(grads, 0.5, error_if_nonfinite=True)
@@ -209,12 +208,32 @@ def test_torch_compile_fullgraph(torch):
     "call,error,pattern",
     [
         (lambda: seqops.clip_grad_norm([np.ones(2)], -1.0), ValueError, r"max_norm must be >= 0; got -1.0"),
-        (lambda: seqops.clip_grad_norm([np.ones(2)], 1.0, norm_type=0), ValueError, r"norm_type must be > 0 or inf; got 0"),
-        (lambda: seqops.clip_grad_norm([np.ones(2)], 1.0, norm_type="fro"), TypeError, r"norm_type must be a Python number; got str"),
+        (
+            lambda: seqops.clip_grad_norm([np.ones(2)], 1.0, norm_type=0),
+            ValueError,
+            r"norm_type must be > 0 or inf; got 0",
+        ),
+        (
+            lambda: seqops.clip_grad_norm([np.ones(2)], 1.0, norm_type="fro"),
+            TypeError,
+            r"norm_type must be a Python number; got str",
+        ),
         (lambda: seqops.clip_grad_norm([np.ones(2)], 1.0, eps=-1e-3), ValueError, r"eps must be >= 0"),
-        (lambda: seqops.clip_grad_norm(np.ones(2), 1.0), TypeError, r"grads must be a list, tuple or dict of arrays; got ndarray"),
-        (lambda: seqops.clip_grad_norm({"w": np.ones(2, dtype=int)}, 1.0), TypeError, r"`grads\['w'\]` must be a real floating array; got dtype int"),
-        (lambda: seqops.clip_grad_value([np.ones(2)], -0.5), ValueError, r"clip_value must be >= 0; got -0.5"),
+        (
+            lambda: seqops.clip_grad_norm(np.ones(2), 1.0),
+            TypeError,
+            r"grads must be a list, tuple or dict of arrays; got ndarray",
+        ),
+        (
+            lambda: seqops.clip_grad_norm({"w": np.ones(2, dtype=int)}, 1.0),
+            TypeError,
+            r"`grads\['w'\]` must be a real floating array; got dtype int",
+        ),
+        (
+            lambda: seqops.clip_grad_value([np.ones(2)], -0.5),
+            ValueError,
+            r"clip_value must be >= 0; got -0.5",
+        ),
     ],
 )
 def test_bad_input(call, error, pattern):
@@ -228,6 +247,8 @@ def test_mixed_libraries(torch):
 
 
 def test_empty_arrays_count_as_zero_norm():
-    (empty, g), norm = seqops.clip_grad_norm([np.zeros((2, 0)), np.array([-3.0, 1.0])], 6.0, norm_type=math.inf)
+    (empty, g), norm = seqops.clip_grad_norm(
+        [np.zeros((2, 0)), np.array([-3.0, 1.0])], 6.0, norm_type=math.inf
+    )
     assert float(norm) == 3.0 and empty.shape == (2, 0)
     np.testing.assert_array_equal(g, [-3.0, 1.0])

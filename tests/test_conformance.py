@@ -468,8 +468,22 @@ def test_structure_none_entries_and_integer_outputs_are_compared_exactly() -> No
 
 
 def test_exact_ops_have_tolerance_zero(report: Report) -> None:
-    exact = ("greedy", "sample_logits", "decode", "causal_mask", "relative_position_index", "shifted_window_mask")
-    data_movement = ("patchify", "unpatchify", "window_partition", "window_reverse", "cyclic_shift", "pixelcnn_mask")
+    exact = (
+        "greedy",
+        "sample_logits",
+        "decode",
+        "causal_mask",
+        "relative_position_index",
+        "shifted_window_mask",
+    )
+    data_movement = (
+        "patchify",
+        "unpatchify",
+        "window_partition",
+        "window_reverse",
+        "cyclic_shift",
+        "pixelcnn_mask",
+    )
     for op in exact + data_movement:
         results = [r for r in report.results if r.op == op]
         assert results and all(r.status == "pass" and r.tolerance == 0.0 for r in results)

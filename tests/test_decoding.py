@@ -28,8 +28,6 @@ DYADIC = [0.0, -LN2, -2 * LN2, -2 * LN2]
 P532 = np.log([0.5, 0.3, 0.2]).tolist()
 
 
-
-
 def _options(**kw):
     return {"temperature": 1.0, "top_k": None, "top_p": None, "min_tokens_to_keep": 1} | kw
 
@@ -54,7 +52,6 @@ def hf_kept(torch, logits, *, temperature=1.0, top_k=None, top_p=None, min_token
         remove[..., -min_tokens_to_keep:] = False
         scores = scores.masked_fill(remove.scatter(1, order, remove), -math.inf)
     return torch.isfinite(scores)
-
 
 
 # (logits, options, kept by us, kept by Hugging Face where it differs — ties only)
@@ -157,7 +154,9 @@ def _native_rng(backend, seed):
 
 def test_sample_logits_reproducible_and_kept_library(backend):
     xp = backend.namespace()
-    logits = backend.from_numpy(np.random.default_rng(0).standard_normal((32, 50)), dtype=backend.floating_dtypes()["float32"])
+    logits = backend.from_numpy(
+        np.random.default_rng(0).standard_normal((32, 50)), dtype=backend.floating_dtypes()["float32"]
+    )
     first = seqops.sample_logits(logits, rng=7, top_k=10, top_p=0.9)
     assert backend.owns(first) and xp.isdtype(first.dtype, "integral")
     assert backend.device(first) == backend.device(logits) and tuple(first.shape) == (32,)
@@ -168,7 +167,11 @@ def test_sample_logits_reproducible_and_kept_library(backend):
     native = [seqops.sample_logits(logits, rng=_native_rng(backend, 5)) for _ in range(2)]
     np.testing.assert_array_equal(*(backend.to_numpy(n) for n in native))
     # tokens come from the kept set only
-    keep = np.isfinite(backend.to_numpy(agnostic.filter_logits(xp, logits, device=backend.device(logits), **_options(top_k=10, top_p=0.9))))
+    keep = np.isfinite(
+        backend.to_numpy(
+            agnostic.filter_logits(xp, logits, device=backend.device(logits), **_options(top_k=10, top_p=0.9))
+        )
+    )
     assert keep[np.arange(32), backend.to_numpy(first)].all()
 
 
@@ -233,7 +236,10 @@ def test_decode_sample_reproducible_and_per_step_independent(backend):
     rngs = backend.split_rng(11, 12)
     tokens, hand = first, []
     for t in range(12):
-        tokens = xp.astype(seqops.sample_logits(xp.take(table, tokens, axis=0), rng=rngs[t], top_k=4, temperature=0.8), first.dtype)
+        tokens = xp.astype(
+            seqops.sample_logits(xp.take(table, tokens, axis=0), rng=rngs[t], top_k=4, temperature=0.8),
+            first.dtype,
+        )
         hand.append(backend.to_numpy(tokens))
     np.testing.assert_array_equal(backend.to_numpy(a), np.stack(hand, axis=-1))
     # each step draws afresh: uniform logits do not give one token repeated
@@ -241,7 +247,17 @@ def test_decode_sample_reproducible_and_per_step_independent(backend):
     ids = seqops.decode(_table_step(backend, flat)[0], 0, first, max_new_tokens=30, strategy="sample", rng=3)
     assert all(len(set(row)) > 2 for row in backend.to_numpy(ids).tolist())
     # a native generator is consumed step after step, reproducibly from the same seed
-    c, d = (seqops.decode(_table_step(backend, flat)[0], 0, first, max_new_tokens=5, strategy="sample", rng=_native_rng(backend, 4)) for _ in range(2))
+    c, d = (
+        seqops.decode(
+            _table_step(backend, flat)[0],
+            0,
+            first,
+            max_new_tokens=5,
+            strategy="sample",
+            rng=_native_rng(backend, 4),
+        )
+        for _ in range(2)
+    )
     np.testing.assert_array_equal(backend.to_numpy(c), backend.to_numpy(d))
 
 
@@ -263,7 +279,10 @@ def test_split_rng(backend):
     if backend.name == "jax":
         import jax
 
-        assert all((jax.random.key_data(a) == jax.random.key_data(b)).all() for a, b in zip(first, second, strict=True))
+        assert all(
+            (jax.random.key_data(a) == jax.random.key_data(b)).all()
+            for a, b in zip(first, second, strict=True)
+        )
         assert len({tuple(np.asarray(jax.random.key_data(k)).tolist()) for k in first}) == 3
     else:
         assert first == second and len(set(first)) == 3
@@ -277,16 +296,22 @@ def test_jax_jit(jax):
     logits = jnp.asarray(np.random.default_rng(2).standard_normal((8, 30)))
     key = jax.random.key(0)
     sample = jax.jit(lambda x, k: seqops.sample_logits(x, rng=k, top_k=5, top_p=0.9))
-    np.testing.assert_array_equal(sample(logits, key), seqops.sample_logits(logits, rng=key, top_k=5, top_p=0.9))
+    np.testing.assert_array_equal(
+        sample(logits, key), seqops.sample_logits(logits, rng=key, top_k=5, top_p=0.9)
+    )
     table = jnp.asarray(np.random.default_rng(0).standard_normal((V, V)))
 
     def generate(first, k):
-        return seqops.decode(lambda t, s: (table[t], s), None, first, max_new_tokens=6, strategy="sample", rng=k, top_p=0.9)
+        return seqops.decode(
+            lambda t, s: (table[t], s), None, first, max_new_tokens=6, strategy="sample", rng=k, top_p=0.9
+        )
 
     first = jnp.asarray([0, 4])
     np.testing.assert_array_equal(jax.jit(generate)(first, key), generate(first, key))
     greedy = jax.jit(lambda f: seqops.decode(lambda t, s: (table[t], s), None, f, max_new_tokens=4))
-    np.testing.assert_array_equal(greedy(first), seqops.decode(lambda t, s: (table[t], s), None, first, max_new_tokens=4))
+    np.testing.assert_array_equal(
+        greedy(first), seqops.decode(lambda t, s: (table[t], s), None, first, max_new_tokens=4)
+    )
 
 
 # -- bad input -----------------------------------------------------------------------------
@@ -295,7 +320,11 @@ def test_jax_jit(jax):
 @pytest.mark.parametrize(
     "kwargs,error,pattern",
     [
-        ({"temperature": 0.0}, ValueError, r"temperature must be > 0 \(use greedy\(\) for temperature 0\); got 0.0"),
+        (
+            {"temperature": 0.0},
+            ValueError,
+            r"temperature must be > 0 \(use greedy\(\) for temperature 0\); got 0.0",
+        ),
         ({"temperature": -1.0}, ValueError, r"temperature must be > 0"),
         ({"temperature": "hot"}, TypeError, r"temperature must be a Python number; got str"),
         ({"top_p": 0.0}, ValueError, r"top_p must be in \(0, 1\]; got 0.0"),
@@ -329,7 +358,10 @@ def test_decode_bad_input():
     first = np.array([0, 1])
     with pytest.raises(ValueError, match=r"strategy='sample' needs rng="):
         seqops.decode(step, None, first, max_new_tokens=2, strategy="sample")
-    with pytest.raises(ValueError, match=r"apply to strategy='sample'; got them with strategy='greedy' \(temperature=1.0, top_k=3"):
+    with pytest.raises(
+        ValueError,
+        match=r"apply to strategy='sample'; got them with strategy='greedy' \(temperature=1.0, top_k=3",
+    ):
         seqops.decode(step, None, first, max_new_tokens=2, top_k=3)
     with pytest.raises(ValueError, match=r"`strategy` must be one of 'greedy', 'sample'; got 'beam'"):
         seqops.decode(step, None, first, max_new_tokens=2, strategy="beam")
@@ -339,12 +371,16 @@ def test_decode_bad_input():
         seqops.decode(step, None, first.astype(float), max_new_tokens=2)
     with pytest.raises(TypeError, match=r"step must be a callable"):
         seqops.decode(None, None, first, max_new_tokens=2)
-    with pytest.raises(ValueError, match=r"step 0 must return logits of shape \(\*tokens.shape, V\) = \(2, 'V'\); got \(6,\)"):
+    with pytest.raises(
+        ValueError, match=r"step 0 must return logits of shape \(\*tokens.shape, V\) = \(2, 'V'\); got \(6,\)"
+    ):
         seqops.decode(lambda t, s: (table[0], s), None, first, max_new_tokens=2)
     with pytest.raises(TypeError, match=r"`logits of step 0` must be a real floating array"):
         seqops.decode(lambda t, s: (np.zeros((2, V), dtype=int), s), None, first, max_new_tokens=2)
 
 
 def test_decode_step_in_another_library(torch):
-    with pytest.raises(TypeError, match=r"step 0 returned logits of library torch, but first_tokens are numpy"):
+    with pytest.raises(
+        TypeError, match=r"step 0 returned logits of library torch, but first_tokens are numpy"
+    ):
         seqops.decode(lambda t, s: (torch.zeros(2, V), s), None, np.array([0, 1]), max_new_tokens=1)

@@ -216,4 +216,3 @@ def test_demo_bad_usage(tmp_path, capsys) -> None:
     assert main(["demo", "gradient-flow", "--out", str(tmp_path / "f.png"), "--steps", "0"]) == 2
     assert "steps must be a positive integer" in capsys.readouterr().err
     assert main(["demo", "gradient-flow", "--out", str(tmp_path / "f.png"), "--backend", "numpy"]) == 2
-

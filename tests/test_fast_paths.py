@@ -390,7 +390,9 @@ def test_jax_fast_path_declines_on_cpu_by_default() -> None:
         pytest.skip(f"JAX runs on {jax.default_backend()}, not CPU")
     q = jax.numpy.ones((2, 4, 8), dtype=jax.numpy.float32)
     explanation = seqops.explain(seqops.scaled_dot_product_attention, q, q, q)
-    assert explanation.chosen == "portable" and "on CPU the jitted portable attention is faster" in str(explanation)
+    assert explanation.chosen == "portable" and "on CPU the jitted portable attention is faster" in str(
+        explanation
+    )
 
 
 @pytest.fixture

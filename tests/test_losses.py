@@ -38,8 +38,6 @@ def rng():
     return np.random.default_rng(1234)
 
 
-
-
 def _inputs(rng, shape_targets, options):
     """NumPy logits with classes on axis 1, targets, weights; some targets set to ignore_index."""
     logits = rng.standard_normal((shape_targets[0], C, *shape_targets[1:])) * 2.0
@@ -49,7 +47,6 @@ def _inputs(rng, shape_targets, options):
         flat[::3] = options["ignore_index"]
     weight = rng.uniform(0.2, 2.0, size=C) if options.get("weight") else None
     return logits, targets, weight
-
 
 
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
@@ -84,15 +81,25 @@ def test_cross_entropy_vs_torch(torch, rng, case, reduction, dtype_name, rtol, e
     assert ours.dtype == dtype and ours.shape == expected.shape
     torch.testing.assert_close(ours, expected, rtol=rtol, atol=rtol)
     # gradients through the whole formula (the ignored targets get none)
-    g_ours, = torch.autograd.grad(ours.sum(), x)
-    g_torch, = torch.autograd.grad(expected.sum(), x)
+    (g_ours,) = torch.autograd.grad(ours.sum(), x)
+    (g_torch,) = torch.autograd.grad(expected.sum(), x)
     torch.testing.assert_close(g_ours, g_torch, rtol=rtol * 10, atol=rtol * 10)
     # and the independent float64 reference
     reference = ref.cross_entropy(
-        logits, targets, axis=1, weight=weight, ignore_index=options.get("ignore_index"),
-        label_smoothing=options.get("label_smoothing", 0.0), reduction=reduction,
+        logits,
+        targets,
+        axis=1,
+        weight=weight,
+        ignore_index=options.get("ignore_index"),
+        label_smoothing=options.get("label_smoothing", 0.0),
+        reduction=reduction,
     )
-    np.testing.assert_allclose(ours.detach().numpy(), reference, rtol=max(rtol, 1e-12) * 10, atol=1e-5 if dtype_name == "float32" else 1e-12)
+    np.testing.assert_allclose(
+        ours.detach().numpy(),
+        reference,
+        rtol=max(rtol, 1e-12) * 10,
+        atol=1e-5 if dtype_name == "float32" else 1e-12,
+    )
 
 
 def test_class_axis_last_by_default(torch, rng):
@@ -102,7 +109,9 @@ def test_class_axis_last_by_default(torch, rng):
     targets = torch.tensor(rng.integers(0, C, size=(N, D1)))
     expected = F.cross_entropy(logits.movedim(-1, 1), targets, reduction="none")
     torch.testing.assert_close(seqops.cross_entropy(logits, targets, reduction="none"), expected)
-    torch.testing.assert_close(seqops.cross_entropy(logits.movedim(-1, 0), targets, axis=0, reduction="none"), expected)
+    torch.testing.assert_close(
+        seqops.cross_entropy(logits.movedim(-1, 0), targets, axis=0, reduction="none"), expected
+    )
 
 
 def test_every_target_ignored_mean_is_nan_as_torch(torch):
@@ -132,7 +141,9 @@ def test_cross_entropy_every_backend(backend, rng, dtype_name):
     for reduction in ("mean", "sum", "none"):
         out = seqops.cross_entropy(x, t, weight=w, ignore_index=0, label_smoothing=0.1, reduction=reduction)
         _same_library(backend, out, x)
-        expected = ref.cross_entropy(logits_last, targets, weight=weight, ignore_index=0, label_smoothing=0.1, reduction=reduction)
+        expected = ref.cross_entropy(
+            logits_last, targets, weight=weight, ignore_index=0, label_smoothing=0.1, reduction=reduction
+        )
         np.testing.assert_allclose(backend.to_numpy(out), expected, rtol=tol, atol=tol)
 
 
@@ -146,7 +157,9 @@ def test_log_likelihood_every_backend(backend, rng, dtype_name):
     _same_library(backend, out, x)
     assert tuple(out.shape) == (2, 3)
     tol = {"float32": 1e-5, "float64": 1e-12}[dtype_name]
-    np.testing.assert_allclose(backend.to_numpy(out), ref.autoregressive_log_likelihood(logits, targets), rtol=tol, atol=tol)
+    np.testing.assert_allclose(
+        backend.to_numpy(out), ref.autoregressive_log_likelihood(logits, targets), rtol=tol, atol=tol
+    )
 
 
 def test_log_likelihood_is_a_sum_of_log_softmax_gathers(torch, rng):
@@ -155,7 +168,9 @@ def test_log_likelihood_is_a_sum_of_log_softmax_gathers(torch, rng):
     hand = torch.log_softmax(logits, -1).gather(-1, targets[..., None])[..., 0].sum(-1)
     torch.testing.assert_close(seqops.autoregressive_log_likelihood(logits, targets), hand)
     # the vocabulary on another axis
-    torch.testing.assert_close(seqops.autoregressive_log_likelihood(logits.movedim(-1, 0), targets, axis=0), hand)
+    torch.testing.assert_close(
+        seqops.autoregressive_log_likelihood(logits.movedim(-1, 0), targets, axis=0), hand
+    )
     # equals minus the summed per-token cross-entropy
     ce = seqops.cross_entropy(logits, targets, reduction="none").sum(-1)
     torch.testing.assert_close(-ce, hand)
@@ -240,13 +255,29 @@ def test_out_of_range_targets_raise_on_every_backend(backend):
     "kwargs,error,pattern",
     [
         ({"targets": np.zeros(4)}, TypeError, r"`targets` must be an integer array; got dtype float64"),
-        ({"targets": np.zeros(4, dtype=bool)}, TypeError, r"`targets` must be an integer array; got dtype bool"),
-        ({"targets": np.zeros((4, 1), dtype=int)}, ValueError, r"logits \(4, 3\) needs targets \(4,\); got \(4, 1\)"),
+        (
+            {"targets": np.zeros(4, dtype=bool)},
+            TypeError,
+            r"`targets` must be an integer array; got dtype bool",
+        ),
+        (
+            {"targets": np.zeros((4, 1), dtype=int)},
+            ValueError,
+            r"logits \(4, 3\) needs targets \(4,\); got \(4, 1\)",
+        ),
         ({"axis": 2}, ValueError, r"axis 2 is out of range for logits of shape \(4, 3\)"),
         ({"weight": np.ones(4)}, ValueError, r"`weight` must have shape \(3,\); got \(4,\)"),
-        ({"weight": np.ones(3, dtype=np.float32)}, TypeError, r"must share one dtype; got logits float64, weight float32"),
+        (
+            {"weight": np.ones(3, dtype=np.float32)},
+            TypeError,
+            r"must share one dtype; got logits float64, weight float32",
+        ),
         ({"label_smoothing": 1.5}, ValueError, r"label_smoothing must be in \[0, 1\]; got 1.5"),
-        ({"reduction": "batchmean"}, ValueError, r"`reduction` must be one of 'mean', 'sum', 'none'; got 'batchmean'"),
+        (
+            {"reduction": "batchmean"},
+            ValueError,
+            r"`reduction` must be one of 'mean', 'sum', 'none'; got 'batchmean'",
+        ),
         ({"ignore_index": 1.0}, TypeError, r"ignore_index must be an integer; got float"),
         ({"logits": np.zeros((4, 3), dtype=int)}, TypeError, r"`logits` must be a real floating array"),
     ],
@@ -260,7 +291,10 @@ def test_cross_entropy_bad_input(kwargs, error, pattern):
 
 
 def test_log_likelihood_bad_input():
-    with pytest.raises(ValueError, match=r"targets` \(\.\.\., T\) must match logits .* got logits \(2, 5, 3\) \(vocabulary last\) and targets \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"targets` \(\.\.\., T\) must match logits .* got logits \(2, 5, 3\) \(vocabulary last\) and targets \(2, 4\)",
+    ):
         seqops.autoregressive_log_likelihood(np.zeros((2, 5, 3)), np.zeros((2, 4), dtype=int))
     with pytest.raises(ValueError, match=r"at least 2 dimensions \(\.\.\., T, V\); got shape \(3,\)"):
         seqops.autoregressive_log_likelihood(np.zeros(3), np.zeros((), dtype=int))

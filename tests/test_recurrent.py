@@ -41,8 +41,6 @@ def rng():
     return np.random.default_rng(1997)
 
 
-
-
 def _lstm_weights(rng, size_in=D_IN, hidden=H, *, scale=0.5):
     """``(w_ih (I, 4H), w_hh (H, 4H), b (4H,))`` in seqops' layout, float64."""
     return (
@@ -582,7 +580,6 @@ def test_jax_jit_and_vmap_match_eager(jax, rng):
 _TOLERANCE = {"float64": 1e-12, "float32": 2e-5, "float16": 2e-2, "bfloat16": 1e-1}
 
 
-
 @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16", "float32", "float64"])
 def test_every_backend_keeps_library_device_dtype(backend, rng, dtype_name):
     dtypes = backend.floating_dtypes()
@@ -650,7 +647,6 @@ def test_explain_names_the_portable_implementation(rng):
     xs, h = np.zeros((T, B, D_IN)), np.zeros((B, H))
     explanation = seqops.explain(seqops.lstm, xs, (h, h), *_lstm_weights(rng))
     assert explanation.op == "lstm" and explanation.chosen == "portable"
-
 
 
 # --------------------------------------------------------------------------------------
@@ -771,5 +767,7 @@ def test_torch_compile_of_portable_lstm_from_a_cold_cache(torch, tmp_path):
         "print('OK')\n"
     )
     env = dict(os.environ, SEQOPS_DISABLE_PLUGINS="torch-fast", PYTHONWARNINGS="ignore")
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300)
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert result.returncode == 0 and "OK" in result.stdout, result.stderr[-3000:]

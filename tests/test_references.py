@@ -23,7 +23,6 @@ def rng():
     return np.random.default_rng(0)
 
 
-
 # --- NumPy-only checks -----------------------------------------------------------------
 
 
@@ -43,9 +42,7 @@ def test_causal_mask_literals():
     t, f = True, False
     np.testing.assert_array_equal(ref.causal_mask(3), [[t, f, f], [t, t, f], [t, t, t]])
     np.testing.assert_array_equal(ref.causal_mask(2, 4), [[t, f, f, f], [t, t, f, f]])
-    np.testing.assert_array_equal(
-        ref.causal_mask(2, 4, align="bottom_right"), [[t, t, t, f], [t, t, t, t]]
-    )
+    np.testing.assert_array_equal(ref.causal_mask(2, 4, align="bottom_right"), [[t, t, t, f], [t, t, t, t]])
     np.testing.assert_array_equal(ref.causal_mask(3, align="bottom_right"), ref.causal_mask(3))
     with pytest.raises(ValueError):
         ref.causal_mask(2, align="centre")
@@ -53,9 +50,7 @@ def test_causal_mask_literals():
 
 def test_padding_mask_literal():
     t, f = True, False
-    np.testing.assert_array_equal(
-        ref.padding_mask([2, 0, 3], 3), [[t, t, f], [f, f, f], [t, t, t]]
-    )
+    np.testing.assert_array_equal(ref.padding_mask([2, 0, 3], 3), [[t, t, f], [f, f, f], [t, t, t]])
 
 
 def test_sinusoidal_closed_form():
@@ -113,15 +108,15 @@ def test_sdpa_gqa_matches_repeated_heads(rng):
     close(got[0], want[0])
     close(got[1], want[1])
     with pytest.raises(ValueError):
-        ref.scaled_dot_product_attention(q, k[:, :1].repeat(4, axis=1), v[:, :1].repeat(4, axis=1),
-                                         enable_gqa=True)
+        ref.scaled_dot_product_attention(
+            q, k[:, :1].repeat(4, axis=1), v[:, :1].repeat(4, axis=1), enable_gqa=True
+        )
 
 
 def test_mha_single_identity_head_is_sdpa(rng):
     d = 4
     eye = np.eye(d)
-    params = SimpleNamespace(w_q=eye, w_k=eye, w_v=eye, w_o=eye, b_q=None, b_k=None, b_v=None,
-                             b_o=None)
+    params = SimpleNamespace(w_q=eye, w_k=eye, w_v=eye, w_o=eye, b_q=None, b_k=None, b_v=None, b_o=None)
     q, kv = rng.standard_normal((2, 3, d)), rng.standard_normal((2, 5, d))
     out, weights = ref.multi_head_attention(q, kv, kv, params, num_heads=1, is_causal=True)
     want_out, want_w = ref.scaled_dot_product_attention(q, kv, kv, is_causal=True)
@@ -259,8 +254,10 @@ def test_layer_norm_against_torch(torch, rng):
     x, w, b = rng.standard_normal((2, 3, 8)), rng.standard_normal(8), rng.standard_normal(8)
     tx = t64(torch, x)
     close(ref.layer_norm(x), F.layer_norm(tx, (8,)).numpy())
-    close(ref.layer_norm(x, w, b, eps=1e-3),
-          F.layer_norm(tx, (8,), t64(torch, w), t64(torch, b), eps=1e-3).numpy())
+    close(
+        ref.layer_norm(x, w, b, eps=1e-3),
+        F.layer_norm(tx, (8,), t64(torch, w), t64(torch, b), eps=1e-3).numpy(),
+    )
 
 
 @pytest.mark.parametrize("activation", ["relu", "gelu", "gelu_tanh"])
@@ -294,8 +291,14 @@ def mha_params_from_module(mha):
     w_q, w_k, w_v = (w.detach().numpy().T for w in mha.in_proj_weight.chunk(3))
     b_q, b_k, b_v = (b.detach().numpy() for b in mha.in_proj_bias.chunk(3))
     return SimpleNamespace(
-        w_q=w_q, w_k=w_k, w_v=w_v, b_q=b_q, b_k=b_k, b_v=b_v,
-        w_o=mha.out_proj.weight.detach().numpy().T, b_o=mha.out_proj.bias.detach().numpy(),
+        w_q=w_q,
+        w_k=w_k,
+        w_v=w_v,
+        b_q=b_q,
+        b_k=b_k,
+        b_v=b_v,
+        w_o=mha.out_proj.weight.detach().numpy().T,
+        b_o=mha.out_proj.bias.detach().numpy(),
     )
 
 
@@ -309,8 +312,9 @@ def make_mha(torch, d, num_heads):
 
 
 def run_torch_mha(torch, mha, q, k, v, **kw):
-    out, weights = mha(t64(torch, q), t64(torch, k), t64(torch, v), need_weights=True,
-                       average_attn_weights=False, **kw)
+    out, weights = mha(
+        t64(torch, q), t64(torch, k), t64(torch, v), need_weights=True, average_attn_weights=False, **kw
+    )
     return out.detach().numpy(), weights.detach().numpy()
 
 
@@ -337,8 +341,13 @@ def test_mha_masks_against_torch(torch, rng):
     )
     # torch: bool attn_mask and key_padding_mask are True = ignore, the opposite of ours.
     want_out, want_w = run_torch_mha(
-        torch, mha, x, x, x,
-        attn_mask=torch.as_tensor(~mask), key_padding_mask=torch.as_tensor(~kpm),
+        torch,
+        mha,
+        x,
+        x,
+        x,
+        attn_mask=torch.as_tensor(~mask),
+        key_padding_mask=torch.as_tensor(~kpm),
     )
     close(out, want_out)
     close(weights, want_w)
@@ -349,8 +358,7 @@ def test_mha_is_causal_against_torch(torch, rng):
     d, heads, n = 8, 4, 5
     mha = make_mha(torch, d, heads)
     x = rng.standard_normal((2, n, d))
-    out, weights = ref.multi_head_attention(x, x, x, mha_params_from_module(mha), heads,
-                                            is_causal=True)
+    out, weights = ref.multi_head_attention(x, x, x, mha_params_from_module(mha), heads, is_causal=True)
     ignore = torch.as_tensor(~ref.causal_mask(n))
     want_out, want_w = run_torch_mha(torch, mha, x, x, x, attn_mask=ignore, is_causal=True)
     close(out, want_out)
@@ -379,10 +387,14 @@ def encoder_params_from_module(layer):
 
     return SimpleNamespace(
         attn=mha_params_from_module(layer.self_attn),
-        w1=arr(layer.linear1.weight).T, b1=arr(layer.linear1.bias),
-        w2=arr(layer.linear2.weight).T, b2=arr(layer.linear2.bias),
-        norm1_weight=arr(layer.norm1.weight), norm1_bias=arr(layer.norm1.bias),
-        norm2_weight=arr(layer.norm2.weight), norm2_bias=arr(layer.norm2.bias),
+        w1=arr(layer.linear1.weight).T,
+        b1=arr(layer.linear1.bias),
+        w2=arr(layer.linear2.weight).T,
+        b2=arr(layer.linear2.bias),
+        norm1_weight=arr(layer.norm1.weight),
+        norm1_bias=arr(layer.norm1.bias),
+        norm2_weight=arr(layer.norm2.weight),
+        norm2_bias=arr(layer.norm2.bias),
     )
 
 
@@ -392,24 +404,38 @@ def test_encoder_layer_against_torch(torch, rng, norm_first, activation):
     d, heads, n = 8, 2, 5
     torch.manual_seed(0)
     layer = torch.nn.TransformerEncoderLayer(
-        d, heads, dim_feedforward=16, dropout=0.0, activation=activation, batch_first=True,
-        norm_first=norm_first, dtype=torch.float64,
+        d,
+        heads,
+        dim_feedforward=16,
+        dropout=0.0,
+        activation=activation,
+        batch_first=True,
+        norm_first=norm_first,
+        dtype=torch.float64,
     ).eval()
     with torch.no_grad():  # non-trivial norm affine and attention biases
-        for p in (layer.norm1.weight, layer.norm1.bias, layer.norm2.weight, layer.norm2.bias,
-                  layer.self_attn.in_proj_bias, layer.self_attn.out_proj.bias):
+        for p in (
+            layer.norm1.weight,
+            layer.norm1.bias,
+            layer.norm2.weight,
+            layer.norm2.bias,
+            layer.self_attn.in_proj_bias,
+            layer.self_attn.out_proj.bias,
+        ):
             p.normal_()
     params = encoder_params_from_module(layer)
     x = rng.standard_normal((2, n, d))
     kpm = ref.padding_mask([5, 3], n)
 
-    got = ref.transformer_encoder_layer(x, params, heads, norm_first=norm_first,
-                                        activation=activation, key_padding_mask=kpm)
+    got = ref.transformer_encoder_layer(
+        x, params, heads, norm_first=norm_first, activation=activation, key_padding_mask=kpm
+    )
     want = layer(t64(torch, x), src_key_padding_mask=torch.as_tensor(~kpm))
     close(got, want.detach().numpy())
 
-    got = ref.transformer_encoder_layer(x, params, heads, norm_first=norm_first,
-                                        activation=activation, is_causal=True)
+    got = ref.transformer_encoder_layer(
+        x, params, heads, norm_first=norm_first, activation=activation, is_causal=True
+    )
     ignore = torch.as_tensor(~ref.causal_mask(n))
     want = layer(t64(torch, x), src_mask=ignore, is_causal=True)
     close(got, want.detach().numpy())

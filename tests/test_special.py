@@ -16,9 +16,26 @@ def _grid(dtype):
     finfo = np.finfo(dtype)
     pts = [np.linspace(-7, 7, 20001)]
     pos = [
-        1e-300, 1e-310, 5e-324, 1e-20, 1e-8, 2.0**-28, 1e-3, 0.5, 0.6174,
-        3.0, 3.9, 4.0, 5.9, 27.0, 28.0, 1e10, 1e300,
-        float(finfo.tiny), float(finfo.smallest_subnormal), float(finfo.max),
+        1e-300,
+        1e-310,
+        5e-324,
+        1e-20,
+        1e-8,
+        2.0**-28,
+        1e-3,
+        0.5,
+        0.6174,
+        3.0,
+        3.9,
+        4.0,
+        5.9,
+        27.0,
+        28.0,
+        1e10,
+        1e300,
+        float(finfo.tiny),
+        float(finfo.smallest_subnormal),
+        float(finfo.max),
     ]
     bnd = np.asarray(_BOUNDARIES, dtype=dtype)
     for direction in (-np.inf, np.inf):
@@ -42,9 +59,7 @@ def xp(request):
     if request.param == "numpy":
         import array_api_compat.numpy as xp
     else:
-        xp = pytest.importorskip(
-            "array_api_strict", reason="array_api_strict is not importable"
-        )
+        xp = pytest.importorskip("array_api_strict", reason="array_api_strict is not importable")
     return xp
 
 
@@ -63,9 +78,7 @@ def test_matches_math_erf(xp, dtype):
     ref = _math_erf(x, dtype)
     # distance in units of the reference's last place (spacing(0) = smallest
     # subnormal, so zeros must be exact up to that).
-    ulps = np.abs(y.astype(np.float64) - ref.astype(np.float64)) / np.spacing(
-        np.abs(ref)
-    ).astype(np.float64)
+    ulps = np.abs(y.astype(np.float64) - ref.astype(np.float64)) / np.spacing(np.abs(ref)).astype(np.float64)
     assert ulps.max() <= 2.0, (x[np.argmax(ulps)], ulps.max())
     if dtype == np.float64:
         nz = ref != 0

@@ -34,8 +34,6 @@ def rng():
     return np.random.default_rng(7)
 
 
-
-
 # --------------------------------------------------------------------------------------
 # inputs, shared by the JAX and torch tests (NumPy float64; converted per framework)
 # --------------------------------------------------------------------------------------

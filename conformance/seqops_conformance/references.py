@@ -11,19 +11,6 @@ import math
 
 import numpy as np
 
-__all__ = [
-    "softmax",
-    "log_softmax",
-    "scaled_dot_product_attention",
-    "causal_mask",
-    "padding_mask",
-    "sinusoidal_positional_encoding",
-    "layer_norm",
-    "feed_forward",
-    "multi_head_attention",
-    "transformer_encoder_layer",
-]
-
 
 def softmax(x, axis=-1):
     """Softmax along one axis, stable for any finite input.
@@ -82,9 +69,7 @@ def _expand_kv_heads(q, k, v):
     if v.shape[-3] != num_kv_heads:
         raise ValueError("k and v must have the same number of heads")
     if num_q_heads % num_kv_heads != 0:
-        raise ValueError(
-            f"query heads ({num_q_heads}) not divisible by kv heads ({num_kv_heads})"
-        )
+        raise ValueError(f"query heads ({num_q_heads}) not divisible by kv heads ({num_kv_heads})")
     group = num_q_heads // num_kv_heads
     kv_head = [h // group for h in range(num_q_heads)]
     return k[..., kv_head, :, :], v[..., kv_head, :, :]
@@ -161,16 +146,13 @@ def scaled_dot_product_attention(
             keys = [
                 j
                 for j in range(num_keys)
-                if allowed[idx + (i, j)]
-                and not (is_causal and j > i)
-                and bias[idx + (i, j)] != -np.inf
+                if allowed[idx + (i, j)] and not (is_causal and j > i) and bias[idx + (i, j)] != -np.inf
             ]
             if not keys:
                 continue
-            logits = np.array([
-                scale * math.fsum(q[idx + (i,)] * k[idx + (j,)]) + bias[idx + (i, j)]
-                for j in keys
-            ])
+            logits = np.array(
+                [scale * math.fsum(q[idx + (i,)] * k[idx + (j,)]) + bias[idx + (i, j)] for j in keys]
+            )
             e = np.exp(logits - np.max(logits))
             probs = e / math.fsum(e)
             for p, j in zip(probs, keys, strict=True):
@@ -335,9 +317,7 @@ def _activation(name):
     try:
         return _ACTIVATIONS[name]
     except KeyError:
-        raise ValueError(
-            f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}"
-        ) from None
+        raise ValueError(f"activation must be one of {sorted(_ACTIVATIONS)}, got {name!r}") from None
 
 
 def _linear(x, w, b):
@@ -422,7 +402,11 @@ def multi_head_attention(
         kpm = np.asarray(key_padding_mask, dtype=bool)[..., None, None, :]
         mask = kpm if mask is None else np.logical_and(np.asarray(mask, dtype=bool), kpm)
     heads_out, weights = scaled_dot_product_attention(
-        split(q, dh), split(k, dh), split(v, dv), mask=mask, is_causal=is_causal,
+        split(q, dh),
+        split(k, dh),
+        split(v, dv),
+        mask=mask,
+        is_causal=is_causal,
         scale=1.0 / math.sqrt(dh),
     )
     concat = np.concatenate([heads_out[..., h, :, :] for h in range(num_heads)], axis=-1)
@@ -482,8 +466,14 @@ def transformer_encoder_layer(
 
     def attn(h):
         out, _ = multi_head_attention(
-            h, h, h, params.attn, num_heads, mask=mask,
-            key_padding_mask=key_padding_mask, is_causal=is_causal,
+            h,
+            h,
+            h,
+            params.attn,
+            num_heads,
+            mask=mask,
+            key_padding_mask=key_padding_mask,
+            is_causal=is_causal,
         )
         return out
 
@@ -506,8 +496,6 @@ def transformer_encoder_layer(
 # --------------------------------------------------------------------------------------
 # Recurrent family: Elman RNN and LSTM, one explicit step at a time
 # --------------------------------------------------------------------------------------
-
-__all__ += ["rnn_cell", "rnn", "lstm_cell", "lstm"]
 
 
 def _sigmoid(z):
@@ -776,16 +764,6 @@ def clip_grad_value(grads, clip_value):
     return out
 
 
-__all__ += [
-    "cross_entropy",
-    "autoregressive_log_likelihood",
-    "greedy",
-    "sampling_support",
-    "clip_grad_norm",
-    "clip_grad_value",
-]
-
-
 # -- vision: ViT patches, Swin windows and window attention ------------------------------
 
 
@@ -905,8 +883,12 @@ def window_attention(x, params, num_heads, window_size, shift_size=0, relative_b
                 bias = np.array([[table[index[s, t], h] for t in range(n)] for s in range(n)])
             mask = None if allowed is None else allowed[r * (width // ws) + c]
             o, _ = scaled_dot_product_attention(
-                q[:, h * dh : (h + 1) * dh], k[:, h * dh : (h + 1) * dh], v[:, h * dv : (h + 1) * dv],
-                mask=mask, bias=bias, scale=1.0 / math.sqrt(dh),
+                q[:, h * dh : (h + 1) * dh],
+                k[:, h * dh : (h + 1) * dh],
+                v[:, h * dv : (h + 1) * dv],
+                mask=mask,
+                bias=bias,
+                scale=1.0 / math.sqrt(dh),
             )
             heads.append(o)
         projected = _linear(np.concatenate(heads, axis=-1), params.w_o, params.b_o)
@@ -915,15 +897,6 @@ def window_attention(x, params, num_heads, window_size, shift_size=0, relative_b
         for t, (y, z) in enumerate(pixels):
             out[b, y, z] = projected[t]
     return out
-
-
-__all__ += [
-    "patchify",
-    "window_partition",
-    "shifted_window_mask",
-    "relative_position_index",
-    "window_attention",
-]
 
 
 # -- generative family: PixelCNN masks and convolution, VAE divergences and likelihoods -----
@@ -1089,19 +1062,6 @@ def elbo(x, recon, mu, log_var, likelihood="bernoulli", axis=-1, reduction="none
     return per_example
 
 
-__all__ += [
-    "pixelcnn_mask",
-    "masked_conv2d",
-    "reparameterize",
-    "kl_normal_standard",
-    "kl_normal_normal",
-    "kl_mvn",
-    "gaussian_log_likelihood",
-    "bernoulli_log_likelihood",
-    "elbo",
-]
-
-
 # -- vision: the inverses, the cyclic shift and the ViT embedding ---------------------------
 
 
@@ -1169,4 +1129,43 @@ def vit_embed(images, w_patch, b_patch, cls_token, pos_embed, patch_size):
     return out
 
 
-__all__ += ["unpatchify", "window_reverse", "cyclic_shift", "vit_embed"]
+__all__ = [
+    "autoregressive_log_likelihood",
+    "bernoulli_log_likelihood",
+    "causal_mask",
+    "clip_grad_norm",
+    "clip_grad_value",
+    "cross_entropy",
+    "cyclic_shift",
+    "elbo",
+    "feed_forward",
+    "gaussian_log_likelihood",
+    "greedy",
+    "kl_mvn",
+    "kl_normal_normal",
+    "kl_normal_standard",
+    "layer_norm",
+    "log_softmax",
+    "lstm",
+    "lstm_cell",
+    "masked_conv2d",
+    "multi_head_attention",
+    "padding_mask",
+    "patchify",
+    "pixelcnn_mask",
+    "relative_position_index",
+    "reparameterize",
+    "rnn",
+    "rnn_cell",
+    "sampling_support",
+    "scaled_dot_product_attention",
+    "shifted_window_mask",
+    "sinusoidal_positional_encoding",
+    "softmax",
+    "transformer_encoder_layer",
+    "unpatchify",
+    "vit_embed",
+    "window_attention",
+    "window_partition",
+    "window_reverse",
+]

@@ -12,9 +12,7 @@ from seqops._lib.typing import Array, Namespace
 Activation = Callable[[Array], Array]
 
 
-def layer_norm(
-    xp: Namespace, x: Array, /, weight: Array | None, bias: Array | None, *, eps: float
-) -> Array:
+def layer_norm(xp: Namespace, x: Array, /, weight: Array | None, bias: Array | None, *, eps: float) -> Array:
     """Normalise the last axis to mean 0, (biased) variance 1, then scale and shift."""
     dtype = x.dtype
     x = xp.astype(x, compute_dtype(xp, dtype), copy=False)
@@ -73,9 +71,7 @@ def transformer_encoder_layer(
         )
 
     def ffn(h: Array) -> Array:
-        return feed_forward(
-            xp, h, params.w1, params.b1, params.w2, params.b2, activation=activation
-        )
+        return feed_forward(xp, h, params.w1, params.b1, params.w2, params.b2, activation=activation)
 
     def norm1(h: Array) -> Array:
         return layer_norm(xp, h, params.norm1_weight, params.norm1_bias, eps=eps)

@@ -49,9 +49,7 @@ def _dropout_keep(backend: Backend, rng: Any, p: float, shape: tuple[int, ...], 
     return xp.astype(u >= p, dtype) * (1.0 / (1.0 - p))
 
 
-def _keep_for(
-    backend: Backend, q: Array, k: Array, v: Array, p: float, rng: Any, enable_gqa: bool
-) -> Array:
+def _keep_for(backend: Backend, q: Array, k: Array, v: Array, p: float, rng: Any, enable_gqa: bool) -> Array:
     """The dropout multiplier of attention weights ``(..., L, S)``."""
 
     # leading dims of q, k, v broadcast (kv heads widened by GQA)
