@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -155,19 +155,25 @@ class Explanation:
         return "\n".join(lines)
 
 
-class _Explained(Exception):  # noqa: N818 - control flow, never escapes explain()
-    def __init__(self, explanation: Explanation) -> None:
-        self.explanation = explanation
+Dispatched = tuple[str, Backend, tuple[Any, ...], dict[str, Any]]
+"""What a public function hands :func:`call`: op, backend, validated args and kwargs."""
+_Handler = Callable[[str, Backend, tuple[Any, ...], dict[str, Any]], Any]
 
 
-# Threads inside explain(). A plain global, not a ContextVar: torch.compile must trace call().
-_EXPLAINING: set[int] = set()
+class _Intercepted(Exception):  # noqa: N818 - control flow, never escapes _dispatched()
+    def __init__(self, dispatched: Dispatched) -> None:
+        self.dispatched = dispatched
+
+
+# Threads whose calls are intercepted (explain(), candidates()), with what runs instead.
+# A plain global, not a ContextVar: torch.compile must trace call().
+_INTERCEPTED: dict[int, _Handler] = {}
 
 
 def call(op: str, backend: Backend, /, *args: Any, **kwargs: Any) -> Any:
     """Run the first implementation of ``op`` on ``backend`` that accepts the call."""
-    if _EXPLAINING and threading.get_ident() in _EXPLAINING:
-        raise _Explained(_explain(op, backend, args, kwargs))
+    if _INTERCEPTED and threading.get_ident() in _INTERCEPTED:
+        return _INTERCEPTED[threading.get_ident()](op, backend, args, kwargs)
     for plugin, impl in registry.implementations(op, backend):
         if impl.decline is not None:
             try:
@@ -213,16 +219,91 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> Explanation:
       portable-tiled (plugin 'portable'): declines: the (L, S) scores fit the memory budget
       portable: accepts: runs
     """
+    return _explain(*_dispatched(fn, args, kwargs))
+
+
+def candidates(fn: Any, /, *args: Any, **kwargs: Any) -> list[tuple[str, Callable[[], Any]]]:
+    """Every implementation that accepts ``fn(*args, **kwargs)``, in asking order (the
+    first is the one a call runs), each with a callable making the call with it.
+
+    The arguments are validated as in a real call (bad input raises the same error) and
+    each candidate's ``decline`` is asked with the validated arguments; nothing is
+    computed until a returned callable is called. That callable runs ``fn`` again, the
+    dispatch of its op going to that implementation whatever precedes it (other ops it
+    dispatches are chosen as usual). For checking every fast path against the others
+    (the conformance suite); a ``decline`` that raises propagates.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> from seqops._dispatch import candidates
+    >>> q = np.ones((2, 4, 8), dtype=np.float32)
+    >>> [name for name, _ in candidates(seqops.scaled_dot_product_attention, q, q, q)]
+    ['portable']
+    """
+    op, backend, v_args, v_kwargs = _dispatched(fn, args, kwargs)
+    found: list[tuple[str, Callable[[], Any]]] = []
+    for _, impl in registry.implementations(op, backend):
+        if impl.decline is None or impl.decline(*v_args, **v_kwargs) is None:
+            found.append((impl.name, _forcing(fn, args, kwargs, op, impl.fn)))
+    return found
+
+
+def _forcing(
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], op: str, impl: Callable[..., Any]
+) -> Callable[[], Any]:
+    """A callable running ``fn(*args, **kwargs)`` with every dispatch of ``op`` going to
+    ``impl``."""
+
+    def handler(op_: str, backend: Backend, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        if op_ == op:
+            return impl(*a, **kw)
+        tid = threading.get_ident()
+        del _INTERCEPTED[tid]
+        try:
+            return call(op_, backend, *a, **kw)
+        finally:
+            _INTERCEPTED[tid] = handler
+
+    def run() -> Any:
+        return _intercepting(handler, _resolve(fn), args, kwargs)
+
+    return run
+
+
+def _resolve(fn: Any) -> Any:
     if isinstance(fn, str):
         import seqops
 
-        fn = getattr(seqops, fn)
-    _EXPLAINING.add(threading.get_ident())
+        return getattr(seqops, fn)
+    return fn
+
+
+def _intercepting(handler: _Handler, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """``fn(*args, **kwargs)`` with this thread's dispatches going to ``handler``."""
+    tid = threading.get_ident()
+    previous = _INTERCEPTED.get(tid)
+    _INTERCEPTED[tid] = handler
     try:
-        fn(*args, **kwargs)
-    except _Explained as done:
-        return done.explanation
+        return fn(*args, **kwargs)
     finally:
-        _EXPLAINING.discard(threading.get_ident())
+        if previous is None:
+            _INTERCEPTED.pop(tid, None)
+        else:
+            _INTERCEPTED[tid] = previous
+
+
+def _stop(op: str, backend: Backend, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    raise _Intercepted((op, backend, args, kwargs))
+
+
+def _dispatched(fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Dispatched:
+    """The op, backend and validated arguments ``fn(*args, **kwargs)`` dispatches with,
+    validating as a real call does and computing nothing."""
+    fn = _resolve(fn)
+    try:
+        _intercepting(_stop, fn, args, kwargs)
+    except _Intercepted as done:
+        return done.dispatched
     msg = f"{getattr(fn, '__name__', fn)!r} is not a dispatched seqops op"
     raise TypeError(msg)

@@ -5,6 +5,9 @@ suite itself: wrong values, wrong gradients with right values, samples outside t
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import array_api_compat.numpy as npx
@@ -16,6 +19,7 @@ from seqops_conformance.tolerances import error
 
 import seqops
 from seqops._agnostic import activations, attention, generative, recurrent
+from seqops._dispatch import candidates
 from seqops.cli import main
 
 FAST = ["numpy", "array_api_strict"]
@@ -125,7 +129,14 @@ def test_numpy_has_no_gradient_rows_and_says_why(report: Report) -> None:
 
 
 def test_results_name_the_implementation(report: Report) -> None:
-    assert {r.implementation for r in report.results} == {"portable"}
+    assert {r.implementation for r in report.results if r.status != "skip"} == {"portable", "portable-tiled"}
+    tiled = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable-tiled"}
+    plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}
+    assert tiled and tiled <= plain  # the tiled attention forced by a budget of 0, beside the plain
+    assert {case.split("[")[0] for case, _, _ in tiled} == {"scaled_dot_product_attention"}
+    summary = report.summary()
+    assert summary["implementations"]["portable-tiled"] == len(tiled)
+    assert f"portable-tiled {len(tiled)}" in report.summary_line()
 
 
 def test_case_ids_are_unique_and_inputs_deterministic() -> None:
@@ -188,7 +199,7 @@ def test_gradients_agree_on_torch_and_jax(grad_report: Report) -> None:
     assert summary["gradient_checks"] == summary["checks"] == len(grad_report.results)
     assert set(summary["worst_gradient_error"]) == {"float64", "float32"}
     assert summary["worst_gradient_error"]["float64"] < 1e-8
-    assert f"({summary['checks']} gradients)" in grad_report.summary_line()
+    assert f"({summary['checks']} gradients; " in grad_report.summary_line()
     assert "worst gradient error float64" in grad_report.summary_line()
 
 
@@ -196,7 +207,7 @@ def test_gradient_rows_in_reports(grad_report: Report, tmp_path) -> None:
     cells = {(c.op, c.transformation, c.backend, c.dtype) for c in grad_report.cells()}
     assert ("lstm", "grad", "jax", "float32") in cells
     grad_report.to_markdown(tmp_path / "r.md")
-    assert "| lstm | grad | float64 |" in (tmp_path / "r.md").read_text()
+    assert "| lstm | grad | portable | float64 |" in (tmp_path / "r.md").read_text()
     grad_report.to_json(tmp_path / "r.json")
     data = json.loads((tmp_path / "r.json").read_text())
     assert {r["transformation"] for r in data["results"]} == {"grad"}
@@ -213,13 +224,13 @@ def test_cli_conformance_writes_reports(tmp_path, capsys) -> None:
     assert main([*argv, "--report", str(out_json), "--report", str(out_md)]) == 0
     assert "0 failed" in capsys.readouterr().out
     data = json.loads(out_json.read_text())
-    assert data["schema_version"] == 2
+    assert data["schema_version"] == 3
     assert data["summary"]["failed"] == 0 and data["summary"]["checks"] > 0
     assert {c["op"] for c in data["cells"]} == {"softmax", "causal_mask"}
     assert set(data["metadata"]) >= {"seqops", "backends", "platform", "python", "date", "jax_x64"}
     markdown = out_md.read_text()
     assert markdown.startswith("# seqops conformance")
-    assert "| softmax | eager | float32 |" in markdown
+    assert "| softmax | eager | portable | float32 |" in markdown
 
 
 def test_cli_info_lists_backends_and_plugins(capsys) -> None:
@@ -296,10 +307,19 @@ def test_conformance_catches_wrong_fast_paths() -> None:
     assert all(r.implementation == "buggy-softmax" and r.error > r.tolerance for r in softmax)
     causal = {r.case for r in report.failures if r.op == "scaled_dot_product_attention"}
     assert causal == {c.id for c in CASES if c.op == "scaled_dot_product_attention" and "causal" in c.name}
-    assert all(r.implementation == "buggy-causal" for r in report.results if r.op != "softmax")
-    cells = {(c.op, c.dtype): c for c in report.cells()}
-    assert cells["softmax", "float32"].status == "fail"
-    assert cells["softmax", "float32"].implementations == ["buggy-softmax"]
+    assert all(r.implementation == "buggy-causal" for r in report.failures if r.op != "softmax")
+    # The portable paths run beside the plugin on every case, and pass.
+    assert all(r.status == "pass" for r in report.results if r.implementation.startswith("portable"))
+    for op in ops:
+        portable = {
+            (r.case, r.dtype) for r in report.results if r.op == op and r.implementation == "portable"
+        }
+        assert portable == {
+            (r.case, r.dtype) for r in report.results if r.op == op and "buggy" in r.implementation
+        }
+    cells = {(c.op, c.implementation, c.dtype): c for c in report.cells()}
+    assert cells["softmax", "buggy-softmax", "float32"].status == "fail"
+    assert cells["softmax", "portable", "float32"].status == "pass"
 
 
 def _other_device(x, /, *, axis):
@@ -336,7 +356,8 @@ def test_conformance_checks_library_dtype_and_device(backend, fn, complaint) -> 
         report = run(backends=[backend], ops=["softmax"], dtypes=["float32"], progress=False)
     finally:
         seqops.unregister_plugin(name)
-    assert report.failures and len(report.failures) == len(report.results)
+    broken = [r for r in report.results if r.implementation == "contract-breaker"]
+    assert broken and report.failures == broken
     assert all(complaint in r.message for r in report.failures)
 
 
@@ -350,6 +371,124 @@ def test_cli_exits_1_on_disagreement(tmp_path, capsys) -> None:
     assert "buggy-softmax" in capsys.readouterr().out
     failed = [r for r in json.loads(out.read_text())["results"] if r["status"] == "fail"]
     assert failed and all(r["implementation"] == "buggy-softmax" and r["op"] == "softmax" for r in failed)
+
+
+# -- implementation as a dimension: every accepting implementation is checked ---------------
+
+SDPA = "scaled_dot_product_attention"
+
+
+def test_candidates_validate_and_list_the_accepting_implementations_in_asking_order() -> None:
+    q = np.ones((2, 4, 8), dtype=np.float32)
+    f = seqops.scaled_dot_product_attention
+    assert [name for name, _ in candidates(f, q, q, q)] == ["portable"]
+    old = seqops.set_attention_memory_budget(0)
+    try:
+        found = candidates(f, q, q, q)
+    finally:
+        seqops.set_attention_memory_budget(old)
+    assert [name for name, _ in found] == ["portable-tiled", "portable"]
+    np.testing.assert_allclose(found[0][1](), found[1][1](), rtol=1e-6)  # runs whatever the budget
+    with pytest.raises(ValueError) as via_candidates:
+        candidates(f, q, q[..., :3], q)
+    with pytest.raises(ValueError) as via_call:
+        f(q, q[..., :3], q)
+    assert str(via_candidates.value) == str(via_call.value)
+    with pytest.raises(TypeError, match="not a dispatched seqops op"):
+        candidates(len, q)
+
+
+@pytest.fixture(scope="module")
+def torch_sdpa_report() -> Report:
+    pytest.importorskip("torch")
+    return run(backends=["torch"], ops=[SDPA], dtypes=["float32"], transformations=["eager"], progress=False)
+
+
+def test_torch_sdpa_cases_run_on_the_fast_path_and_on_portable(torch_sdpa_report: Report) -> None:
+    report = torch_sdpa_report
+    assert report.ok
+    by_impl: dict[str, set[str]] = {}
+    for r in report.results:
+        by_impl.setdefault(r.implementation, set()).add(r.case)
+    assert {"torch-sdpa", "portable", "portable-tiled"} <= set(by_impl)
+    assert by_impl["portable"] == {c.id for c in CASES if c.op == SDPA}
+    assert by_impl["torch-sdpa"] and by_impl["torch-sdpa"] < by_impl["portable"]  # some it declines
+    cells = {c.implementation for c in report.cells()}
+    assert {"torch-sdpa", "portable"} <= cells
+    assert not any("not checked" in note for note in report.notes)
+
+
+def test_implementations_that_declined_every_case_are_noted() -> None:
+    pytest.importorskip("jax")
+    report = run(backends=["jax"], ops=[SDPA], dtypes=["float32"], transformations=["eager"], progress=False)
+    assert report.ok
+    if any(r.implementation == "jax-dot-product-attention" for r in report.results):
+        pytest.skip("the JAX fast path accepts on this device")
+    assert any("not checked" in n and "jax-dot-product-attention" in n for n in report.notes)
+
+
+def _off_by_one_percent_sdpa(q, k, v, /, **options):
+    import torch
+
+    return torch.nn.functional.scaled_dot_product_attention(q, k, v) * 1.01
+
+
+def _plain_only(q, k, v, /, *, mask, is_causal, return_weights, dropout_p, **_):
+    plain = mask is None and not is_causal and not return_weights and dropout_p == 0.0
+    return None if plain and q.shape[:-2] == k.shape[:-2] else "not this one"
+
+
+class _BuggyTorchPlugin:
+    @seqops.hookimpl
+    def seqops_implementations(self, op, backend):
+        if op == SDPA and backend.name == "torch":
+            return [
+                seqops.Implementation("off-by-one-percent", _off_by_one_percent_sdpa, decline=_plain_only)
+            ]
+        return None
+
+
+def test_a_wrong_plugin_fails_under_its_name_while_portable_passes(torch_sdpa_report: Report) -> None:
+    pytest.importorskip("torch")
+    name = seqops.register_plugin(_BuggyTorchPlugin(), name="off-by-one")
+    try:
+        report = run(
+            backends=["torch"], ops=[SDPA], dtypes=["float32"], transformations=["eager"], progress=False
+        )
+    finally:
+        seqops.unregister_plugin(name)
+    assert report.failures and {r.implementation for r in report.failures} == {"off-by-one-percent"}
+    assert all(r.error > r.tolerance for r in report.failures)
+    portable = [r for r in report.results if r.implementation == "portable"]
+    assert len(portable) == len([c for c in CASES if c.op == SDPA])
+    assert all(r.status == "pass" for r in portable)
+    assert any(r.implementation == "torch-sdpa" for r in report.results)  # still checked, not reached
+    cells = {c.implementation: c.status for c in report.cells()}
+    assert cells["off-by-one-percent"] == "fail" and cells["portable"] == "pass"
+    # Without the plugin the portable rows are the same checks with the same errors.
+    before = {r.case: r.error for r in torch_sdpa_report.results if r.implementation == "portable"}
+    assert {r.case: r.error for r in portable} == before
+
+
+def test_disabling_the_plugins_by_environment_leaves_the_portable_results(torch_sdpa_report: Report) -> None:
+    code = (
+        "import json\n"
+        "from seqops_conformance import run\n"
+        f"r = run(backends=['torch'], ops=[{SDPA!r}], dtypes=['float32'], transformations=['eager'],"
+        " progress=False)\n"
+        "print(json.dumps([[x.case, x.implementation, x.status, x.error] for x in r.results]))\n"
+    )
+    env = {**os.environ, "SEQOPS_DISABLE_PLUGINS": "torch-fast,jax-fast", "PYTHONWARNINGS": "ignore"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    rows = json.loads(done.stdout)
+    assert {impl for _, impl, _, _ in rows} == {"portable", "portable-tiled"}
+    assert all(status == "pass" for _, _, status, _ in rows)
+    expected = [
+        [r.case, r.implementation, r.status, r.error]
+        for r in torch_sdpa_report.results
+        if r.implementation.startswith("portable")
+    ]
+    assert rows == expected
 
 
 # -- mutation tests of the recurrent / language-modelling cases ------------------------------
@@ -440,7 +579,10 @@ def test_gradient_check_catches_right_values_with_a_wrong_gradient() -> None:
     pytest.importorskip("torch")
     report = run(backends=["torch"], ops=["layer_norm"], dtypes=["float64"], progress=False)
     eager = [r for r in report.results if r.transformation == "eager"]
-    assert eager and all(r.status == "pass" and r.implementation == "detached-mean" for r in eager)
+    assert eager and all(r.status == "pass" for r in eager)
+    assert {r.implementation for r in eager} == {"detached-mean", "portable"}
+    grad_impls = {r.implementation for r in report.results if r.transformation == "grad"}
+    assert grad_impls == {"detached-mean"}  # gradients: the dispatched implementation only
     grad = [r for r in report.results if r.transformation == "grad"]
     assert grad and all(r.status == "fail" for r in grad)
     assert all(r.error > 1e-2 and r.message.startswith("worst input x:") for r in grad)

@@ -1,18 +1,19 @@
 """The conformance report: per-check results, the op × backend × dtype summary, and its
 renderings (terminal table, JSON, Markdown).
 
-JSON schema (``schema_version`` 2)::
+JSON schema (``schema_version`` 3)::
 
-    {"schema_version": 2,
+    {"schema_version": 3,
      "metadata": {"seqops": str, "backends": {name: {library: version}}, "platform": str,
                   "python": str, "date": ISO 8601 str, "jax_x64": bool | null},
      "summary": {"backends": int, "ops": int, "checks": int, "gradient_checks": int,
-                 "failed": int, "skipped": int, "worst_error": {dtype: float | null},
+                 "implementations": {name: int}, "failed": int, "skipped": int,
+                 "worst_error": {dtype: float | null},
                  "worst_gradient_error": {dtype: float | null}},
      "notes": [str],
      "skipped_backends": [{"backend": str, "reason": str}],
-     "cells": [{"op", "transformation", "backend", "device", "dtype", "worst_error",
-                "tolerance", "status", "checks", "failed", "implementations": [str]}],
+     "cells": [{"op", "transformation", "implementation", "backend", "device", "dtype",
+                "worst_error", "tolerance", "status", "checks", "failed"}],
      "results": [{"backend", "device", "dtype", "op", "case", "implementation", "error",
                   "tolerance", "status", "message", "transformation"}]}
 
@@ -22,7 +23,10 @@ over the eager checks and ``worst_gradient_error`` over the gradient ones (their
 tolerances differ). ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``; an error is
 ``null`` when no comparison was possible (the call raised, or the output has the wrong
 type, shape or non-finite values). Version 2 added ``transformation``, ``notes``,
-``gradient_checks`` and ``worst_gradient_error``.
+``gradient_checks`` and ``worst_gradient_error``; version 3 made the implementation a
+dimension: each case runs with every implementation that accepts the call (the dispatched
+fast path, ``portable``, ``portable-tiled``...), a cell is one implementation's results and
+``summary.implementations`` counts the checks of each.
 """
 
 from __future__ import annotations
@@ -41,12 +45,13 @@ from rich.table import Table
 
 from seqops_conformance.tolerances import GRADIENT_TOLERANCES, TOLERANCES
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 @dataclass
 class Result:
-    """The outcome of one case on one backend, device, dtype and transformation."""
+    """The outcome of one case on one backend, device, dtype, implementation and
+    transformation."""
 
     backend: str
     device: str
@@ -63,10 +68,12 @@ class Result:
 
 @dataclass
 class Cell:
-    """All results of one op and transformation on one backend, device and dtype."""
+    """All results of one op, transformation and implementation on one backend, device
+    and dtype."""
 
     op: str
     transformation: str
+    implementation: str
     backend: str
     device: str
     dtype: str
@@ -75,7 +82,6 @@ class Cell:
     status: str
     checks: int
     failed: int
-    implementations: list[str]
 
 
 @dataclass
@@ -85,7 +91,8 @@ class Report:
     Attributes
     ----------
     results : list of Result
-        One per case × backend × device × dtype × transformation, skips included.
+        One per case × backend × device × dtype × implementation × transformation, skips
+        included (with no implementation).
     skipped_backends : list of (str, str)
         Backends not run, with the reason (library missing, no device, filtered device).
     metadata : dict
@@ -110,18 +117,25 @@ class Report:
         return not self.failures
 
     def cells(self) -> list[Cell]:
-        """The worst error and status per op × transformation × backend × device × dtype."""
-        groups: dict[tuple[str, str, str, str, str], list[Result]] = {}
+        """The worst error and status per op × transformation × implementation × backend ×
+        device × dtype. Skipped cases (no implementation asked) join no cell unless nothing
+        else ran there."""
+        groups: dict[tuple[str, str, str, str, str, str], list[Result]] = {}
         for r in self.results:
-            groups.setdefault((r.op, r.transformation, r.backend, r.device, r.dtype), []).append(r)
+            key = (r.op, r.transformation, r.implementation, r.backend, r.device, r.dtype)
+            groups.setdefault(key, []).append(r)
+        elsewhere = {(op, t, b, d, dt) for op, t, impl, b, d, dt in groups if impl}
         cells = []
-        for (op, transformation, backend, device, dtype), results in groups.items():
+        for (op, transformation, implementation, backend, device, dtype), results in groups.items():
             ran = [r for r in results if r.status != "skip"]
+            if not implementation and not ran and (op, transformation, backend, device, dtype) in elsewhere:
+                continue
             failed = sum(r.status == "fail" for r in ran)
             cells.append(
                 Cell(
                     op,
                     transformation,
+                    implementation,
                     backend,
                     device,
                     dtype,
@@ -130,7 +144,6 @@ class Report:
                     status="skip" if not ran else "fail" if failed else "pass",
                     checks=len(ran),
                     failed=failed,
-                    implementations=sorted({r.implementation for r in ran if r.implementation}),
                 )
             )
         return cells
@@ -149,14 +162,19 @@ class Report:
         return worst
 
     def summary(self) -> dict[str, Any]:
-        """Counts of backends, ops, checks (gradient checks among them), failures and
-        skips, and the worst error per dtype of the outputs and of the gradients."""
+        """Counts of backends, ops, checks (gradient checks among them, and per
+        implementation, most first), failures and skips, and the worst error per dtype of
+        the outputs and of the gradients."""
         ran = [r for r in self.results if r.status != "skip"]
+        per: dict[str, int] = {}
+        for r in ran:
+            per[r.implementation or "?"] = per.get(r.implementation or "?", 0) + 1
         return {
             "backends": len({r.backend for r in ran}),
             "ops": len({r.op for r in ran}),
             "checks": len(ran),
             "gradient_checks": sum(r.transformation == "grad" for r in ran),
+            "implementations": dict(sorted(per.items(), key=lambda item: (-item[1], item[0]))),
             "failed": len(self.failures),
             "skipped": len(self.results) - len(ran),
             "worst_error": self.worst_errors(),
@@ -164,12 +182,15 @@ class Report:
         }
 
     def summary_line(self) -> str:
-        """``conformance: 4 backends, 21 ops, 2100 checks (240 gradients), 0 failed; worst
-        error float64 …; worst gradient error float64 …``."""
+        """``conformance: 4 backends, 21 ops, 2100 checks (240 gradients; portable 1900,
+        torch-sdpa 80, …), 0 failed; worst error float64 …; worst gradient error float64 …``."""
         s = self.summary()
         line = f"conformance: {s['backends']} backends, {s['ops']} ops, {s['checks']} checks"
-        if s["gradient_checks"]:
-            line += f" ({s['gradient_checks']} gradients)"
+        details = [f"{s['gradient_checks']} gradients"] if s["gradient_checks"] else []
+        per = ", ".join(f"{name} {n}" for name, n in s["implementations"].items())
+        details += [per] if per else []
+        if details:
+            line += f" ({'; '.join(details)})"
         line += f", {s['failed']} failed"
         if s["skipped"]:
             line += f", {s['skipped']} skipped"
@@ -208,18 +229,21 @@ class Report:
             "",
             f"**{self.summary_line()}**",
             "",
-            "Worst error per op, transformation and dtype (normwise relative error; tolerances "
+            "Worst error per op, transformation, implementation and dtype (normwise relative "
+            "error; tolerances "
             "per dtype: " + ", ".join(f"{d} {t:g}" for d, t in TOLERANCES.items()) + "; of the "
             "gradients (`grad`, autodiff against finite differences of the reference): "
             + ", ".join(f"{d} {t:g}" for d, t in GRADIENT_TOLERANCES.items())
             + "). ✗ marks a failure.",
             "",
-            "| op | transformation | dtype | " + " | ".join(columns) + " |",
-            "|---|---|---|" + "---:|" * len(columns),
+            "| op | transformation | implementation | dtype | " + " | ".join(columns) + " |",
+            "|---|---|---|---|" + "---:|" * len(columns),
         ]
-        for (op, transformation, dtype), cells in rows.items():
+        for (op, transformation, implementation, dtype), cells in rows.items():
             texts = [_cell_text(cells.get(col)) for col in columns]
-            lines.append(f"| {op} | {transformation} | {dtype} | " + " | ".join(texts) + " |")
+            lines.append(
+                f"| {op} | {transformation} | {implementation or '-'} | {dtype} | " + " | ".join(texts) + " |"
+            )
         if self.failures:
             lines += [
                 "",
@@ -246,23 +270,24 @@ class Report:
         Path(path).write_text("\n".join(lines) + "\n")
 
     def print(self, console: Console | None = None) -> None:
-        """Print the summary table (rows op × dtype, one column per backend), the failures
-        and the summary line."""
+        """Print the summary table (rows op × transformation × implementation × dtype, one
+        column per backend), the failures and the summary line."""
         console = console or Console()
         columns, rows = self._grid()
         table = Table(box=box.SIMPLE_HEAD, title="worst error (normwise relative)")
         table.add_column("op", no_wrap=True)
         table.add_column("transform", no_wrap=True)
+        table.add_column("implementation", no_wrap=True)
         table.add_column("dtype", no_wrap=True)
         for col in columns:
             table.add_column(col, justify="right", no_wrap=True)
-        for (op, transformation, dtype), cells in rows.items():
+        for (op, transformation, implementation, dtype), cells in rows.items():
             styled = []
             for col in columns:
                 cell = cells.get(col)
                 style = {"pass": "green", "fail": "bold red"}.get(cell.status, "dim") if cell else "dim"
                 styled.append(f"[{style}]{_cell_text(cell)}[/]")
-            table.add_row(escape(op), transformation, dtype, *styled)
+            table.add_row(escape(op), transformation, escape(implementation or "-"), dtype, *styled)
         if rows:
             if not console.is_terminal:  # a pipe or file gets the whole table, not 80 columns
                 unbounded = console.options.update(max_width=10_000)
@@ -287,9 +312,10 @@ class Report:
         style = "bold green" if self.ok else "bold red"
         console.print(self.summary_line(), style=style, highlight=False, soft_wrap=True)
 
-    def _grid(self) -> tuple[list[str], dict[tuple[str, str, str], dict[str, Cell]]]:
+    def _grid(self) -> tuple[list[str], dict[tuple[str, str, str, str], dict[str, Cell]]]:
         """Column labels (backend, or backend@device when a backend ran on several devices)
-        and rows (op, transformation, dtype) -> column -> cell."""
+        and rows (op, transformation, implementation, dtype) -> column -> cell: ``portable``
+        (on every backend) first, then the other implementations by name."""
         cells = self.cells()
         devices: dict[str, set[str]] = {}
         for c in cells:
@@ -301,7 +327,7 @@ class Report:
         columns = list(dict.fromkeys(label[c.backend, c.device] for c in cells))
         dtype_order = {d: i for i, d in enumerate(TOLERANCES)}
         ops = list(dict.fromkeys(c.op for c in cells))
-        rows: dict[tuple[str, str, str], dict[str, Cell]] = {}
+        rows: dict[tuple[str, str, str, str], dict[str, Cell]] = {}
         order = {"eager": 0}
         for c in sorted(
             cells,
@@ -309,10 +335,13 @@ class Report:
                 ops.index(c.op),
                 order.get(c.transformation, 1),
                 c.transformation,
+                c.implementation != "portable",
+                c.implementation,
                 dtype_order.get(c.dtype, len(dtype_order)),
             ),
         ):
-            rows.setdefault((c.op, c.transformation, c.dtype), {})[label[c.backend, c.device]] = c
+            key = (c.op, c.transformation, c.implementation, c.dtype)
+            rows.setdefault(key, {})[label[c.backend, c.device]] = c
         return columns, rows
 
 

@@ -16,6 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import seqops
+from seqops._dispatch import candidates
+from seqops._plugins import registry
 from seqops_conformance.cases import CASES, LIKE, OPS, Case
 from seqops_conformance.report import Report, Result
 from seqops_conformance.tolerances import TOLERANCES, error, tolerance
@@ -93,7 +95,7 @@ def run(
                 for dtype_name, dtype in backend.floating_dtypes(device).items():
                     if dtype_name in TOLERANCES and (dtypes is None or dtype_name in dtypes):
                         plan.append((backend, device, dtype_name, dtype))
-        checks: list[tuple[Callable[..., Result], Case, tuple[Any, ...]]] = []
+        checks: list[tuple[Callable[..., Result | list[Result]], Case, tuple[Any, ...]]] = []
         for where in plan:
             if "eager" in wanted:
                 checks += [(_check, case, where) for case in cases]
@@ -108,11 +110,12 @@ def run(
         inputs = {case.id: case.inputs() for case in cases}
         with _progress(progress, len(checks)) as advance:
             for check, case, (backend, device, dtype_name, dtype) in checks:
-                report.results.append(
-                    check(case, inputs[case.id], backend, device, dtype_name, dtype, references)
-                )
+                done = check(case, inputs[case.id], backend, device, dtype_name, dtype, references)
+                report.results.extend(done if isinstance(done, list) else [done])
                 kind = "" if check is _check else " grad"
                 advance(f"{backend.name} {dtype_name} {case.op}{kind}")
+        if "eager" in wanted:
+            report.notes += _unchecked(plan, cases, report.results)
     return report
 
 
@@ -124,26 +127,94 @@ def _check(
     dtype_name: str,
     dtype: Any,
     references: dict[tuple[Any, ...], Any],
-) -> Result:
-    """Run ``case`` on one backend, device and dtype and compare with the reference."""
+) -> list[Result]:
+    """Run ``case`` on one backend, device and dtype with every implementation that
+    accepts the call (:func:`implementations`) and compare each with the reference."""
     like = backend.from_numpy(np.zeros(1), dtype=dtype, device=device)
     where = backend.device(like)
-    result = Result(
-        backend.name, _label(where), dtype_name, case.op, case.id, "", None, tolerance(dtype_name), "fail"
-    )
+
+    def result(implementation: str = "") -> Result:
+        return Result(
+            backend.name,
+            _label(where),
+            dtype_name,
+            case.op,
+            case.id,
+            implementation,
+            None,
+            tolerance(dtype_name),
+            "fail",
+        )
+
     if dtype_name in case.unsupported:
-        result.status, result.message = "skip", case.unsupported[dtype_name]
-        return result
+        skipped = result()
+        skipped.status, skipped.message = "skip", case.unsupported[dtype_name]
+        return [skipped]
     args, kwargs = inputs
-    fn = case.function
     try:
         to_backend = _Converter(backend, device, dtype, like)
         b_args, b_kwargs = to_backend(args), {k: to_backend(v) for k, v in kwargs.items()}
-        result.implementation = case.implementation(*b_args, **b_kwargs)
-        out = fn(*b_args, **b_kwargs)
+        runs = implementations(case, b_args, b_kwargs)
     except Exception as exc:  # noqa: BLE001 - any error is a failed check, not a crash
-        result.message = f"raised {type(exc).__name__}: {exc}"
-        return result
+        failed = result()
+        failed.message = f"raised {type(exc).__name__}: {exc}"
+        return [failed]
+    results = []
+    for name, run_it in runs:
+        results.append(result(name))
+        try:
+            out = run_it()
+        except Exception as exc:  # noqa: BLE001 - any error is a failed check, not a crash
+            results[-1].message = f"raised {type(exc).__name__}: {exc}"
+            continue
+        _judge(results[-1], case, backend, b_args, b_kwargs, out, dtype, where, references)
+    return results
+
+
+def implementations(
+    case: Case, b_args: tuple[Any, ...], b_kwargs: dict[str, Any]
+) -> list[tuple[str, Callable[[], Any]]]:
+    """Each implementation checked on ``case`` at these backend arguments, with a callable
+    running the case with it: every one that accepts the call
+    (:func:`seqops._dispatch.candidates`, the dispatched one first), and the memory-efficient
+    ``portable-tiled`` attention forced by a memory budget of 0 when the default budget
+    makes it decline. A composition of ops (``case.call``) runs as dispatched."""
+    if case.call is not None:
+        return [(case.implementation(*b_args, **b_kwargs), lambda: case.function(*b_args, **b_kwargs))]
+    found = candidates(case.function, *b_args, **b_kwargs)
+    old = seqops.set_attention_memory_budget(0)
+    try:
+        forced = candidates(case.function, *b_args, **b_kwargs)
+    finally:
+        seqops.set_attention_memory_budget(old)
+    names = {name for name, _ in found}
+    found += [(name, _with_no_budget(run_it)) for name, run_it in forced if name not in names]
+    return found
+
+
+def _with_no_budget(run_it: Callable[[], Any]) -> Callable[[], Any]:
+    def run() -> Any:
+        old = seqops.set_attention_memory_budget(0)
+        try:
+            return run_it()
+        finally:
+            seqops.set_attention_memory_budget(old)
+
+    return run
+
+
+def _judge(
+    result: Result,
+    case: Case,
+    backend: seqops.Backend,
+    b_args: tuple[Any, ...],
+    b_kwargs: dict[str, Any],
+    out: Any,
+    dtype: Any,
+    where: Any,
+    references: dict[tuple[Any, ...], Any],
+) -> None:
+    """Compare ``out`` with the reference of ``case`` and fill ``result`` in."""
     # The reference sees the inputs as rounded to the dtype under test.
     expected = reference_outputs(case, backend, b_args, b_kwargs, references)
     # Exact outputs (masks, token ids, data movement) have tolerance 0.
@@ -155,7 +226,22 @@ def _check(
     if not problems and result.error is not None and result.error <= result.tolerance:
         result.status = "pass"
     result.message = "; ".join(problems)
-    return result
+
+
+def _unchecked(plan: list[tuple[Any, ...]], cases: list[Case], results: list[Result]) -> list[str]:
+    """A note naming the registered implementations that declined every case they were
+    offered (so were not checked), per backend."""
+    seen = {(r.backend, r.op, r.implementation) for r in results}
+    missed: dict[str, list[str]] = {}
+    for backend in dict.fromkeys(where[0] for where in plan):
+        for op in dict.fromkeys(case.op for case in cases):
+            for _, impl in registry.implementations(op, backend):
+                if (backend.name, op, impl.name) not in seen:
+                    missed.setdefault(backend.name, []).append(f"{impl.name} ({op})")
+    if not missed:
+        return []
+    listed = "; ".join(f"on {b}: {', '.join(names)}" for b, names in missed.items())
+    return [f"implementations that declined every case here, so were not checked: {listed}"]
 
 
 def reference_outputs(
