@@ -32,7 +32,7 @@ from seqops.generative import (  # noqa: E402
     kl_normal_standard,
     reparameterize,
 )
-from seqops.hookspecs import Implementation, hookimpl
+from seqops.hookspecs import Implementation, Limitation, hookimpl
 from seqops.losses import autoregressive_log_likelihood, cross_entropy  # noqa: E402
 from seqops.pixelcnn import masked_conv2d, pixelcnn_mask  # noqa: E402
 from seqops.recurrent import lstm, lstm_cell, rnn, rnn_cell  # noqa: E402
@@ -88,6 +88,7 @@ __all__ = [
     "EncoderLayerParams",
     "Explanation",
     "Implementation",
+    "Limitation",
     "MHAParams",
     "SeqopsPluginWarning",
     "autoregressive_log_likelihood",

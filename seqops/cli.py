@@ -1,7 +1,8 @@
 """The ``seqops`` command: ``seqops info``, ``seqops conformance`` and ``seqops demo``.
 
 Exit status: 0 when everything agrees, 1 when a conformance check fails or none ran (e.g.
-``--device cuda:0`` on a machine without one), 2 on bad usage (unknown backend, dtype, op
+``--device cuda:0`` on a machine without one) or a report cannot be written (the heatmap
+without matplotlib), 2 on bad usage (unknown backend, dtype, op
 or transformation, unsupported report format). ``seqops demo`` exits 1 when matplotlib or the backend is
 missing.
 """
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-REPORT_FORMATS = (".json", ".md")
+REPORT_FORMATS = (".json", ".md", ".png")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -68,15 +69,25 @@ def _parser() -> argparse.ArgumentParser:
         "--transformation",
         action="append",
         metavar="NAME",
-        help="only this transformation: eager (the outputs) or grad (autodiff against finite "
-        "differences of the reference, on torch and jax; repeatable)",
+        help="only this transformation (repeatable): eager (the outputs), grad (autodiff against "
+        "finite differences of the reference, on torch and jax), jit (jax.jit), vmap (jax.vmap), "
+        "compile (torch.compile; slow, not run by default). Default: eager, grad, jit, vmap",
     )
+    conf.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the case inputs (default 0)")
     conf.add_argument(
         "--report",
         action="append",
         metavar="PATH",
         type=Path,
-        help="write the report to PATH (.json or .md; repeatable)",
+        help="write the report to PATH (.json, .md, or .png for the heatmap, which needs "
+        "matplotlib; repeatable)",
+    )
+    conf.add_argument(
+        "--support-table",
+        metavar="PATH",
+        type=Path,
+        help="write the Markdown table of what each backend and implementation supports "
+        "(from their declared limitations) to PATH, and run no check",
     )
     conf.add_argument("--no-progress", action="store_true", help="no progress bar")
     demo = commands.add_parser(
@@ -137,6 +148,13 @@ def _demo(args: argparse.Namespace) -> int:
 def _conformance(args: argparse.Namespace) -> int:
     from seqops_conformance import run
 
+    if args.support_table is not None:
+        from seqops_conformance.support import support_table
+
+        args.support_table.write_text(support_table())
+        print(f"wrote {args.support_table}")
+        return 0
+
     reports = args.report or []
     for path in reports:
         if path.suffix not in REPORT_FORMATS:
@@ -154,16 +172,19 @@ def _conformance(args: argparse.Namespace) -> int:
             ops=args.op,
             progress=not args.no_progress,
             transformations=args.transformation,
+            seed=args.seed,
         )
-    except ValueError as exc:  # unknown backend, dtype, op or transformation
+    except ValueError as exc:  # unknown backend, dtype, op or transformation, negative seed
         print(f"seqops conformance: {exc}", file=sys.stderr)
         return 2
     report.print(Console())
+    writers = {".json": report.to_json, ".md": report.to_markdown, ".png": report.to_png}
     for path in reports:
-        if path.suffix == ".json":
-            report.to_json(path)
-        else:
-            report.to_markdown(path)
+        try:
+            writers[path.suffix](path)
+        except ImportError as exc:  # matplotlib missing for the heatmap
+            print(f"seqops conformance: {exc}", file=sys.stderr)
+            return 1
     if all(r.status == "skip" for r in report.results):
         print("seqops conformance: nothing was checked", file=sys.stderr)
         return 1

@@ -31,6 +31,76 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @dataclass(frozen=True)
+class Limitation:
+    """Something a backend or an implementation does not support, and why.
+
+    Declared once, on :attr:`seqops.Backend.limitations` or
+    :attr:`Implementation.limitations`; each field left ``None`` matches anything. The
+    conformance suite turns a backend's limitations into skips (with the reason), checks
+    that an implementation really declines the calls its limitations name, and the support
+    table of the docs (``seqops conformance --support-table``) is generated from them.
+
+    Parameters
+    ----------
+    reason
+        Why, in a few words (``"marray has no linalg extension"``).
+    op
+        A public op name (``"kl_mvn"``).
+    dtype
+        A floating dtype name (``"float16"``).
+    device
+        A device label (``"cpu"``, ``"cuda:0"``) or its kind (``"cuda"`` matches every
+        ``cuda:N``).
+    transformation
+        A conformance transformation (``"grad"``, ``"jit"``, ``"vmap"``, ``"compile"``).
+
+    Examples
+    --------
+    >>> from seqops import Limitation
+    >>> no_half = Limitation("no half-precision kernels", dtype="float16")
+    >>> no_half.matches(op="lstm", dtype="float16", device="cpu", transformation="eager")
+    True
+    >>> no_half.matches(op="lstm", dtype="float32", device="cpu", transformation="eager")
+    False
+    """
+
+    reason: str
+    op: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    transformation: str | None = None
+
+    def matches(self, *, op: str, dtype: str, device: str, transformation: str) -> bool:
+        """Whether this limitation covers a call of ``op`` in ``dtype`` on ``device``
+        (a label such as ``"cuda:0"``) under ``transformation``."""
+        return (
+            self.op in (None, op)
+            and self.dtype in (None, dtype)
+            and self.device in (None, device, device.split(":")[0])
+            and self.transformation in (None, transformation)
+        )
+
+    def scope(self) -> str:
+        """What it covers, e.g. ``"kl_mvn, float16"``, or ``"everything"``."""
+        fields = (self.op, self.dtype, self.device, self.transformation)
+        return ", ".join(f for f in fields if f is not None) or "everything"
+
+
+def find_limitation(
+    limitations: Sequence[Limitation], *, op: str, dtype: str, device: str, transformation: str
+) -> Limitation | None:
+    """The first of ``limitations`` that covers the call, else ``None``."""
+    return next(
+        (
+            lim
+            for lim in limitations
+            if lim.matches(op=op, dtype=dtype, device=device, transformation=transformation)
+        ),
+        None,
+    )
+
+
+@dataclass(frozen=True)
 class Implementation:
     """One way to compute one op on one backend.
 
@@ -46,11 +116,16 @@ class Implementation:
         Called with the same arguments before ``fn``; returns ``None`` to accept the call
         or a short reason to decline it (``"float64 is not supported by the flash kernel"``),
         in which case the next implementation is asked. ``None`` accepts every call.
+    limitations
+        What ``decline`` always refuses, declared (dtypes, devices, ops): documentation
+        that the conformance suite checks (the implementation must decline those calls) and
+        turns into the support table of the docs. ``decline`` stays the rule at run time.
     """
 
     name: str
     fn: Callable[..., Any]
     decline: Callable[..., str | None] | None = None
+    limitations: tuple[Limitation, ...] = ()
 
 
 @hookspec

@@ -169,8 +169,10 @@ def test_unknown_names_are_value_errors() -> None:
         run(backends=["nope"], progress=False)
     with pytest.raises(ValueError, match="unknown op"):
         run(backends=["numpy"], ops=["softmx"], progress=False)
-    with pytest.raises(ValueError, match="unknown transformation 'jit'"):
-        run(backends=["numpy"], transformations=["jit"], progress=False)
+    with pytest.raises(ValueError, match="unknown transformation 'jitt'"):
+        run(backends=["numpy"], transformations=["jitt"], progress=False)
+    with pytest.raises(ValueError, match="seed must be a non-negative integer"):
+        run(backends=["numpy"], seed=-1, progress=False)
 
 
 # -- gradients -------------------------------------------------------------------------------
@@ -224,10 +226,17 @@ def test_cli_conformance_writes_reports(tmp_path, capsys) -> None:
     assert main([*argv, "--report", str(out_json), "--report", str(out_md)]) == 0
     assert "0 failed" in capsys.readouterr().out
     data = json.loads(out_json.read_text())
-    assert data["schema_version"] == 3
+    assert data["schema_version"] == 4
     assert data["summary"]["failed"] == 0 and data["summary"]["checks"] > 0
     assert {c["op"] for c in data["cells"]} == {"softmax", "causal_mask"}
-    assert set(data["metadata"]) >= {"seqops", "backends", "platform", "python", "date", "jax_x64"}
+    assert set(data["metadata"]) >= {"seed", "seqops", "backends", "platform", "python", "date", "jax_x64"}
+    assert data["coverage"] == {
+        "ops_total": len(seqops._portable._registry.FACTORIES),
+        "ops_run": 2,
+        "ops_passed": 2,
+        "failed_ops": [],
+        "unchecked_ops": [],
+    }
     markdown = out_md.read_text()
     assert markdown.startswith("# seqops conformance")
     assert "| softmax | eager | portable | float32 |" in markdown
@@ -245,8 +254,9 @@ def test_cli_info_lists_backends_and_plugins(capsys) -> None:
     [
         ["conformance", "--backend", "nope"],
         ["conformance", "--op", "softmx"],
-        ["conformance", "--transformation", "jit"],
-        ["conformance", "--report", "out.png"],
+        ["conformance", "--transformation", "jitt"],
+        ["conformance", "--report", "out.pdf"],
+        ["conformance", "--seed", "-1"],
         ["frobnicate"],
     ],
 )
@@ -418,13 +428,15 @@ def test_torch_sdpa_cases_run_on_the_fast_path_and_on_portable(torch_sdpa_report
     assert not any("not checked" in note for note in report.notes)
 
 
-def test_implementations_that_declined_every_case_are_noted() -> None:
+def test_declared_limitations_of_an_implementation_become_skips_with_the_reason() -> None:
     pytest.importorskip("jax")
+    import seqops_jax_fast
+
     report = run(backends=["jax"], ops=[SDPA], dtypes=["float32"], transformations=["eager"], progress=False)
     assert report.ok
-    if any(r.implementation == "jax-dot-product-attention" for r in report.results):
-        pytest.skip("the JAX fast path accepts on this device")
-    assert any("not checked" in n and "jax-dot-product-attention" in n for n in report.notes)
+    fast = [r for r in report.results if r.implementation == "jax-dot-product-attention"]
+    assert fast and all(r.status == "skip" and seqops_jax_fast.ON_CPU in r.message for r in fast)
+    assert not any("not checked" in n for n in report.notes)
 
 
 def _off_by_one_percent_sdpa(q, k, v, /, **options):

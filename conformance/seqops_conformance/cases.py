@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -68,8 +68,6 @@ class Case:
         ``reference(*args, **kwargs)``, the expected outputs nested as the op nests them
         (tuples, lists, dicts; ``None`` where the op returns ``None``): float64 arrays or
         Python floats, or bool and integer arrays for exact outputs.
-    unsupported : mapping of str to str
-        Dtype names this case does not apply to, with the reason (reported as skipped).
     compare : {"close", "in_support"}
         ``"close"``: each output against the reference output (floating within the
         dtype's tolerance, boolean and integer exactly). ``"in_support"``: the op returns
@@ -92,7 +90,6 @@ class Case:
     name: str
     build: Build
     reference: Callable[..., Any]
-    unsupported: Mapping[str, str] = field(default_factory=dict)
     compare: str = "close"
     grad: bool = False
     exact: bool = False
@@ -114,9 +111,10 @@ class Case:
         named = getattr(self.call, "implementation", None)
         return str(named(*args, **kwargs)) if named is not None else "composition"
 
-    def inputs(self) -> Inputs:
-        """The case's float64 inputs, always the same for the same id."""
-        return self.build(np.random.default_rng(zlib.crc32(self.id.encode())))
+    def inputs(self, seed: int = 0) -> Inputs:
+        """The case's float64 inputs, always the same for the same id and ``seed``
+        (a non-negative integer)."""
+        return self.build(np.random.default_rng(zlib.crc32(self.id.encode()) + (seed << 32)))
 
 
 def _normal(rng: np.random.Generator, *shape: int, scale: float = 0.5) -> np.ndarray:
@@ -228,6 +226,8 @@ _add(
             _sdpa, *_4D, mask=(2, 1, 5, 7), no_key_rows=((0, 0, 1), (1, 0, 4)), return_weights=True
         ),
         "fully masked by bias -inf": _sdpa_bias_row_minus_inf,
+        "L=1 S=1": partial(_sdpa, (2, 1, 8), (2, 1, 8), (2, 1, 6)),
+        "empty query L=0": partial(_sdpa, (2, 0, 8), (2, 7, 8), (2, 7, 6)),
     },
     _ref_sdpa,
     # Causal + grouped heads + weights as an output; masked rows; a bias of -inf (the
@@ -480,6 +480,7 @@ _add(
         "relu": partial(_rnn, steps=_T, nonlinearity="relu"),
         "batch dims (2,3)": partial(_rnn, steps=_T, lead=(2, 3)),
         "T=1": partial(_rnn, steps=1),
+        "empty sequence T=0": partial(_rnn, steps=0),
     },
     ref.rnn,
     grad=("relu", "batch dims (2,3)", "T=1"),
@@ -498,6 +499,8 @@ _add(
         "bias": partial(_lstm, steps=_T),
         "no bias": partial(_lstm, steps=_T, bias=False),
         "batch dims (2,3)": partial(_lstm, steps=_T, lead=(2, 3)),
+        "T=1": partial(_lstm, steps=1),
+        "empty sequence T=0": partial(_lstm, steps=0),
     },
     ref.lstm,
     grad=("bias",),
@@ -509,10 +512,11 @@ _add(
 _N, _L, _V = 3, 5, 10
 
 
-def _class_logits(rng, *, axis=-1, ignore=None, **options):
-    """Logits ``(N, L, V)`` (``(N, V, L)`` for ``axis=1``) and targets ``(N, L)``; the
-    targets at the positions of the ``ignore`` mask are ``options["ignore_index"]``."""
-    logits = _normal(rng, _N, _L, _V, scale=2.0)
+def _class_logits(rng, *, axis=-1, ignore=None, scale=2.0, **options):
+    """Logits ``(N, L, V)`` of the given scale (``(N, V, L)`` for ``axis=1``) and targets
+    ``(N, L)``; the targets at the positions of the ``ignore`` mask are
+    ``options["ignore_index"]``."""
+    logits = _normal(rng, _N, _L, _V, scale=scale)
     targets = rng.integers(0, _V, (_N, _L))
     if ignore is not None:
         targets[np.asarray(ignore)] = options["ignore_index"]
@@ -553,6 +557,7 @@ _add(
         "weight ignore smoothing mean": partial(
             _class_logits, weight=True, ignore=_IGNORED, ignore_index=-1, label_smoothing=0.3
         ),
+        "logits ±1e4 none": partial(_class_logits, scale=5e3, reduction="none"),
     },
     ref.cross_entropy,
     grad=("mean", "weight ignore smoothing none axis=1", "weight ignore smoothing mean"),

@@ -29,7 +29,7 @@ import inspect
 import math
 import re
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -37,14 +37,8 @@ import numpy as np
 import seqops
 from seqops_conformance.cases import Case
 from seqops_conformance.report import Result
-from seqops_conformance.runner import (
-    _Converter,
-    _fingerprint,
-    _label,
-    _map_structure,
-    expected_outputs,
-    flatten,
-)
+from seqops_conformance.runner import _Converter, _label, expected_outputs
+from seqops_conformance.structure import Leaf, fill, fingerprint, flatten, map_structure, template
 from seqops_conformance.tolerances import GRADIENT_TOLERANCES, tolerance
 
 FD_STEP = 1e-6
@@ -115,43 +109,6 @@ def coverage_note(backends: set[str]) -> str:
     )
 
 
-class _Leaf:
-    """Placeholder for the ``index``-th floating input in the case's argument structure."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-
-def _template(value: Any, path: str, leaves: list[np.ndarray], names: list[str], seen: dict[int, int]) -> Any:
-    """``value`` with each floating array replaced by a :class:`_Leaf` (one per distinct
-    array object), collecting the arrays and their names (``args[3].w_q``)."""
-    if isinstance(value, np.ndarray) and value.dtype.kind == "f":
-        if id(value) not in seen:
-            seen[id(value)] = len(leaves)
-            leaves.append(value)
-            names.append(path)
-        return _Leaf(seen[id(value)])
-    if isinstance(value, tuple) and hasattr(value, "_fields"):
-        fields = [
-            _template(v, f"{path}.{name}", leaves, names, seen)
-            for name, v in zip(value._fields, value, strict=True)
-        ]
-        return type(value)(*fields)
-    if isinstance(value, (tuple, list)):
-        items = [_template(v, f"{path}[{i}]", leaves, names, seen) for i, v in enumerate(value)]
-        return type(value)(items) if isinstance(value, list) else tuple(items)
-    if isinstance(value, dict):
-        return {k: _template(v, f"{path}[{k!r}]", leaves, names, seen) for k, v in value.items()}
-    return value
-
-
-def _fill(template: Any, values: Sequence[Any]) -> Any:
-    """The structure of ``template`` with each :class:`_Leaf` replaced by its value."""
-    if isinstance(template, _Leaf):
-        return values[template.index]
-    return _map_structure(lambda v: _fill(v, values), template)
-
-
 def check(
     case: Case,
     inputs: tuple[tuple[Any, ...], dict[str, Any]],
@@ -175,27 +132,22 @@ def check(
         "fail",
         transformation="grad",
     )
-    if dtype_name in case.unsupported:
-        result.status, result.message = "skip", case.unsupported[dtype_name]
-        return result
-    leaves: list[np.ndarray] = []
-    names: list[str] = []
-    template = _template(inputs, "", leaves, names, {})
+    structure, leaves, paths = template(inputs)
     fn = case.function
-    names = [_pretty(name, fn) for name in names]
+    names = [_pretty(path, fn) for path in paths]
     to_backend = _Converter(backend, device, dtype, like)
     try:
-        b_template = to_backend(template)  # integer and boolean arrays converted, leaves kept
+        b_template = to_backend(structure)  # integer and boolean arrays converted, leaves kept
         primals = [to_backend(leaf) for leaf in leaves]
-        b_args, b_kwargs = _fill(b_template, primals)
+        b_args, b_kwargs = fill(b_template, primals)
         result.implementation = case.implementation(*b_args, **b_kwargs)
     except Exception as exc:  # noqa: BLE001 - any error is a failed check, not a crash
         result.message = f"raised {type(exc).__name__}: {exc}"
         return result
     # The float64 point the backend sees: its inputs rounded to the dtype under test.
     rounded = [np.asarray(backend.to_numpy(p)).astype(np.float64) for p in primals]
-    r_template = _map_structure(lambda v: _numpy_constants(backend, v), b_template)
-    r_args, r_kwargs = _fill(r_template, rounded)
+    r_template = map_structure(lambda v: _numpy_constants(backend, v), b_template)
+    r_args, r_kwargs = fill(r_template, rounded)
     r_kwargs = {k: v for k, v in r_kwargs.items() if k != "like"}
     expected = expected_outputs(case.reference(*r_args, **r_kwargs))
     floating = [i for i, r in enumerate(expected) if r is not None and r.dtype.kind == "f"]
@@ -214,7 +166,7 @@ def check(
     ]
 
     def f(*p: Any) -> list[Any]:
-        args, kwargs = _fill(b_template, p)
+        args, kwargs = fill(b_template, p)
         outs = flatten(fn(*args, **kwargs))
         return [outs[i] for i in floating]
 
@@ -238,7 +190,7 @@ def check(
             for g, dirs in zip(gradients, directions, strict=True)
         ]
     ).reshape(len(leaves), N_DIRECTIONS)
-    key = ("grad", case.id, _fingerprint((rounded, u_rounded)))
+    key = ("grad", case.id, fingerprint((rounded, u_rounded)))
     if key not in references:
         references[key] = _finite_differences(case, r_template, rounded, floating, u_rounded, directions)
     numeric: np.ndarray = references[key]
@@ -252,11 +204,11 @@ def check(
 
 def _numpy_constants(backend: seqops.Backend, value: Any) -> Any:
     """Backend integer/boolean arrays back to NumPy for the reference; leaves kept."""
-    if isinstance(value, _Leaf):
+    if isinstance(value, Leaf):
         return value
     if backend.owns(value):
         return np.asarray(backend.to_numpy(value))
-    return _map_structure(lambda v: _numpy_constants(backend, v), value)
+    return map_structure(lambda v: _numpy_constants(backend, v), value)
 
 
 def _dot(a: np.ndarray, b: np.ndarray) -> float:
@@ -279,7 +231,7 @@ def _finite_differences(
     out = np.zeros((len(rounded), N_DIRECTIONS))
 
     def evaluate(values: list[np.ndarray]) -> list[np.ndarray]:
-        args, kwargs = _fill(r_template, values)
+        args, kwargs = fill(r_template, values)
         kwargs = {k: v for k, v in kwargs.items() if k != "like"}
         outs = expected_outputs(case.reference(*args, **kwargs))
         return [outs[i] for i in floating]  # type: ignore[misc]

@@ -4,12 +4,16 @@ renderings (terminal table, JSON, Markdown).
 JSON schema (``schema_version`` 3)::
 
     {"schema_version": 3,
-     "metadata": {"seqops": str, "backends": {name: {library: version}}, "platform": str,
+     "metadata": {"seed": int, "seqops": str, "backends": {name: {library: version}}, "platform": str,
                   "python": str, "date": ISO 8601 str, "jax_x64": bool | null},
      "summary": {"backends": int, "ops": int, "checks": int, "gradient_checks": int,
                  "implementations": {name: int}, "failed": int, "skipped": int,
                  "worst_error": {dtype: float | null},
                  "worst_gradient_error": {dtype: float | null}},
+     "coverage": {"ops_total": int, "ops_run": int, "ops_passed": int,
+                  "failed_ops": [str], "unchecked_ops": [str]},
+     "agreement": [{"op", "dtype", "backends": [str, str], "worst_disagreement": float | null,
+                    "cases": int}],
      "notes": [str],
      "skipped_backends": [{"backend": str, "reason": str}],
      "cells": [{"op", "transformation", "implementation", "backend", "device", "dtype",
@@ -17,8 +21,9 @@ JSON schema (``schema_version`` 3)::
      "results": [{"backend", "device", "dtype", "op", "case", "implementation", "error",
                   "tolerance", "status", "message", "transformation"}]}
 
-``transformation`` is ``"eager"`` (the outputs) or ``"grad"`` (the vector-Jacobian product
-against finite differences of the reference); ``checks`` counts both, ``worst_error`` is
+``transformation`` is ``"eager"`` (the outputs), ``"grad"`` (the vector-Jacobian product
+against finite differences of the reference), ``"jit"``, ``"vmap"`` or ``"compile"`` (the
+outputs of the transformed op); ``checks`` counts both, ``worst_error`` is
 over the eager checks and ``worst_gradient_error`` over the gradient ones (their
 tolerances differ). ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``; an error is
 ``null`` when no comparison was possible (the call raised, or the output has the wrong
@@ -26,7 +31,12 @@ type, shape or non-finite values). Version 2 added ``transformation``, ``notes``
 ``gradient_checks`` and ``worst_gradient_error``; version 3 made the implementation a
 dimension: each case runs with every implementation that accepts the call (the dispatched
 fast path, ``portable``, ``portable-tiled``...), a cell is one implementation's results and
-``summary.implementations`` counts the checks of each.
+``summary.implementations`` counts the checks of each. Version 4 added ``coverage`` (ops
+passed / run / total: an op passes when every check of it that ran passed), ``agreement``
+(the worst disagreement between every pair of backends per op and dtype, on the eager
+outputs of the implementation each dispatches to; sampling cases excluded, their draws
+differ by design), the transformations ``jit``, ``vmap`` and ``compile``, and the run's
+``seed`` in the metadata.
 """
 
 from __future__ import annotations
@@ -45,7 +55,7 @@ from rich.table import Table
 
 from seqops_conformance.tolerances import GRADIENT_TOLERANCES, TOLERANCES
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 @dataclass
@@ -85,6 +95,20 @@ class Cell:
 
 
 @dataclass
+class Agreement:
+    """The worst disagreement between two backends on one op and dtype, over its cases:
+    ``max |a - b| / max(|a|, |b|)`` per output (the fraction of differing entries for
+    integer and boolean outputs), the worst over the outputs and cases compared; ``None``
+    when some output could not be compared (shapes differ, or not finite in one only)."""
+
+    op: str
+    dtype: str
+    backends: tuple[str, str]
+    worst_disagreement: float | None
+    cases: int
+
+
+@dataclass
 class Report:
     """What :func:`seqops_conformance.run` found.
 
@@ -100,12 +124,18 @@ class Report:
     notes : list of str
         What the run did not cover and why (e.g. which backends and dtypes have no
         gradient checks).
+    agreement : list of Agreement
+        Per op, dtype and pair of backends that ran it, their worst disagreement.
+    ops_total : int
+        The number of public ops (the coverage denominator); 0 when unknown.
     """
 
     results: list[Result] = field(default_factory=list)
     skipped_backends: list[tuple[str, str]] = field(default_factory=list)
     metadata: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    agreement: list[Agreement] = field(default_factory=list)
+    ops_total: int = 0
 
     @property
     def failures(self) -> list[Result]:
@@ -161,6 +191,34 @@ class Report:
                 worst[dtype] = _worst(r.error for r in ran)
         return worst
 
+    def coverage(self) -> dict[str, Any]:
+        """Ops passed / run / total (like the ONNX backend test report): an op *runs* when
+        some check of it ran (not skipped) and *passes* when every one of them passed;
+        with the ops that failed and those with no check that ran."""
+        ran: dict[str, bool] = {}
+        seen = set()
+        for r in self.results:
+            seen.add(r.op)
+            if r.status != "skip":
+                ran[r.op] = ran.get(r.op, True) and r.status == "pass"
+        return {
+            "ops_total": max(self.ops_total, len(seen)),
+            "ops_run": len(ran),
+            "ops_passed": sum(ran.values()),
+            "failed_ops": sorted(op for op, ok in ran.items() if not ok),
+            "unchecked_ops": sorted(seen - set(ran)),
+        }
+
+    def coverage_line(self) -> str:
+        """``coverage: 39 ops passed / 39 run / 39 total``, and which failed or never ran."""
+        c = self.coverage()
+        line = f"coverage: {c['ops_passed']} ops passed / {c['ops_run']} run / {c['ops_total']} total"
+        if c["failed_ops"]:
+            line += f"; failed: {', '.join(c['failed_ops'])}"
+        if c["unchecked_ops"]:
+            line += f"; no check ran: {', '.join(c['unchecked_ops'])}"
+        return line
+
     def summary(self) -> dict[str, Any]:
         """Counts of backends, ops, checks (gradient checks among them, and per
         implementation, most first), failures and skips, and the worst error per dtype of
@@ -211,6 +269,15 @@ class Report:
             "schema_version": SCHEMA_VERSION,
             "metadata": self.metadata,
             "summary": summary,
+            "coverage": self.coverage(),
+            "agreement": [
+                {
+                    **asdict(a),
+                    "backends": list(a.backends),
+                    "worst_disagreement": _finite(a.worst_disagreement),
+                }
+                for a in self.agreement
+            ],
             "notes": list(self.notes),
             "skipped_backends": [{"backend": b, "reason": why} for b, why in self.skipped_backends],
             "cells": [{**asdict(c), "worst_error": _finite(c.worst_error)} for c in self.cells()],
@@ -228,6 +295,8 @@ class Report:
             "# seqops conformance",
             "",
             f"**{self.summary_line()}**",
+            "",
+            f"**{self.coverage_line()}**",
             "",
             "Worst error per op, transformation, implementation and dtype (normwise relative "
             "error; tolerances "
@@ -259,6 +328,7 @@ class Report:
                 f"| {' '.join(r.message.replace('|', '/').split())} |"
                 for r in self.failures
             ]
+        lines += self._agreement_markdown()
         if self.notes:
             lines += ["", "## Notes", ""]
             lines += [f"- {note}" for note in self.notes]
@@ -311,6 +381,39 @@ class Report:
             console.print(f"[dim]note: {escape(note)}[/]", highlight=False, soft_wrap=True)
         style = "bold green" if self.ok else "bold red"
         console.print(self.summary_line(), style=style, highlight=False, soft_wrap=True)
+        console.print(self.coverage_line(), style=style, highlight=False, soft_wrap=True)
+
+    def _agreement_markdown(self) -> list[str]:
+        """The cross-backend agreement section: rows op × dtype, a column per backend pair."""
+        if not self.agreement:
+            return []
+        pairs = list(dict.fromkeys(a.backends for a in self.agreement))
+        rows: dict[tuple[str, str], dict[tuple[str, str], Agreement]] = {}
+        for a in self.agreement:
+            rows.setdefault((a.op, a.dtype), {})[a.backends] = a
+        lines = [
+            "",
+            "## Cross-backend agreement",
+            "",
+            "Worst disagreement between two backends on the same rounded inputs, "
+            "`max |a - b| / max(|a|, |b|)` over the outputs and cases of the op (the eager "
+            "outputs of the implementation each backend dispatches to; sampling excluded).",
+            "",
+            "| op | dtype | " + " | ".join(f"{a} / {b}" for a, b in pairs) + " |",
+            "|---|---|" + "---:|" * len(pairs),
+        ]
+        for (op, dtype), found in rows.items():
+            texts = [_fmt(found[p].worst_disagreement) if p in found else "·" for p in pairs]
+            lines.append(f"| {op} | {dtype} | " + " | ".join(texts) + " |")
+        return lines
+
+    def to_png(self, path: str | Path) -> None:
+        """Draw the worst error of the eager checks per op (rows) and backend/dtype
+        (columns) as a heatmap on a log scale, each cell annotated (``✗`` marks a failure,
+        grey a skip or nothing ran). Needs matplotlib (``pip install seqops[plot]``)."""
+        from seqops_conformance.heatmap import draw
+
+        draw(self, Path(path))
 
     def _grid(self) -> tuple[list[str], dict[tuple[str, str, str, str], dict[str, Cell]]]:
         """Column labels (backend, or backend@device when a backend ran on several devices)
@@ -343,6 +446,10 @@ class Report:
             key = (c.op, c.transformation, c.implementation, c.dtype)
             rows.setdefault(key, {})[label[c.backend, c.device]] = c
         return columns, rows
+
+
+def _agreement_dict(a: Agreement) -> dict[str, Any]:
+    return {**asdict(a), "backends": list(a.backends), "worst_disagreement": _finite(a.worst_disagreement)}
 
 
 def _worst(errors: Iterable[float | None]) -> float | None:

@@ -43,7 +43,14 @@ def seqops_implementations(op: str, backend: seqops.Backend) -> list[seqops.Impl
     import jax.numpy as jnp
 
     fast = _JaxFast(jnp)
-    return [seqops.Implementation("jax-dot-product-attention", fast.sdpa, decline=fast.decline_sdpa)]
+    limitations = [seqops.Limitation(FLOAT64, dtype="float64")]
+    if not ACCEPT_ON_CPU:
+        limitations.append(seqops.Limitation(ON_CPU, device="cpu"))
+    return [
+        seqops.Implementation(
+            "jax-dot-product-attention", fast.sdpa, decline=fast.decline_sdpa, limitations=tuple(limitations)
+        )
+    ]
 
 
 class _JaxFast:

@@ -29,6 +29,10 @@ NEED_WEIGHTS = "need_weights=True: torch's fused kernel does not return the atte
 HALF_RECURRENT = (
     "half precision: torch's recurrent kernels carry the state in half precision, the contract in float32"
 )
+HALF_RECURRENT_LIMITATIONS = (
+    seqops.Limitation(HALF_RECURRENT, dtype="float16"),
+    seqops.Limitation(HALF_RECURRENT, dtype="bfloat16"),
+)
 EMPTY_SEQUENCE = "an empty sequence (T = 0)"
 EMPTY_BATCH = "an empty batch"
 
@@ -40,8 +44,12 @@ def seqops_implementations(op: str, backend: seqops.Backend) -> list[seqops.Impl
     table = {
         "scaled_dot_product_attention": seqops.Implementation("torch-sdpa", sdpa, decline=decline_sdpa),
         "multi_head_attention": seqops.Implementation("torch-mha-sdpa", mha, decline=decline_mha),
-        "lstm": seqops.Implementation("torch-lstm", lstm, decline=decline_lstm),
-        "rnn": seqops.Implementation("torch-rnn", rnn, decline=decline_rnn),
+        "lstm": seqops.Implementation(
+            "torch-lstm", lstm, decline=decline_lstm, limitations=HALF_RECURRENT_LIMITATIONS
+        ),
+        "rnn": seqops.Implementation(
+            "torch-rnn", rnn, decline=decline_rnn, limitations=HALF_RECURRENT_LIMITATIONS
+        ),
     }
     return [table[op]] if op in table else None
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from seqops._lib.typing import Array, Device, DType, Namespace
+from seqops.hookspecs import Limitation
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,10 @@ class Backend:
     name: str = ""
     #: Import name of the array library (``"torch"``, ``"jax"``, ...).
     library: str = ""
+    #: What this backend does not support (ops, dtypes, devices, transformations), each
+    #: with the reason: the conformance suite skips those checks and the docs' support
+    #: table lists them (see :class:`seqops.Limitation`).
+    limitations: tuple[Limitation, ...] = ()
 
     # -- identity -------------------------------------------------------------------
     def owns(self, x: object, /) -> bool:
