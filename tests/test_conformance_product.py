@@ -298,7 +298,13 @@ def test_pytest_plugin_rejects_unknown_names(tmp_path) -> None:
 
 def _install(source: Path, target: Path) -> dict[str, str]:
     """pip-install ``source`` (and marray) into ``target``; the environment that sees it."""
-    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation"]
+    pip = [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps"]
+    try:  # build with this environment's setuptools when it has one (no download)
+        import setuptools  # noqa: F401
+
+        pip.append("--no-build-isolation")
+    except ImportError:
+        pass
     done = subprocess.run([*pip, "--target", str(target), str(source)], capture_output=True, text=True)
     if done.returncode != 0:
         pytest.fail(f"pip install {source} failed:\n{done.stderr}")
@@ -342,3 +348,18 @@ def test_a_wrong_variant_of_the_example_fails_naming_op_dtype_error_and_toleranc
     assert "dtype float32" in done.stdout and "dtype float64" in done.stdout
     assert "implementation marray-softmax" in done.stdout
     assert "worst error 1.0e-02, tolerance 1e-05" in done.stdout
+
+
+def test_the_tolerance_table_of_the_docs_is_the_suites() -> None:
+    from seqops_conformance import GRADIENT_TOLERANCES, TOLERANCES
+
+    lines = (ROOT / "docs" / "certifying-your-backend.md").read_text().splitlines()
+    for dtype, tol in TOLERANCES.items():
+        row = next(line for line in lines if line.startswith(f"| {dtype} | "))
+        _, roundoff, outputs, gradients, _ = (cell.strip() for cell in row.split("|")[1:-1])
+        assert float(outputs) == tol
+        assert float(roundoff) == pytest.approx(
+            float(np.finfo(dtype).eps) / 2 if dtype != "bfloat16" else 2**-8, rel=0.05
+        )
+        grad = GRADIENT_TOLERANCES.get(dtype)
+        assert gradients == "—" if grad is None else float(gradients) == grad

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -55,7 +56,15 @@ def _torch_compile(f: Callable[..., Any]) -> Callable[..., Any]:
 
     torch._dynamo.reset()  # a fresh cache per case: no recompilation limit, no reuse
     backend = os.environ.get("SEQOPS_CONFORMANCE_COMPILE_BACKEND", "inductor")
-    return torch.compile(f, backend=backend)  # type: ignore[no-any-return]
+    compiled = torch.compile(f, backend=backend)
+
+    def run(*args: Any) -> Any:
+        with warnings.catch_warnings():
+            # array-api-compat's lru_cache'd type checks, traced through: harmless, one per case
+            warnings.filterwarnings("ignore", message="Dynamo detected a call to a `functools.lru_cache`")
+            return compiled(*args)
+
+    return run
 
 
 DRIVERS: dict[str, dict[str, Transform]] = {
