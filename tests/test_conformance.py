@@ -570,7 +570,7 @@ def test_conformance_catches_swapped_lstm_gates(capsys) -> None:
     out = capsys.readouterr().out
     assert "FAIL lstm[" in out and "via swapped-gates" in out
     report = run(backends=["numpy"], ops=["lstm", "lstm_cell"], progress=False)
-    lstm_cases = {c.id for c in CASES if c.op == "lstm"}
+    lstm_cases = {c.id for c in CASES if c.op == "lstm" and "T=0" not in c.name}  # empty: nothing to swap
     assert {r.case for r in report.failures} == lstm_cases  # every case, and lstm_cell untouched
     assert {r.dtype for r in report.failures} == {"float16", "float32", "float64"}
     assert all(r.implementation == "swapped-gates" and r.error > 0.1 for r in report.failures)
