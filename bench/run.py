@@ -618,6 +618,20 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _merged(path: Path, report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` (of an ``--only`` run) merged into the results already at ``path`` from
+    the same machine: its cases replace theirs, the others are kept, both commands listed."""
+    if not path.exists():
+        return report
+    earlier = json.loads(path.read_text())
+    if earlier.get("machine", {}).get("cpu") != report["machine"]["cpu"]:
+        return report  # another machine: these results stand alone
+    earlier["cases"].update(report["cases"])
+    earlier["command"] = f"{earlier['command']}; then {report['command']}"
+    earlier["seconds"] += report["seconds"]
+    return earlier
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--gpu", action="store_true", help="also run the GPU cases (skipped without a GPU)")
@@ -664,6 +678,7 @@ def main(argv: list[str] | None = None) -> int:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")
     prefix = args.name or (f"gpu-{stamp}" if args.gpu else f"cpu-{stamp}")
     args.out.mkdir(parents=True, exist_ok=True)
+    report = _merged(args.out / f"{prefix}.json", report) if args.only else report
     (args.out / f"{prefix}.json").write_text(json.dumps(report, indent=2, default=str) + "\n")
     (args.out / f"{prefix}.md").write_text(markdown(report))
     print(f"wrote {args.out / prefix}.json and .md ({report['seconds']:.0f} s)")

@@ -85,7 +85,7 @@ def scaled_dot_product_attention(
     xp = backend.namespace()
     # The hot path: cheap tests of the common, valid call; anything else (including every
     # error) goes through the full checks, which raise the detailed messages.
-    dtype, q_shape, k_shape, v_shape = q.dtype, tuple(q.shape), tuple(k.shape), tuple(v.shape)
+    dtype, q_shape, k_shape, v_shape = q.dtype, q.shape, k.shape, v.shape
     ndim = 3 if enable_gqa else 2
     if (
         k.dtype == dtype

@@ -64,8 +64,9 @@ def _torch() -> Any:
 
 
 def _attention_dtype(dtype: Any) -> bool:
-    torch = _torch()
-    return dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64)
+    """float16, bfloat16, float32 or float64 (a float8 is 1 byte): attributes only, no
+    import, as this runs on every call."""
+    return bool(dtype.is_floating_point and dtype.itemsize >= 2)
 
 
 # -- attention ------------------------------------------------------------------------
