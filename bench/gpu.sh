@@ -69,9 +69,11 @@ conformance() { # name, time limit, arguments...
         status=1
     fi
 }
+# eager and grad only: jit/vmap (one XLA compilation per case and dtype) and torch.compile would
+# not fit the device time; they are checked on CPU (bench/results/conformance-*-cpu-*.md).
 conformance cupy 150 --backend cupy
-conformance torch 150 --backend torch --device cuda:0
-conformance jax 150 --backend jax --device cuda:0
+conformance torch 150 --backend torch --device cuda:0 --transformation eager --transformation grad
+conformance jax 150 --backend jax --device cuda:0 --transformation eager --transformation grad
 
 # -- 3. the GPU benchmarks (the same harness as the CPU ones, GPU cases only) ----------------------
 if timeout 240 "$python" bench/run.py --gpu --no-cpu --out "$out" --name gpu >"$out/bench.log" 2>&1; then

@@ -175,7 +175,9 @@ def set_attention_memory_budget(nbytes: int | None, /) -> int:
 
     ``None`` restores the default (``SEQOPS_ATTENTION_MEMORY_BUDGET``, else 256 MiB); ``0``
     makes :func:`seqops.scaled_dot_product_attention` use the memory-efficient tiled path
-    whenever no fast path takes the call.
+    whenever no fast path takes the call. :func:`seqops.multi_head_attention` (without
+    ``need_weights``) and :func:`seqops.transformer_encoder_layer` follow the same budget for
+    their per-head ``(..., heads, L, S)`` scores.
 
     Examples
     --------

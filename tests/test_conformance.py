@@ -133,7 +133,8 @@ def test_results_name_the_implementation(report: Report) -> None:
     tiled = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable-tiled"}
     plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}
     assert tiled and tiled <= plain  # the tiled attention forced by a budget of 0, beside the plain
-    assert {case.split("[")[0] for case, _, _ in tiled} == {"scaled_dot_product_attention"}
+    tiling = {"scaled_dot_product_attention", "multi_head_attention", "transformer_encoder_layer"}
+    assert {case.split("[")[0] for case, _, _ in tiled} == tiling
     summary = report.summary()
     assert summary["implementations"]["portable-tiled"] == len(tiled)
     assert f"portable-tiled {len(tiled)}" in report.summary_line()

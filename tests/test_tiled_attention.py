@@ -206,3 +206,52 @@ def test_torch_compile_fullgraph_traces_the_tiled_path(torch: Any) -> None:
     np.testing.assert_allclose(
         compiled(q, k, v).numpy(), plain.fn(q, k, v, **kwargs).numpy(), rtol=2e-5, atol=2e-6
     )
+
+
+def _mha_inputs(d: int = 8, heads: int = 2) -> tuple[np.ndarray, seqops.MHAParams]:
+    x = rng.standard_normal((2, 9, d)).astype(np.float32)
+    w = [(rng.standard_normal((d, d)) / math.sqrt(d)).astype(np.float32) for _ in range(4)]
+    b = [(0.1 * rng.standard_normal(d)).astype(np.float32) for _ in range(4)]
+    return x, seqops.MHAParams(w[0], w[1], w[2], w[3], b[0], b[1], b[2], b[3])
+
+
+def test_multi_head_attention_and_the_encoder_layer_tile_over_the_budget(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Over the budget, MHA and the encoder layer attend per head with the tiled path: the
+    plain (L, S) attention is never called, and the results equal the plain ones."""
+    from seqops._agnostic import attention
+
+    x, params = _mha_inputs()
+    mask = np.tri(9, dtype=bool)
+    kpm = np.ones((2, 9), dtype=bool)
+    kpm[1, 6:] = False
+    layer = seqops.EncoderLayerParams(
+        params,
+        rng.standard_normal((8, 16)).astype(np.float32) / 3,
+        None,
+        rng.standard_normal((16, 8)).astype(np.float32) / 4,
+        None,
+    )
+    mha = seqops.multi_head_attention
+    enc = seqops.transformer_encoder_layer
+    with seqops.use("numpy"):
+        expected_mha = mha(x, x, x, params, num_heads=2, mask=mask, key_padding_mask=kpm)
+        expected_enc = enc(x, layer, num_heads=2, key_padding_mask=kpm, is_causal=True)
+    old = seqops.set_attention_memory_budget(0)
+    try:
+        assert seqops.explain(mha, x, x, x, params, num_heads=2).chosen == "portable-tiled"
+        assert seqops.explain(enc, x, layer, num_heads=2).chosen == "portable-tiled"
+        needs = seqops.explain(mha, x, x, x, params, num_heads=2, need_weights=True)
+        assert needs.chosen == "portable" and "need_weights=True" in str(needs)
+
+        def no_plain(*args: Any, **kwargs: Any) -> Any:
+            raise AssertionError("the plain (L, S) attention ran")
+
+        monkeypatch.setattr(attention, "scaled_dot_product_attention", no_plain)
+        got_mha = mha(x, x, x, params, num_heads=2, mask=mask, key_padding_mask=kpm)
+        got_enc = enc(x, layer, num_heads=2, key_padding_mask=kpm, is_causal=True)
+    finally:
+        seqops.set_attention_memory_budget(old)
+    np.testing.assert_allclose(got_mha, expected_mha, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got_enc, expected_enc, rtol=1e-5, atol=1e-5)

@@ -7,6 +7,7 @@ dimension, ``q (..., L, E)``, ``k (..., S, E)``, ``v (..., S, Ev)``.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
@@ -230,8 +231,14 @@ def multi_head_attention(
     is_causal: bool,
     keep: Array | None = None,
     need_weights: bool = False,
+    attend: Callable[..., Array] | None = None,
 ) -> Any:
-    """Project, attend per head, merge and project out; see :func:`seqops.multi_head_attention`."""
+    """Project, attend per head, merge and project out; see :func:`seqops.multi_head_attention`.
+
+    ``attend(xp, q, k, v, *, mask, bias, is_causal, scale, enable_gqa, keep)`` computes the
+    per-head attention (e.g. a tiled :func:`tiled_scaled_dot_product_attention`); default the
+    plain :func:`scaled_dot_product_attention`, which ``need_weights=True`` always uses.
+    """
     q = split_heads(xp, linear(xp, query, params.w_q, params.b_q), num_heads)  # (..., H, L, dh)
     k = split_heads(xp, linear(xp, key, params.w_k, params.b_k), num_heads)  # (..., H, S, dh)
     v = split_heads(xp, linear(xp, value, params.w_v, params.b_v), num_heads)  # (..., H, S, dv)
@@ -239,19 +246,18 @@ def multi_head_attention(
     if key_padding_mask is not None:
         kpm = key_padding_mask[..., None, None, :]  # (..., 1, 1, S)
         allowed = kpm if allowed is None else xp.logical_and(allowed, kpm)
-    attended = scaled_dot_product_attention(
-        xp,
-        q,
-        k,
-        v,
-        mask=allowed,
-        bias=None,
-        is_causal=is_causal,
-        scale=1.0 / math.sqrt(q.shape[-1]),
-        enable_gqa=False,
-        keep=keep,
-        return_weights=need_weights,
-    )
+    options: dict[str, Any] = {
+        "mask": allowed,
+        "bias": None,
+        "is_causal": is_causal,
+        "scale": 1.0 / math.sqrt(q.shape[-1]),
+        "enable_gqa": False,
+        "keep": keep,
+    }
+    if need_weights or attend is None:
+        attended = scaled_dot_product_attention(xp, q, k, v, **options, return_weights=need_weights)
+    else:
+        attended = attend(xp, q, k, v, **options)
     heads, weights = attended if need_weights else (attended, None)
     out = linear(xp, merge_heads(xp, heads), params.w_o, params.b_o)
     return (out, weights) if need_weights else out

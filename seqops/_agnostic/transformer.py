@@ -54,10 +54,12 @@ def transformer_encoder_layer(
     key_padding_mask: Array | None,
     is_causal: bool,
     eps: float,
+    attend: Callable[..., Array] | None = None,
 ) -> Array:
-    """Self-attention and feed-forward sublayers with residuals, post-norm or pre-norm."""
+    """Self-attention and feed-forward sublayers with residuals, post-norm or pre-norm;
+    ``attend`` computes the per-head attention (see :func:`multi_head_attention`)."""
 
-    def attend(h: Array) -> Array:
+    def self_attention(h: Array) -> Array:
         return multi_head_attention(
             xp,
             h,
@@ -68,6 +70,7 @@ def transformer_encoder_layer(
             mask=mask,
             key_padding_mask=key_padding_mask,
             is_causal=is_causal,
+            attend=attend,
         )
 
     def ffn(h: Array) -> Array:
@@ -80,7 +83,7 @@ def transformer_encoder_layer(
         return layer_norm(xp, h, params.norm2_weight, params.norm2_bias, eps=eps)
 
     if norm_first:
-        x = x + attend(norm1(x))
+        x = x + self_attention(norm1(x))
         return x + ffn(norm2(x))
-    x = norm1(x + attend(x))
+    x = norm1(x + self_attention(x))
     return norm2(x + ffn(x))

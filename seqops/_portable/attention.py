@@ -142,6 +142,23 @@ def _score_rows(q: Array, k: Array, v: Array, enable_gqa: bool) -> int:
 _FITS = "the (L, S) scores fit the memory budget"
 
 
+def _fits(xp: Any, rows: int, q_len: int, kv_len: int, dtype: Any) -> bool:
+    """Whether ``rows`` score matrices ``(L, S)`` (in the compute dtype) fit the budget."""
+    size = 8 if dtype == xp.float64 else 4
+    return rows * q_len * kv_len * size <= TILED.budget
+
+
+def _tiled(xp: Any, rows: int, kv_len: int, dtype: Any) -> Callable[..., Array]:
+    """The tiled attention for ``rows`` score matrices over ``kv_len`` keys, its query
+    blocks sized so that one block's scores take about ``TILED.tile_bytes``."""
+    size = 8 if dtype == xp.float64 else 4
+    key_tile = min(TILED.key_tile, kv_len)
+    query_tile = max(1, TILED.tile_bytes // (size * max(1, rows) * max(1, key_tile)))
+    return functools.partial(
+        attention.tiled_scaled_dot_product_attention, key_tile=key_tile, query_tile=query_tile
+    )
+
+
 @variant("scaled_dot_product_attention")
 def _sdpa_tiled(backend: Backend) -> Implementation:
     xp = backend.namespace()
@@ -152,8 +169,7 @@ def _sdpa_tiled(backend: Backend) -> Implementation:
     ) -> str | None:
         if return_weights:
             return "return_weights=True needs the whole (L, S) weights"
-        size = 8 if q.dtype == xp.float64 else 4
-        if _score_rows(q, k, v, enable_gqa) * q.shape[-2] * k.shape[-2] * size <= TILED.budget:
+        if _fits(xp, _score_rows(q, k, v, enable_gqa), q.shape[-2], k.shape[-2], q.dtype):
             return _FITS
         return None
 
@@ -166,19 +182,19 @@ def _sdpa_tiled(backend: Backend) -> Implementation:
         if dropout_p > 0.0:
             # The same draws as the plain path (one (..., L, S) multiplier, sliced per tile).
             keep = _keep_for(backend, q, k, v, dropout_p, rng, options["enable_gqa"])
-        rows = _score_rows(q, k, v, options["enable_gqa"])
-        key_tile = min(TILED.key_tile, k.shape[-2])
-        size = 8 if q.dtype == xp.float64 else 4
-        query_tile = max(1, TILED.tile_bytes // (size * max(1, rows) * max(1, key_tile)))
-        return attention.tiled_scaled_dot_product_attention(
-            xp, q, k, v, keep=keep, key_tile=key_tile, query_tile=query_tile, **options
-        )
+        tiled = _tiled(xp, _score_rows(q, k, v, options["enable_gqa"]), k.shape[-2], q.dtype)
+        return tiled(xp, q, k, v, keep=keep, **options)
 
     return Implementation("portable-tiled", run, decline)
 
 
 @portable("multi_head_attention")
 def _mha(backend: Backend) -> Callable[..., Any]:
+    return _mha_with(backend, tiled=False)
+
+
+def _mha_with(backend: Backend, *, tiled: bool) -> Callable[..., Any]:
+    """The portable multi-head attention, its per-head attention plain or tiled."""
     xp = backend.namespace()
 
     def run(
@@ -193,17 +209,45 @@ def _mha(backend: Backend) -> Callable[..., Any]:
         rng: Any,
         **options: Any,
     ) -> Any:
+        lead = broadcast(tuple(query.shape[:-2]), tuple(key.shape[:-2]), tuple(value.shape[:-2]))
         keep = None
         if dropout_p > 0.0:
-            lead = broadcast(tuple(query.shape[:-2]), tuple(key.shape[:-2]), tuple(value.shape[:-2]))
             keep = _dropout_keep(
                 backend, rng, dropout_p, (*lead, num_heads, query.shape[-2], key.shape[-2]), query
             )
+        attend = None
+        if tiled and not options["need_weights"]:
+            attend = _tiled(xp, math.prod(lead) * num_heads, key.shape[-2], query.dtype)
         return attention.multi_head_attention(
-            xp, query, key, value, params, num_heads=num_heads, keep=keep, **options
+            xp, query, key, value, params, num_heads=num_heads, keep=keep, attend=attend, **options
         )
 
     return run
+
+
+@variant("multi_head_attention")
+def _mha_tiled(backend: Backend) -> Implementation:
+    xp = backend.namespace()
+
+    def decline(
+        query: Array,
+        key: Array,
+        value: Array,
+        params: Any,
+        /,
+        *,
+        num_heads: int,
+        need_weights: bool,
+        **_: Any,
+    ) -> str | None:
+        if need_weights:
+            return "need_weights=True needs the whole (L, S) weights"
+        lead = broadcast(tuple(query.shape[:-2]), tuple(key.shape[:-2]), tuple(value.shape[:-2]))
+        if _fits(xp, math.prod(lead) * num_heads, query.shape[-2], key.shape[-2], query.dtype):
+            return _FITS
+        return None
+
+    return Implementation("portable-tiled", _mha_with(backend, tiled=True), decline)
 
 
 on_namespace("layer_norm", transformer.layer_norm)
@@ -231,3 +275,22 @@ def _encoder_layer(backend: Backend) -> Callable[..., Any]:
         )
 
     return run
+
+
+@variant("transformer_encoder_layer")
+def _encoder_layer_tiled(backend: Backend) -> Implementation:
+    xp = backend.namespace()
+
+    def rows(x: Array, num_heads: int) -> int:
+        return math.prod(tuple(x.shape[:-2])) * num_heads
+
+    def decline(x: Array, params: Any, /, *, num_heads: int, **_: Any) -> str | None:
+        return _FITS if _fits(xp, rows(x, num_heads), x.shape[-2], x.shape[-2], x.dtype) else None
+
+    def run(x: Array, params: Any, /, *, activation: str, **options: Any) -> Array:
+        attend = _tiled(xp, rows(x, options["num_heads"]), x.shape[-2], x.dtype)
+        return transformer.transformer_encoder_layer(
+            xp, x, params, activation=activation_fn(backend, activation), attend=attend, **options
+        )
+
+    return Implementation("portable-tiled", run, decline)
