@@ -490,3 +490,68 @@ def test_disabling_the_plugins_by_environment_gives_the_portable_path(torch_fast
     env = {**os.environ, "SEQOPS_DISABLE_PLUGINS": "torch-fast,jax-fast"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     assert done.stdout.split() == ["portable", "portable"]
+
+
+# -- CuPy (needs a CUDA device) ----------------------------------------------------------------
+
+
+@pytest.fixture
+def cupy_fast() -> Any:
+    availability = dict((b.name, ok) for b, ok in seqops.backends())["cupy"]
+    if not availability:
+        pytest.skip(f"backend 'cupy' unavailable: {availability.reason}")
+    _plugin_or_skip("cupy-fast")
+    import cupy
+
+    return cupy
+
+
+def _cupy_recurrent_inputs(cupy: Any, batch: tuple[int, ...], dtype: Any, bias: bool) -> tuple[Any, ...]:
+    size_in, hidden = 5, 6
+
+    def c(*shape: int) -> Any:
+        return cupy.asarray(rng.standard_normal(shape) * 0.5, dtype=dtype)
+
+    return (
+        c(7, *batch, size_in),
+        c(*batch, hidden),
+        c(*batch, hidden),
+        c(size_in, 4 * hidden),
+        c(hidden, 4 * hidden),
+        c(4 * hidden) if bias else None,
+    )
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no-bias"])
+@pytest.mark.parametrize("batch", BATCHES, ids=str)
+def test_cupy_lstm_matches_portable(cupy_fast, batch: tuple[int, ...], bias: bool, dtype_name: str) -> None:
+    cupy = cupy_fast
+    xs, h0, c0, w_ih, w_hh, b = _cupy_recurrent_inputs(cupy, batch, getattr(cupy, dtype_name), bias)
+    assert seqops.explain(seqops.lstm, xs, (h0, c0), w_ih, w_hh, b).chosen == "cupy-lstm"
+    hs, (h, c) = seqops.lstm(xs, (h0, c0), w_ih, w_hh, b)
+    with without("cupy-fast"):
+        hs_p, (h_p, c_p) = seqops.lstm(xs, (h0, c0), w_ih, w_hh, b)
+    for a, e in ((hs, hs_p), (h, h_p), (c, c_p)):
+        assert isinstance(a, cupy.ndarray) and a.shape == e.shape and a.dtype == e.dtype
+        np.testing.assert_allclose(cupy.asnumpy(a), cupy.asnumpy(e), **_tol(dtype_name))
+
+
+def test_cupy_lstm_declines_with_reason(cupy_fast) -> None:
+    cupy = cupy_fast
+    xs, h0, c0, w_ih, w_hh, b = _cupy_recurrent_inputs(cupy, (2,), cupy.float16, True)
+    explanation = seqops.explain(seqops.lstm, xs, (h0, c0), w_ih, w_hh, b)
+    assert explanation.chosen == "portable" and "half precision" in str(explanation)
+    xs, h0, c0, w_ih, w_hh, b = _cupy_recurrent_inputs(cupy, (2,), cupy.float32, True)
+    explanation = seqops.explain(seqops.lstm, xs[:0], (h0, c0), w_ih, w_hh, b)
+    assert explanation.chosen == "portable" and "empty sequence" in str(explanation)
+
+
+def test_the_cupy_plugin_imports_without_cupy() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, seqops_cupy_fast; print('cupy' in sys.modules)"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert done.stdout.strip() == "False"
