@@ -44,18 +44,20 @@ _REPORT_KEY = pytest.StashKey["Any"]()
 @dataclass(frozen=True)
 class Item:
     """One conformance test: a case on a target under a transformation, and for eager
-    checks the implementation (``None``: the whole check, e.g. an unavailable backend)."""
+    checks the implementation (``None``: every result of the check); or, with ``skip``, a
+    test that only skips with that reason (an unavailable backend), named ``label``."""
 
-    case: Any
-    target: Any
-    transformation: str
-    implementation: str | None
+    case: Any = None
+    target: Any = None
+    transformation: str = ""
+    implementation: str | None = None
     skip: str = ""
+    label: str = ""
 
     @property
     def id(self) -> str:
         if self.skip:
-            return self.implementation or "skipped"
+            return self.label
         t = self.target
         parts = [t.backend.name, t.label, t.dtype_name, self.transformation]
         parts += [self.implementation] if self.implementation else []
@@ -141,12 +143,12 @@ def _plan(config: pytest.Config) -> list[Item]:
     for name in names:
         backend, availability = registered[name]
         if not availability:
-            items.append(Item(None, None, "", f"{name}-unavailable", skip=f"{name}: {availability.reason}"))
+            items.append(Item(skip=f"{name}: {availability.reason}", label=f"{name}-unavailable"))
             continue
         chosen = _devices(backend, devices)
         if not chosen:
             why = f"{name}: none of the devices {', '.join(devices or ())} on this machine"
-            items.append(Item(None, None, "", f"{name}-no-device", skip=why))
+            items.append(Item(skip=why, label=f"{name}-no-device"))
         for device in chosen:
             for dtype_name, dtype in backend.floating_dtypes(device).items():
                 if dtype_name not in TOLERANCES or (dtypes and dtype_name not in dtypes):
