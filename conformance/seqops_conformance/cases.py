@@ -248,6 +248,7 @@ _add(
             ((4, 7), "bottom_right"),
             ((7, 4), "bottom_right"),
             ((6, 6), "bottom_right"),
+            ((1, 5), "bottom_right"),  # one decoding step: the new query sees every key
         )
     },
     _single(ref.causal_mask),
@@ -310,8 +311,12 @@ for _op, _reference in (("softmax", ref.softmax), ("log_softmax", ref.log_softma
 # -- layer norm and feed-forward ---------------------------------------------------------------
 
 
-def _layer_norm(rng, *, weight=True, bias=True, offset=0.0, eps=None):
+def _layer_norm(rng, *, weight=True, bias=True, offset=0.0, eps=None, constant_rows=()):
+    """Inputs ``(3, 5, 16)``; the rows indexed by ``constant_rows`` are constant (zero
+    variance: the output is the bias, ``eps`` keeps it finite)."""
     x = offset + _normal(rng, 3, 5, 16, scale=1.0)
+    for row in constant_rows:
+        x[row] = offset + 0.5
     kwargs = {} if eps is None else {"eps": eps}
     w = 1.0 + _normal(rng, 16, scale=0.2) if weight else None
     b = _normal(rng, 16, scale=0.2) if bias else None
@@ -326,6 +331,7 @@ _add(
         "weight only": partial(_layer_norm, bias=False),
         "bias only": partial(_layer_norm, weight=False),
         "offset mean eps": partial(_layer_norm, offset=8.0, eps=1e-3),
+        "constant rows": partial(_layer_norm, constant_rows=((0, 1), (2, 4))),
     },
     _single(ref.layer_norm),
     grad=("affine", "offset mean eps"),
@@ -391,6 +397,7 @@ _add(
     {
         "self": _mha,
         "cross": partial(_mha, source=7),
+        "one query (a decoding step)": partial(_mha, length=1, source=7),
         "unbatched": partial(_mha, lead=()),
         "no biases": partial(_mha, bias=False),
         "mask (L,S)": partial(_mha, source=7, mask=(5, 7)),

@@ -161,9 +161,10 @@ def _plan(config: pytest.Config) -> list[Item]:
                         if t != "eager":
                             items.append(Item(case, target, t, None))
                             continue
-                        seed = option("seqops_seed")
-                        for impl in implementation_names(case, target, seed=seed) or [None]:
-                            items.append(Item(case, target, t, impl))
+                        accepting: list[str | None] = list(
+                            implementation_names(case, target, seed=option("seqops_seed"))
+                        )
+                        items += [Item(case, target, t, impl) for impl in accepting or [None]]
     return items
 
 
