@@ -218,15 +218,22 @@ MEMORY_CHILD = r"""
 import json, resource, sys, time, tracemalloc
 import numpy as np
 import seqops
-n = int(sys.argv[1])
+n, op = int(sys.argv[1]), sys.argv[2]
 rng = np.random.default_rng(0)
-q, k, v = (rng.standard_normal((1, 8, n, 64), dtype=np.float32) for _ in range(3))
+if op == "sdpa":  # (B, H, N, D) = (1, 8, n, 64)
+    fn = seqops.scaled_dot_product_attention
+    args, kwargs = [rng.standard_normal((1, 8, n, 64), dtype=np.float32) for _ in range(3)], {}
+else:  # multi-head self-attention of (1, n, 512) with 8 heads of 64: the same (L, S) scores
+    fn = seqops.multi_head_attention
+    x = rng.standard_normal((1, n, 512), dtype=np.float32)
+    w = [rng.standard_normal((512, 512), dtype=np.float32) / np.float32(512**0.5) for _ in range(4)]
+    args, kwargs = [x, x, x, seqops.MHAParams(*w)], {"num_heads": 8}
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 with open("/proc/self/statm") as f:
     rss_before = int(f.read().split()[1]) * resource.getpagesize()
 tracemalloc.start()  # NumPy reports its array allocations to tracemalloc
 start = time.perf_counter()
-out = seqops.scaled_dot_product_attention(q, k, v)
+out = fn(*args, **kwargs)
 seconds = time.perf_counter() - start
 call_peak = tracemalloc.get_traced_memory()[1]
 tracemalloc.stop()
@@ -238,12 +245,22 @@ print(json.dumps({"peak_bytes": peak, "ru_maxrss_bytes": maxrss, "ru_maxrss_befo
     "rss_before_call_bytes": rss_before,
     "call_peak_alloc_bytes": call_peak, "seconds": seconds,
     "finite": bool(np.isfinite(out).all()),
-    "implementation": seqops.explain(seqops.scaled_dot_product_attention, q, k, v).chosen}))
+    "implementation": seqops.explain(fn, *args, **kwargs).chosen}))
 """
 
 
 def case_attn_memory(args: argparse.Namespace) -> dict[str, Any]:
-    """Peak resident memory of one NumPy attention at N=16384 (a fresh process).
+    """Peak resident memory of one NumPy attention at N=16384 (a fresh process)."""
+    return _memory(args, "sdpa", "memory-efficient attention NumPy fp32 B=1 H=8 N={n} D=64")
+
+
+def case_mha_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak resident memory of one NumPy multi-head self-attention at N=16384, 8 heads of 64."""
+    return _memory(args, "mha", "memory-efficient multi-head attention NumPy fp32 B=1 N={n} D=512 8 heads")
+
+
+def _memory(args: argparse.Namespace, op: str, what: str) -> dict[str, Any]:
+    """Run ``op`` once in a fresh process and record its peak memory.
 
     The peak is the child's ``VmHWM`` (Linux): its ``ru_maxrss`` starts from the parent's
     (kept across fork and exec), so a parent with torch and JAX loaded would hide it; both
@@ -251,10 +268,14 @@ def case_attn_memory(args: argparse.Namespace) -> dict[str, Any]:
     """
     n = 4096 if args.quick else 16384
     done = subprocess.run(
-        [sys.executable, "-c", MEMORY_CHILD, str(n)], capture_output=True, text=True, check=True, timeout=600
+        [sys.executable, "-c", MEMORY_CHILD, str(n), op],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
     )
     entry = json.loads(done.stdout.strip().splitlines()[-1])
-    entry["what"] = f"memory-efficient attention NumPy fp32 B=1 H=8 N={n} D=64, peak RSS of the process"
+    entry["what"] = what.format(n=n) + ", peak RSS of the process"
     entry["peak_gib"] = entry["peak_bytes"] / 2**30
     entry["call_peak_alloc_gib"] = entry["call_peak_alloc_bytes"] / 2**30
     entry["naive_scores_gib"] = 8 * n * n * 4 / 2**30
@@ -504,6 +525,7 @@ CPU_CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "lstm_torch": case_lstm_torch,
     "lstm_jax": case_lstm_jax,
     "attn_memory": case_attn_memory,
+    "mha_memory": case_mha_memory,
 }
 GPU_CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "gpu_attn_torch": case_gpu_attn_torch,
