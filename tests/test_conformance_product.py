@@ -291,6 +291,16 @@ def test_pytest_plugin_skips_an_unavailable_backend_with_the_reason(tmp_path) ->
     assert f"cupy: {availability.reason}" in done.stdout  # e.g. "cupy: no CUDA device"
 
 
+def test_pytest_plugin_skips_what_cannot_run_here_with_the_reason(tmp_path) -> None:
+    done = _pytest(
+        "--seqops-backend", "numpy", "--seqops-device", "cuda:7", "--seqops-transformation", "grad", "-rs",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0 and "2 skipped" in done.stdout, done.stdout
+    assert "numpy: none of the devices cuda:7 on this machine" in done.stdout
+    assert "numpy: the suite has no grad driver for this backend" in done.stdout
+
+
 def test_pytest_plugin_rejects_unknown_names(tmp_path) -> None:
     done = _pytest("--seqops-backend", "nope", cwd=tmp_path)
     assert done.returncode == 4 and "unknown backend 'nope'" in done.stderr

@@ -14,7 +14,9 @@ dtype, implementation, worst error and tolerance. Options (``pytest --help``, gr
     Repeatable; default every available backend. An unavailable one gives a single
     skipped test with the reason (``cupy: no CUDA device``).
 ``--seqops-device D``, ``--seqops-dtype NAME``, ``--seqops-op NAME``, ``--seqops-transformation NAME``
-    Repeatable filters, as ``seqops conformance`` has.
+    Repeatable filters, as ``seqops conformance`` has. A device the backend lacks, or a
+    transformation asked for explicitly that has no driver for it, gives one skipped test
+    with the reason.
 ``--seqops-skips FILE``, ``--seqops-xfails FILE``
     One test-id substring per line, optionally followed by ``# reason``; ``#`` lines and
     blank lines are ignored. Matching tests are skipped or marked as expected failures
@@ -130,6 +132,7 @@ def _plan(config: pytest.Config) -> list[Item]:
         applies,
         implementation_names,
     )
+    from seqops_conformance.support import transformations_of
     from seqops_conformance.tolerances import TOLERANCES
 
     option = config.getoption
@@ -149,6 +152,10 @@ def _plan(config: pytest.Config) -> list[Item]:
         if not chosen:
             why = f"{name}: none of the devices {', '.join(devices or ())} on this machine"
             items.append(Item(skip=why, label=f"{name}-no-device"))
+        for t in option("seqops_transformation") or ():  # asked for explicitly, so say why not
+            if t not in transformations_of(backend):
+                why = f"{name}: the suite has no {t} driver for this backend"
+                items.append(Item(skip=why, label=f"{name}-{t}-no-driver"))
         for device in chosen:
             for dtype_name, dtype in backend.floating_dtypes(device).items():
                 if dtype_name not in TOLERANCES or (dtypes and dtype_name not in dtypes):
