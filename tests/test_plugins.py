@@ -7,6 +7,7 @@ import ast
 import inspect
 import subprocess
 import sys
+import traceback
 from pathlib import Path
 from typing import Any
 
@@ -121,21 +122,89 @@ class RaisingDecline:
         return [seqops.Implementation("fragile", lambda *a, **k: None, decline=decline)]
 
 
+def _softmax_reference(x: np.ndarray) -> np.ndarray:
+    return np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True)
+
+
+# softmax goes through the generic ``call``; attention through its own compiled dispatcher.
+OPS_BY_DISPATCH = {
+    "call": (seqops.softmax, _softmax_reference),
+    "dispatcher": (
+        lambda x: seqops.scaled_dot_product_attention(x, x, x, scale=1.0),
+        lambda x: _softmax_reference(x @ x.T) @ x,
+    ),
+}
+
+
+@pytest.mark.parametrize("dispatch", OPS_BY_DISPATCH)
 @pytest.mark.parametrize(
     ("plugin", "message"), [(RaisingImplementations(), "boom in hook"), (RaisingDecline(), "boom in decline")]
 )
-def test_plugin_raising_in_a_hook_is_quarantined(plugin: object, message: str) -> None:
-    x = np.array([1.0, 2.0, 3.0])
+def test_plugin_raising_in_a_hook_is_quarantined(plugin: object, message: str, dispatch: str) -> None:
+    op, reference = OPS_BY_DISPATCH[dispatch]
+    x = np.array([[1.0, 2.0, 3.0], [0.5, -1.0, 0.0]])
+    op(x)  # the caches are filled before the plugin arrives
     name = seqops.register_plugin(plugin, name="broken-fast-path")
     try:
         with pytest.warns(seqops.SeqopsPluginWarning, match=f"'broken-fast-path' quarantined.*{message}"):
-            out = seqops.softmax(x)
+            out = op(x)
     finally:
         if seqops.registry.pm.has_plugin(name):
             seqops.unregister_plugin(name)
         seqops.registry.quarantined.pop(name, None)
-    np.testing.assert_allclose(out, np.exp(x) / np.exp(x).sum())
+    np.testing.assert_allclose(out, reference(x))
     assert not seqops.registry.pm.has_plugin(name)
+
+
+class Sentinel:
+    """Accepts every op on NumPy and returns its own name: shows who ran."""
+
+    @seqops.hookimpl
+    def seqops_implementations(self, op: str, backend: seqops.Backend) -> list[seqops.Implementation] | None:
+        if backend.name != "numpy":
+            return None
+
+        def fn(*args: Any, **kwargs: Any) -> str:
+            if kwargs.get("scale") == 0.25:
+                raise ZeroDivisionError("raised by the plugin")
+            return "sentinel"
+
+        return [seqops.Implementation("sentinel", fn)]
+
+
+@pytest.mark.parametrize("dispatch", OPS_BY_DISPATCH)
+def test_a_plugin_registered_after_calls_is_asked_by_the_next_call(dispatch: str) -> None:
+    op, reference = OPS_BY_DISPATCH[dispatch]
+    x = np.array([[1.0, 2.0], [3.0, 4.0]])
+    op(x)
+    name = seqops.register_plugin(Sentinel(), name="sentinel")
+    try:
+        assert op(x) == "sentinel"
+    finally:
+        seqops.unregister_plugin(name)
+    np.testing.assert_allclose(op(x), reference(x))
+
+
+def test_a_traceback_through_a_compiled_dispatcher_shows_its_source() -> None:
+    x = np.ones((2, 2))
+    name = seqops.register_plugin(Sentinel(), name="sentinel")
+    try:
+        with pytest.raises(ZeroDivisionError) as info:
+            seqops.scaled_dot_product_attention(x, x, x, scale=0.25)
+    finally:
+        seqops.unregister_plugin(name)
+    frames = "".join(traceback.format_tb(info.value.__traceback__))
+    assert "<seqops dispatch dispatch_scaled_dot_product_attention>" in frames
+    assert "return _impl.fn(q, k, v, mask=mask, bias=bias" in frames
+
+
+def test_a_dispatcher_refuses_parameter_names_that_are_not_identifiers() -> None:
+    from seqops._dispatch import dispatcher
+
+    with pytest.raises(ValueError, match="bad parameter name 'x=1'"):
+        dispatcher("softmax", ("x=1",), ())
+    with pytest.raises(ValueError, match="bad parameter name '_impl'"):
+        dispatcher("softmax", ("x",), ("_impl",))
 
 
 class FakeEntryPoint:

@@ -41,6 +41,7 @@ EMPTY_BATCH = "an empty batch"
 def seqops_implementations(op: str, backend: seqops.Backend) -> list[seqops.Implementation] | None:
     if backend.name != "torch":
         return None
+    _load_attention(_torch())
     table = {
         "scaled_dot_product_attention": seqops.Implementation("torch-sdpa", sdpa, decline=decline_sdpa),
         "multi_head_attention": seqops.Implementation("torch-mha-sdpa", mha, decline=decline_mha),
@@ -63,21 +64,42 @@ def _torch() -> Any:
     return torch
 
 
-def _attention_dtype(dtype: Any) -> bool:
-    """float16, bfloat16, float32 or float64 (a float8 is 1 byte): attributes only, no
-    import, as this runs on every call."""
-    return bool(dtype.is_floating_point and dtype.itemsize >= 2)
-
-
 # -- attention ------------------------------------------------------------------------
+# Looked up once, by the hook above (torch is loaded by then: its arrays are torch tensors),
+# as attribute chains cost ~0.1 µs each on the hot path of a tiny attention.
+_sdpa_kernel: Any = None  # torch.nn.functional.scaled_dot_product_attention
+_ATTENTION_DTYPES: frozenset[Any] = frozenset()  # what torch's attention kernels compute
+
+
+def _load_attention(torch: Any) -> None:
+    global _sdpa_kernel, _ATTENTION_DTYPES  # noqa: PLW0603 - set once, read on every call
+    _sdpa_kernel = torch.nn.functional.scaled_dot_product_attention
+    _ATTENTION_DTYPES = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+
+
+# The hot path of a tiny attention: every parameter is named (a ``**rest`` dict costs
+# ~0.2 µs per call), and the common call gives torch no keyword (its argument parser takes
+# ~0.1-0.4 µs for each).
 def decline_sdpa(
-    q: Any, k: Any, v: Any, /, *, dropout_p: float, return_weights: bool, **_: Any
+    q: Any,
+    k: Any,
+    v: Any,
+    /,
+    *,
+    mask: Any,
+    bias: Any,
+    is_causal: bool,
+    scale: float,
+    dropout_p: float,
+    rng: Any,
+    enable_gqa: bool,
+    return_weights: bool,
 ) -> str | None:
     if return_weights:
         return WEIGHTS
     if dropout_p > 0.0:
         return DROPOUT
-    if not _attention_dtype(q.dtype):
+    if q.dtype not in _ATTENTION_DTYPES:
         return f"dtype {q.dtype} is not one torch's attention kernels compute"
     return None
 
@@ -92,31 +114,42 @@ def sdpa(
     bias: Any,
     is_causal: bool,
     scale: float,
+    dropout_p: float,
+    rng: Any,
     enable_gqa: bool,
-    **_: Any,
+    return_weights: bool,
 ) -> Any:
-    torch = _torch()
-    if is_causal and (mask is not None or bias is not None):
-        # torch refuses attn_mask together with is_causal: fold top-left causality in.
-        causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
-        mask = causal if mask is None else mask & causal
-        is_causal = False
-    if bias is None:
-        attn_mask = mask  # bool, True = attend: torch's meaning too
-    elif mask is None:
-        attn_mask = bias
+    if mask is None and bias is None:
+        if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(q.shape[-1]):
+            # The common call, without keywords (torch's default scale is the same double).
+            return _sdpa_kernel(q, k, v)
+        attn_mask = None
     else:
-        # torch takes one attn_mask: a float mask, -inf where not allowed.
-        attn_mask = torch.where(mask, bias, torch.tensor(-math.inf, dtype=bias.dtype, device=bias.device))
-    out = torch.nn.functional.scaled_dot_product_attention(
-        q, k, v, attn_mask=attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa
-    )
+        attn_mask = _attention_mask(q, k, mask, bias, is_causal)
+        is_causal = False
+    out = _sdpa_kernel(q, k, v, attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
     if attn_mask is not None and q.device.type != "cpu":
         # torch's CPU kernels give zeros on rows with no allowed key (checked by the
         # tests); the GPU kernels are not all documented to, so zero those rows here.
+        torch = _torch()
         allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > -math.inf
         out = torch.where(allowed.any(dim=-1, keepdim=True), out, torch.zeros((), dtype=out.dtype))
     return out
+
+
+def _attention_mask(q: Any, k: Any, mask: Any, bias: Any, is_causal: bool) -> Any:
+    """The one ``attn_mask`` torch takes for ``mask``, ``bias`` and ``is_causal`` (torch
+    refuses ``attn_mask`` together with ``is_causal``, so causality is folded in)."""
+    torch = _torch()
+    if is_causal:
+        causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
+        mask = causal if mask is None else mask & causal
+    if bias is None:
+        return mask  # bool, True = attend: torch's meaning too
+    if mask is None:
+        return bias
+    # a float mask, -inf where not allowed
+    return torch.where(mask, bias, torch.tensor(-math.inf, dtype=bias.dtype, device=bias.device))
 
 
 # -- multi-head attention -------------------------------------------------------------
@@ -125,7 +158,7 @@ def decline_mha(query: Any, *args: Any, dropout_p: float, need_weights: bool, **
         return NEED_WEIGHTS
     if dropout_p > 0.0:
         return DROPOUT
-    if not _attention_dtype(query.dtype):
+    if query.dtype not in _ATTENTION_DTYPES:
         return f"dtype {query.dtype} is not one torch's attention kernels compute"
     return None
 
@@ -165,7 +198,10 @@ def mha(
         bias=None,
         is_causal=is_causal,
         scale=1.0 / math.sqrt(q.shape[-1]),
+        dropout_p=0.0,
+        rng=None,
         enable_gqa=False,
+        return_weights=False,
     )  # (..., H, L, dv)
     heads = heads.transpose(-2, -3)
     merged = heads.reshape(*heads.shape[:-2], heads.shape[-2] * heads.shape[-1])  # (..., L, D_vo)

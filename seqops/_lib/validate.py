@@ -7,8 +7,12 @@ All checks look only at shapes and dtypes, which are static under ``jax.jit`` an
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from seqops._lib.typing import Array, DType, Namespace
+
+if TYPE_CHECKING:
+    from seqops._lib.backend import Backend
 
 
 def dtype_name(dtype: DType) -> str:
@@ -37,31 +41,29 @@ def broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     return tuple(result)
 
 
-# type(dtype) -> {(dtype, kind): bool}. A dtype's kind is the same in every library (float32
+# kind -> type(dtype) -> {dtype: bool}. A dtype's kind is the same in every library (float32
 # is floating in all). One table per dtype type: torch.compile traces this lookup, and Dynamo
 # cannot compare a torch dtype with a NumPy one as keys of one dict.
-_KIND_CACHE: dict[type, dict[tuple[object, str], bool]] = {}
+_KIND_CACHE: dict[str, dict[type, dict[DType, bool]]] = {"real floating": {}, "bool": {}}
+_FLOATING, _BOOL = _KIND_CACHE["real floating"], _KIND_CACHE["bool"]
 
 
-def _is_kind(xp: Namespace, dtype: DType, kind: str) -> bool:
-    table = _KIND_CACHE.get(type(dtype))
-    if table is None:
-        table = _KIND_CACHE[type(dtype)] = {}
-    key = (dtype, kind)
-    known = table.get(key)
-    if known is None:
-        known = table[key] = bool(xp.isdtype(dtype, kind))
+def is_floating(backend: Backend, dtype: DType) -> bool:
+    """``isdtype(dtype, "real floating")`` in ``backend``'s namespace, cached (a hot path)."""
+    known = _FLOATING.get(type(dtype), {}).get(dtype)
+    return _learn_kind(backend, dtype, "real floating") if known is None else known
+
+
+def is_bool(backend: Backend, dtype: DType) -> bool:
+    """``isdtype(dtype, "bool")`` in ``backend``'s namespace, cached (a hot path)."""
+    known = _BOOL.get(type(dtype), {}).get(dtype)
+    return _learn_kind(backend, dtype, "bool") if known is None else known
+
+
+def _learn_kind(backend: Backend, dtype: DType, kind: str) -> bool:
+    known = bool(backend.namespace().isdtype(dtype, kind))
+    _KIND_CACHE[kind].setdefault(type(dtype), {})[dtype] = known
     return known
-
-
-def is_floating(xp: Namespace, dtype: DType) -> bool:
-    """``xp.isdtype(dtype, "real floating")``, cached."""
-    return _is_kind(xp, dtype, "real floating")
-
-
-def is_bool(xp: Namespace, dtype: DType) -> bool:
-    """``xp.isdtype(dtype, "bool")``, cached."""
-    return _is_kind(xp, dtype, "bool")
 
 
 def require_floating(xp: Namespace, **arrays: Array | None) -> None:
