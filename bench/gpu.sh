@@ -5,6 +5,7 @@
 #   bench/gpu.sh OUT_DIR [WHEELS_DIR]
 #
 # OUT_DIR receives: machine.txt (nvidia-smi, versions), conformance-{cupy,torch,jax}.{json,md,log},
+# pytest-cupy.log (the CuPy fast-path tests that need a device),
 # gpu.json / gpu.md (benchmarks: torch bf16 attention vs SDPA, JAX bf16 vs cuDNN attention,
 # CuPy fp16 attention vs the portable path, CuPy LSTM), bench.log and summary.txt.
 # WHEELS_DIR (default: $SEQOPS_WHEELS, else shared/wheels) holds the pure-Python wheels seqops
@@ -74,6 +75,15 @@ conformance() { # name, time limit, arguments...
 conformance cupy 150 --backend cupy
 conformance torch 150 --backend torch --device cuda:0 --transformation eager --transformation grad
 conformance jax 150 --backend jax --device cuda:0 --transformation eager --transformation grad
+
+# -- 2b. the tests of the CuPy fast paths that need a device (they skip on CPU machines) --------
+if timeout 120 "$python" -m pytest -q -p no:cacheprovider tests/test_cupy_attention.py \
+    tests/test_fast_paths.py -k cupy >"$out/pytest-cupy.log" 2>&1; then
+    note "pytest cupy fast paths: pass ($(tail -n 1 "$out/pytest-cupy.log"))"
+else
+    note "pytest cupy fast paths: FAIL (see pytest-cupy.log: $(tail -n 1 "$out/pytest-cupy.log"))"
+    status=1
+fi
 
 # -- 3. the GPU benchmarks (the same harness as the CPU ones, GPU cases only) ----------------------
 if timeout 240 "$python" bench/run.py --gpu --no-cpu --out "$out" --name gpu >"$out/bench.log" 2>&1; then

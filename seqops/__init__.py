@@ -14,6 +14,7 @@ from seqops._plugins import SeqopsPluginWarning, registry
 from seqops.activations import log_softmax, softmax  # noqa: E402
 from seqops.attention import (  # noqa: E402
     MHAParams,
+    attention_memory_budget,
     causal_mask,
     multi_head_attention,
     padding_mask,
@@ -91,6 +92,7 @@ __all__ = [
     "Limitation",
     "MHAParams",
     "SeqopsPluginWarning",
+    "attention_memory_budget",
     "autoregressive_log_likelihood",
     "backends",
     "bernoulli_log_likelihood",

@@ -177,6 +177,22 @@ def _check_sdpa_inputs(
     return lead
 
 
+def attention_memory_budget() -> int:
+    """The bytes the attention scores may take (see :func:`set_attention_memory_budget`).
+
+    Fast paths that materialise scores in chunks (the CuPy plugin) size them by it too.
+
+    Examples
+    --------
+    >>> import seqops
+    >>> seqops.attention_memory_budget() >= 0
+    True
+    """
+    from seqops._portable.attention import TILED
+
+    return TILED.budget
+
+
 def set_attention_memory_budget(nbytes: int | None, /) -> int:
     """Set the bytes the attention scores may take before the tiled path runs; return the old value.
 

@@ -1,4 +1,6 @@
-"""Fast path on the CuPy backend: the LSTM gate update fused into one CUDA kernel.
+"""Fast paths on the CuPy backend: the LSTM gate update fused into one CUDA kernel
+(``cupy-lstm``, this module) and attention as two tensor-core GEMMs around one fused softmax
+kernel (``cupy-attention``, :mod:`seqops_cupy_fast.attention`).
 
 Per step the portable ``lstm`` launches a product and about a dozen elementwise kernels
 (gate slices, three sigmoids, two tanh, the products and sums of the cell update), which
@@ -25,6 +27,7 @@ import math
 from typing import Any
 
 import seqops
+from seqops_cupy_fast import attention
 
 HALF = "half precision: the fused kernel would carry the state in float16, the contract in float32"
 EMPTY_SEQUENCE = "an empty sequence (T = 0)"
@@ -45,13 +48,20 @@ h_new = out_gate * tanh(c_new);
 
 @seqops.hookimpl
 def seqops_implementations(op: str, backend: seqops.Backend) -> list[seqops.Implementation] | None:
-    if backend.name != "cupy" or op != "lstm":
+    if backend.name != "cupy":
         return None
-    return [
-        seqops.Implementation(
-            "cupy-lstm", lstm, decline=decline_lstm, limitations=(seqops.Limitation(HALF, dtype="float16"),)
-        )
-    ]
+    if op == "lstm":
+        return [
+            seqops.Implementation(
+                "cupy-lstm",
+                lstm,
+                decline=decline_lstm,
+                limitations=(seqops.Limitation(HALF, dtype="float16"),),
+            )
+        ]
+    if op == "scaled_dot_product_attention":
+        return [seqops.Implementation("cupy-attention", attention.sdpa, decline=attention.decline_sdpa)]
+    return None
 
 
 def decline_lstm(xs: Any, state: Any, *args: Any) -> str | None:
