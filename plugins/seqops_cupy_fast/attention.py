@@ -172,19 +172,7 @@ def _kernel(dtype_name: str) -> Any:
 
 
 def decline_sdpa(
-    q: Any,
-    k: Any,
-    v: Any,
-    /,
-    *,
-    mask: Any,
-    bias: Any,
-    is_causal: bool,
-    scale: float,
-    dropout_p: float,
-    rng: Any,
-    enable_gqa: bool,
-    return_weights: bool,
+    q: Any, k: Any, v: Any, /, *, dropout_p: float, return_weights: bool, **_: Any
 ) -> str | None:
     if return_weights:
         return WEIGHTS
@@ -192,7 +180,7 @@ def decline_sdpa(
         return DROPOUT
     if q.dtype.name not in ("float16", "float32", "float64"):
         return f"dtype {q.dtype.name}: the fused softmax kernel exists for float16, float32 and float64"
-    if 0 in (q.shape[-2], k.shape[-2], q.shape[-1], v.shape[-1]) or 0 in q.shape[:-2]:
+    if 0 in (*q.shape, *k.shape, *v.shape):
         return EMPTY
     return None
 
@@ -207,10 +195,8 @@ def sdpa(
     bias: Any,
     is_causal: bool,
     scale: float,
-    dropout_p: float,
-    rng: Any,
     enable_gqa: bool,
-    return_weights: bool,
+    **_: Any,
 ) -> Any:
     """:func:`seqops.scaled_dot_product_attention` on CuPy arrays ``q (..., L, E)``,
     ``k (..., S, E)``, ``v (..., S, Ev)``: the output ``(..., L, Ev)`` in ``q``'s dtype."""
