@@ -139,15 +139,23 @@ def _torch_case(torch: Any, case: tuple[Any, ...], dtype: Any) -> tuple[Any, Any
 def test_torch_sdpa_matches_portable(torch_fast, case: str, dtype_name: str) -> None:
     torch = torch_fast
     q, k, v, options = _torch_case(torch, SDPA_CASES[case], getattr(torch, dtype_name))
+    out = _sdpa_against_portable("torch-fast", "torch-sdpa", q, k, v, options, dtype_name)
+    if "mask-full-row" in case:
+        assert torch.all(out[..., 1, :] == 0)
+
+
+def _sdpa_against_portable(
+    plugin: str, implementation: str, q: Any, k: Any, v: Any, options: dict[str, Any], dtype_name: str
+) -> Any:
+    """The fast path's attention (checked to be the one chosen), compared with the portable one."""
     f = seqops.scaled_dot_product_attention
-    assert seqops.explain(f, q, k, v, **options).chosen == "torch-sdpa"
+    assert seqops.explain(f, q, k, v, **options).chosen == implementation
     out = f(q, k, v, **options)
-    with without("torch-fast"):
+    with without(plugin):
         expected = f(q, k, v, **options)
     assert out.dtype == q.dtype and out.shape == expected.shape
     _close(out, expected, dtype_name)
-    if "mask-full-row" in case:
-        assert torch.all(out[..., 1, :] == 0)
+    return out
 
 
 @pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
@@ -419,13 +427,7 @@ def _jax_case(jnp: Any, case: tuple[Any, ...], dtype: Any) -> tuple[Any, Any, An
 def test_jax_sdpa_matches_portable(jax_fast, case: str, dtype_name: str) -> None:
     jnp = jax_fast.numpy
     q, k, v, options = _jax_case(jnp, SDPA_CASES[case], getattr(jnp, dtype_name))
-    f = seqops.scaled_dot_product_attention
-    assert seqops.explain(f, q, k, v, **options).chosen == "jax-dot-product-attention"
-    out = f(q, k, v, **options)
-    with without("jax-fast"):
-        expected = f(q, k, v, **options)
-    assert out.dtype == q.dtype and out.shape == expected.shape
-    _close(out, expected, dtype_name)
+    out = _sdpa_against_portable("jax-fast", "jax-dot-product-attention", q, k, v, options, dtype_name)
     if "full-row" in case:
         assert bool(jnp.all(out[..., 1, :] == 0))
 
