@@ -6,25 +6,21 @@ registers) and returns arrays of the same library, device and dtype.
 
 from __future__ import annotations
 
-# Backends are plugins importing `Backend`/`hookimpl` from here: import the ops after.
-from seqops import convert, diagnostics  # noqa: E402
-from seqops._dispatch import Explanation, explain, use
-from seqops._lib.backend import Availability, Backend
+from seqops import _builtin, convert, diagnostics, ops
+from seqops._dispatch import Explanation, candidates, declared_ops, explain, implementations, use
 from seqops._plugins import SeqopsPluginWarning, registry
-from seqops.activations import log_softmax, softmax  # noqa: E402
-from seqops.attention import (  # noqa: E402
+from seqops.activations import log_softmax, softmax
+from seqops.attention import (
     MHAParams,
-    attention_memory_budget,
     causal_mask,
     multi_head_attention,
     padding_mask,
     scaled_dot_product_attention,
-    set_attention_memory_budget,
     sinusoidal_positional_encoding,
 )
-from seqops.clipping import clip_grad_norm, clip_grad_value  # noqa: E402
-from seqops.decoding import decode, greedy, sample_logits  # noqa: E402
-from seqops.generative import (  # noqa: E402
+from seqops.clipping import clip_grad_norm, clip_grad_value
+from seqops.decoding import decode, greedy, sample_logits
+from seqops.generative import (
     bernoulli_log_likelihood,
     elbo,
     gaussian_log_likelihood,
@@ -33,17 +29,19 @@ from seqops.generative import (  # noqa: E402
     kl_normal_standard,
     reparameterize,
 )
-from seqops.hookspecs import Implementation, Limitation, hookimpl
-from seqops.losses import autoregressive_log_likelihood, cross_entropy  # noqa: E402
-from seqops.pixelcnn import masked_conv2d, pixelcnn_mask  # noqa: E402
-from seqops.recurrent import lstm, lstm_cell, rnn, rnn_cell  # noqa: E402
-from seqops.transformer import (  # noqa: E402
+from seqops.config import attention_memory_budget, set_attention_memory_budget
+from seqops.contract import Availability, Backend, Implementation, Limitation, check_rng, find_limitation
+from seqops.hookspecs import hookimpl
+from seqops.losses import autoregressive_log_likelihood, cross_entropy
+from seqops.pixelcnn import masked_conv2d, pixelcnn_mask
+from seqops.recurrent import lstm, lstm_cell, rnn, rnn_cell
+from seqops.transformer import (
     EncoderLayerParams,
     feed_forward,
     layer_norm,
     transformer_encoder_layer,
 )
-from seqops.vision import (  # noqa: E402
+from seqops.vision import (
     cyclic_shift,
     patchify,
     relative_position_index,
@@ -81,7 +79,7 @@ def unregister_plugin(name: str, /) -> None:
 
 
 # Load the plugins now, outside any tracing (torch.compile cannot trace the loading).
-registry.backends()
+registry.load(_builtin)
 
 __all__ = [
     "Availability",
@@ -95,6 +93,8 @@ __all__ = [
     "attention_memory_budget",
     "autoregressive_log_likelihood",
     "backends",
+    "candidates",
+    "check_rng",
     "bernoulli_log_likelihood",
     "causal_mask",
     "clip_grad_norm",
@@ -102,14 +102,17 @@ __all__ = [
     "convert",
     "cross_entropy",
     "cyclic_shift",
+    "declared_ops",
     "decode",
     "diagnostics",
     "elbo",
     "explain",
     "feed_forward",
+    "find_limitation",
     "gaussian_log_likelihood",
     "greedy",
     "hookimpl",
+    "implementations",
     "kl_mvn",
     "kl_normal_normal",
     "kl_normal_standard",
@@ -119,6 +122,7 @@ __all__ = [
     "lstm_cell",
     "masked_conv2d",
     "multi_head_attention",
+    "ops",
     "padding_mask",
     "patchify",
     "pixelcnn_mask",

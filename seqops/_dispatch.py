@@ -10,10 +10,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from seqops._lib.backend import Backend
 from seqops._lib.typing import Array, Device, DType
 from seqops._lib.validate import dtype_name
+from seqops._op import DECLARED, Op, as_op
 from seqops._plugins import registry
+from seqops.contract import Backend, Implementation
 
 _default_backend: contextvars.ContextVar[str] = contextvars.ContextVar(
     "seqops_default_backend", default="numpy"
@@ -156,9 +157,9 @@ class Explanation:
         return "\n".join(lines)
 
 
-Dispatched = tuple[str, Backend, tuple[Any, ...], dict[str, Any]]
-"""What a public function hands :func:`call`: op, backend, validated args and kwargs."""
-_Handler = Callable[[str, Backend, tuple[Any, ...], dict[str, Any]], Any]
+Dispatched = tuple[Op, Backend, tuple[Any, ...], dict[str, Any]]
+"""What a public function hands its op's dispatcher: op, backend, validated args and kwargs."""
+_Handler = Callable[[Op, Backend, tuple[Any, ...], dict[str, Any]], Any]
 
 
 class _Intercepted(Exception):  # noqa: N818 - control flow, never escapes _dispatched()
@@ -167,89 +168,97 @@ class _Intercepted(Exception):  # noqa: N818 - control flow, never escapes _disp
 
 
 # Threads whose calls are intercepted (explain(), candidates()), with what runs instead.
-# A plain global, not a ContextVar: torch.compile must trace call().
+# A plain global, not a ContextVar: torch.compile must trace the dispatchers.
 _INTERCEPTED: dict[int, _Handler] = {}
 
 
-# The dispatch loop, written once and compiled for each calling convention: ``call`` takes
-# ``*args, **kwargs``; a hot op's own dispatcher (:func:`dispatcher`) takes the op's
-# parameters by name and passes them on by name, as building and unpacking a ``**kwargs``
-# dict at each hop (the dispatcher, ``decline``, ``fn``) costs ~0.2 µs per hop for
-# attention's eight keywords. The loop's own names start with ``_`` (parameters may not);
-# ``{{``/``}}`` are braces of the generated code.
-_LOOP = """
-def {function}({signature}):
+# The dispatch loop, written once and compiled per op from its declared contract, so that
+# every argument is passed by name at each hop (building and unpacking a ``**kwargs`` dict
+# costs ~0.2 µs a hop for attention's eight keywords). Its own names start with ``_``
+# (contract parameters may not). Built-in declines raise only on a bug, and the registry
+# wraps a third party's so that one raising quarantines it and declines: no try here.
+_LOOP = """\
+def {function}(_backend, {parameters}):
     if _INTERCEPTED and _get_ident() in _INTERCEPTED:
-        return _INTERCEPTED[_get_ident()]({op}, _backend, {args_tuple}, {kwargs_dict})
-    for _plugin, _impl in _cache.get(({op}, _backend.name)) or _registry.implementations({op}, _backend):
-        if _impl.decline is not None:
-            try:
-                _reason = _impl.decline({forward})
-            except Exception as _exc:  # a broken plugin is quarantined, and the call retried
-                _registry.quarantine(_plugin, f"decline of {{_impl.name!r}} raised {{_exc!r}}")
-                return {function}({op_param}_backend, {forward})
-            if _reason is not None:
-                continue
-        return _impl.fn({forward})
-    raise NotImplementedError(f"no implementation of {{{op}!r}} for backend {{_backend.name!r}}")
+        return _INTERCEPTED[_get_ident()](_op, _backend, ({positional}), {{{keywords}}})
+    for _impl in _cache.get(_backend.name) or _registry.implementations(_op, _backend):
+        if _impl.decline is None or _impl.decline(_backend, {forward}) is None:
+            return _impl.fn(_backend, {forward})
+    raise NotImplementedError(f"no implementation of {{_op.name!r}} for backend {{_backend.name!r}}")
 """
 
 
-def _compile_loop(function: str, signature: str, **parts: str) -> Callable[..., Any]:
-    source = _LOOP.format(function=function, signature=signature, **parts)
-    filename = f"<seqops dispatch {function}>"
+def declare(stub: Callable[..., Any], *, parts: tuple[Op, ...] = ()) -> Op:
+    """Declare the op whose contract is ``stub``'s signature and docstring, with its
+    dispatcher compiled from that signature (see :class:`seqops._op.Op`)."""
+    op = Op(stub, parts)
+    if op.name in DECLARED:
+        msg = f"op {op.name!r} is declared twice"
+        raise ValueError(msg)
+    for name in (*op.positional, *op.keywords):
+        if name.startswith("_"):
+            msg = f"op {op.name!r}: parameter {name!r} may not start with '_'"
+            raise ValueError(msg)
+    function = f"dispatch_{op.name}"
+    parameters = [*op.positional, "/"] if op.positional else []
+    parameters += ["*", *op.keywords] if op.keywords else []
+    source = _LOOP.format(
+        function=function,
+        parameters=", ".join(parameters) or "/",
+        positional="".join(f"{name}, " for name in op.positional),
+        keywords=", ".join(f"{name!r}: {name}" for name in op.keywords),
+        forward=", ".join((*op.positional, *(f"{name}={name}" for name in op.keywords))),
+    )
+    filename = f"<seqops dispatch {op.name}>"
     linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
     namespace: dict[str, Any] = {
         "_INTERCEPTED": _INTERCEPTED,
         "_get_ident": threading.get_ident,
-        "_cache": registry.implementations_cache,  # cleared in place, never replaced
+        "_cache": op.cache,  # cleared and refilled in place by the registry
         "_registry": registry,
+        "_op": op,
     }
     exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own template
-    fn: Callable[..., Any] = namespace[function]
-    fn.__module__ = __name__
-    return fn
+    dispatch = namespace[function]
+    dispatch.__module__ = __name__
+    dispatch.__qualname__ = function
+    dispatch.__doc__ = f"Dispatch {op.name!r}: ``{function}{op.signature}``."
+    op.dispatch = dispatch
+    DECLARED[op.name] = op
+    return op
 
 
-call: Callable[..., Any] = _compile_loop(
-    "call",
-    "_op, _backend, /, *args, **kwargs",
-    op="_op",
-    op_param="_op, ",
-    args_tuple="args",
-    kwargs_dict="kwargs",
-    forward="*args, **kwargs",
-)
-call.__doc__ = """``call(op, backend, *args, **kwargs)``: run the first implementation of ``op`` on
-``backend`` that accepts ``(*args, **kwargs)`` (whose ``decline`` returns ``None``)."""
+def declared_ops() -> tuple[Op, ...]:
+    """Every declared op, in declaration order (see :mod:`seqops.ops`).
+
+    Examples
+    --------
+    >>> import seqops
+    >>> seqops.ops.scaled_dot_product_attention in seqops.declared_ops()
+    True
+    """
+    return tuple(DECLARED.values())
 
 
-def dispatcher(op: str, positional: tuple[str, ...], keywords: tuple[str, ...]) -> Callable[..., Any]:
-    """``call`` for one op with a fixed parameter list: ``dispatcher(op, ("q",), ("scale",))``
-    is a function ``(backend, q, /, *, scale)`` doing what ``call(op, backend, q, scale=scale)``
-    does, with the arguments passed by name (no ``**kwargs`` dict) at each hop. For the ops
-    called per token, whose dispatch overhead counts (attention: ~0.7 µs less)."""
-    for name in (*positional, *keywords):
-        if not name.isidentifier() or name.startswith("_"):
-            msg = f"bad parameter name {name!r}: an identifier not starting with '_'"
-            raise ValueError(msg)
-    forward = ", ".join((*positional, *(f"{name}={name}" for name in keywords)))
-    return _compile_loop(
-        "dispatch_" + op,
-        ", ".join(("_backend", *positional, "/", *(("*", *keywords) if keywords else ()))),
-        op=repr(op),
-        op_param="",
-        args_tuple="(" + "".join(f"{name}, " for name in positional) + ")",
-        kwargs_dict="{" + ", ".join(f"{name!r}: {name}" for name in keywords) + "}",
-        forward=forward,
-    )
+def implementations(op: Op | str, backend: Backend | str, /) -> tuple[Implementation, ...]:
+    """The implementations offered for ``op`` on ``backend`` (a :class:`seqops.Backend` or
+    its name), in the order a call asks them; each names its plugin.
+
+    Examples
+    --------
+    >>> import seqops
+    >>> [(i.name, i.plugin) for i in seqops.implementations("softmax", "numpy")]
+    [('portable', 'portable')]
+    """
+    chosen = backend if isinstance(backend, Backend) else backend_named(backend)
+    return registry.implementations(as_op(op), chosen)
 
 
-def _explain(op: str, backend: Backend, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Explanation:
-    explanation = Explanation(op=op, backend=backend.name)
-    for plugin, impl in registry.implementations(op, backend):
-        reason = impl.decline(*args, **kwargs) if impl.decline is not None else None
-        label = impl.name if impl.name == plugin else f"{impl.name} (plugin {plugin!r})"
+def _explain(op: Op, backend: Backend, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Explanation:
+    explanation = Explanation(op=op.name, backend=backend.name)
+    for impl in registry.implementations(op, backend):
+        reason = impl.decline(backend, *args, **kwargs) if impl.decline is not None else None
+        label = impl.name if impl.name == impl.plugin else f"{impl.name} (plugin {impl.plugin!r})"
         if reason is not None:
             explanation.decisions.append((label, f"declines: {reason}"))
             continue
@@ -264,8 +273,10 @@ def _explain(op: str, backend: Backend, args: tuple[Any, ...], kwargs: dict[str,
 def explain(fn: Any, /, *args: Any, **kwargs: Any) -> Explanation:
     """Which implementation ``fn(*args, **kwargs)`` would run, and why the others would not.
 
-    The arguments are validated exactly as in a real call (bad input raises the same
-    error) but nothing is computed.
+    ``fn`` is a public seqops function (or its name). The arguments are validated exactly
+    as in a real call (bad input raises the same error) but nothing is computed. For a
+    composite (``multi_head_attention``), this is the composite's own choice; its parts are
+    chosen when it runs.
 
     Examples
     --------
@@ -287,38 +298,37 @@ def candidates(fn: Any, /, *args: Any, **kwargs: Any) -> list[tuple[str, Callabl
     each candidate's ``decline`` is asked with the validated arguments; nothing is
     computed until a returned callable is called. That callable runs ``fn`` again, the
     dispatch of its op going to that implementation whatever precedes it (other ops it
-    dispatches are chosen as usual). For checking every fast path against the others
-    (the conformance suite); a ``decline`` that raises propagates.
+    dispatches, such as a composite's parts, are chosen as usual). For checking every fast
+    path against the others (the conformance suite).
 
     Examples
     --------
     >>> import numpy as np, seqops
-    >>> from seqops._dispatch import candidates
     >>> q = np.ones((2, 4, 8), dtype=np.float32)
-    >>> [name for name, _ in candidates(seqops.scaled_dot_product_attention, q, q, q)]
+    >>> [name for name, _ in seqops.candidates(seqops.scaled_dot_product_attention, q, q, q)]
     ['portable']
     """
     op, backend, v_args, v_kwargs = _dispatched(fn, args, kwargs)
     found: list[tuple[str, Callable[[], Any]]] = []
-    for _, impl in registry.implementations(op, backend):
-        if impl.decline is None or impl.decline(*v_args, **v_kwargs) is None:
+    for impl in registry.implementations(op, backend):
+        if impl.decline is None or impl.decline(backend, *v_args, **v_kwargs) is None:
             found.append((impl.name, _forcing(fn, args, kwargs, op, impl.fn)))
     return found
 
 
 def _forcing(
-    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], op: str, impl: Callable[..., Any]
+    fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any], op: Op, impl: Callable[..., Any]
 ) -> Callable[[], Any]:
     """A callable running ``fn(*args, **kwargs)`` with every dispatch of ``op`` going to
     ``impl``."""
 
-    def handler(op_: str, backend: Backend, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
-        if op_ == op:
-            return impl(*a, **kw)
+    def handler(op_: Op, backend: Backend, a: tuple[Any, ...], kw: dict[str, Any]) -> Any:
+        if op_ is op:
+            return impl(backend, *a, **kw)
         tid = threading.get_ident()
         del _INTERCEPTED[tid]
         try:
-            return call(op_, backend, *a, **kw)
+            return op_.dispatch(backend, *a, **kw)
         finally:
             _INTERCEPTED[tid] = handler
 
@@ -350,7 +360,7 @@ def _intercepting(handler: _Handler, fn: Any, args: tuple[Any, ...], kwargs: dic
             _INTERCEPTED[tid] = previous
 
 
-def _stop(op: str, backend: Backend, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _stop(op: Op, backend: Backend, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
     raise _Intercepted((op, backend, args, kwargs))
 
 

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from seqops._dispatch import call, resolve
+from seqops import ops
+from seqops._dispatch import resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 
@@ -35,7 +36,7 @@ def softmax(x: Array, /, *, axis: int = -1) -> Array:
     >>> seqops.softmax(np.array([0.0, 1000.0])).tolist()
     [0.0, 1.0]
     """
-    return call("softmax", _check(x, axis), x, axis=axis)  # type: ignore[arg-type]
+    return ops.softmax.dispatch(_check(x, axis), x, axis=axis)  # type: ignore[arg-type]
 
 
 def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
@@ -56,4 +57,4 @@ def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
     >>> seqops.log_softmax(np.array([0.0, 1000.0])).tolist()
     [-1000.0, 0.0]
     """
-    return call("log_softmax", _check(x, axis), x, axis=axis)  # type: ignore[arg-type]
+    return ops.log_softmax.dispatch(_check(x, axis), x, axis=axis)  # type: ignore[arg-type]

@@ -6,16 +6,15 @@ import math
 import operator
 from typing import Any, NamedTuple
 
+from seqops import ops
 from seqops._dispatch import (
-    call,
     creation_backend,
     creation_device,
     creation_float_dtype,
-    dispatcher,
     resolve,
 )
 from seqops._lib import validate as check
-from seqops._lib.backend import Backend
+from seqops.contract import Backend
 from seqops._lib.typing import Array, Device, DType
 
 
@@ -111,10 +110,10 @@ def scaled_dot_product_attention(
         target = (*lead, q_shape[-2], k_shape[-2])
         check.broadcast_to_target("mask", mask, target, "(..., L, S)")
         check.broadcast_to_target("bias", bias, target, "(..., L, S)")
-    scale = 1.0 / math.sqrt(q_shape[-1]) if scale is None else _number("scale", scale)
+    scale = 1.0 / math.sqrt(q_shape[-1]) if scale is None else check.number("scale", scale)
     if dropout_p != 0.0 or type(dropout_p) is not float:
         dropout_p = _check_dropout(dropout_p, rng)
-    return _dispatch_sdpa(
+    return ops.scaled_dot_product_attention.dispatch(
         backend,
         q,
         k,
@@ -130,11 +129,6 @@ def scaled_dot_product_attention(
     )
 
 
-_dispatch_sdpa = dispatcher(
-    "scaled_dot_product_attention",
-    ("q", "k", "v"),
-    ("mask", "bias", "is_causal", "scale", "dropout_p", "rng", "enable_gqa", "return_weights"),
-)
 _SDPA_NAMES = ("q", "k", "v", "mask", "bias")
 
 
@@ -177,54 +171,6 @@ def _check_sdpa_inputs(
     return lead
 
 
-def attention_memory_budget() -> int:
-    """The bytes the attention scores may take (see :func:`set_attention_memory_budget`).
-
-    Fast paths that materialise scores in chunks (the CuPy plugin) size them by it too.
-
-    Examples
-    --------
-    >>> import seqops
-    >>> seqops.attention_memory_budget() >= 0
-    True
-    """
-    from seqops._portable.attention import TILED
-
-    return TILED.budget
-
-
-def set_attention_memory_budget(nbytes: int | None, /) -> int:
-    """Set the bytes the attention scores may take before the tiled path runs; return the old value.
-
-    ``None`` restores the default (``SEQOPS_ATTENTION_MEMORY_BUDGET``, else 256 MiB); ``0``
-    makes :func:`seqops.scaled_dot_product_attention` use the memory-efficient tiled path
-    whenever no fast path takes the call. :func:`seqops.multi_head_attention` (without
-    ``need_weights``) and :func:`seqops.transformer_encoder_layer` follow the same budget for
-    their per-head ``(..., heads, L, S)`` scores.
-
-    Examples
-    --------
-    >>> import numpy as np, seqops
-    >>> old = seqops.set_attention_memory_budget(0)
-    >>> q = np.ones((2, 4, 8), dtype=np.float32)
-    >>> seqops.explain(seqops.scaled_dot_product_attention, q, q, q).chosen
-    'portable-tiled'
-    >>> _ = seqops.set_attention_memory_budget(old)
-    """
-    from seqops._portable.attention import TILED
-
-    previous = TILED.budget
-    if nbytes is None:
-        TILED.budget = TILED.default_budget()
-    else:
-        nbytes = operator.index(nbytes)
-        if nbytes < 0:
-            msg = f"the attention memory budget must be >= 0 bytes; got {nbytes}"
-            raise ValueError(msg)
-        TILED.budget = nbytes
-    return previous
-
-
 def causal_mask(
     q_len: int,
     kv_len: int | None = None,
@@ -258,12 +204,12 @@ def causal_mask(
     >>> seqops.causal_mask(2, 3, align="bottom_right").tolist()
     [[True, True, False], [True, True, True]]
     """
-    q_len = _length("q_len", q_len)
-    kv_len = q_len if kv_len is None else _length("kv_len", kv_len)
+    q_len = check.integer("q_len", q_len)
+    kv_len = q_len if kv_len is None else check.integer("kv_len", kv_len)
     check.require_choice("align", align, ("top_left", "bottom_right"))
     chosen = creation_backend(like, backend)
     device = creation_device(chosen, like, device)
-    return call("causal_mask", chosen, q_len, kv_len, align=align, device=device)
+    return ops.causal_mask.dispatch(chosen, q_len, kv_len, align=align, device=device)
 
 
 def padding_mask(lengths: Array, /, max_len: int) -> Array:
@@ -289,7 +235,7 @@ def padding_mask(lengths: Array, /, max_len: int) -> Array:
     """
     backend = resolve(lengths, names=("lengths",))
     check.require_integer(backend.namespace(), "lengths", lengths)
-    return call("padding_mask", backend, lengths, max_len=_length("max_len", max_len))
+    return ops.padding_mask.dispatch(backend, lengths, max_len=check.integer("max_len", max_len))
 
 
 def sinusoidal_positional_encoding(
@@ -336,8 +282,8 @@ def sinusoidal_positional_encoding(
     >>> seqops.sinusoidal_positional_encoding(4, 6).shape
     (4, 6)
     """
-    num_positions = _length("num_positions", num_positions)
-    d_model = _length("d_model", d_model)
+    num_positions = check.integer("num_positions", num_positions)
+    d_model = check.integer("d_model", d_model)
     if d_model % 2:
         msg = f"d_model must be even (sine/cosine pairs); got d_model={d_model}"
         raise ValueError(msg)
@@ -351,9 +297,7 @@ def sinusoidal_positional_encoding(
         chosen = creation_backend(like, backend)
         device = creation_device(chosen, like, device)
     dtype = creation_float_dtype(chosen, like, device, dtype)
-    return call(
-        "sinusoidal_positional_encoding",
-        chosen,
+    return ops.sinusoidal_positional_encoding.dispatch(chosen,
         num_positions,
         d_model,
         base=float(base),
@@ -451,9 +395,7 @@ def multi_head_attention(
     check.broadcast_to_target("mask", mask, (*lead, num_heads, length, source), "(..., num_heads, L, S)")
     check.broadcast_to_target("key_padding_mask", key_padding_mask, (*lead, source), "(..., S)")
     dropout_p = _check_dropout(dropout_p, rng)
-    return call(
-        "multi_head_attention",
-        backend,
+    return ops.multi_head_attention.dispatch(backend,
         query,
         key,
         value,
@@ -510,7 +452,7 @@ def _check_mha(xp: Any, query: Array, key: Array, value: Array, params: Any, num
             f"got key {check.shape_of(key)} and value {check.shape_of(value)}"
         )
         raise ValueError(msg)
-    heads = _length("num_heads", num_heads)
+    heads = check.integer("num_heads", num_heads)
     if heads == 0 or width % heads or value_width % heads:
         msg = (
             f"num_heads={num_heads} must divide the projected widths; got D={width} "
@@ -522,7 +464,7 @@ def _check_mha(xp: Any, query: Array, key: Array, value: Array, params: Any, num
 
 def _check_dropout(dropout_p: float, rng: Any) -> float:
     """``dropout_p`` checked, as a float."""
-    p = _number("dropout_p", dropout_p)
+    p = check.number("dropout_p", dropout_p)
     if not 0.0 <= p < 1.0:
         msg = f"dropout_p must be in [0, 1); got {dropout_p}"
         raise ValueError(msg)
@@ -531,21 +473,3 @@ def _check_dropout(dropout_p: float, rng: Any) -> float:
         raise ValueError(msg)
     return p
 
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"{name} must be a Python number; got {type(value).__name__}"
-        raise TypeError(msg)
-    return float(value)
-
-
-def _length(name: str, value: object) -> int:
-    try:
-        n = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"{name} must be an integer; got {type(value).__name__}"
-        raise TypeError(msg) from None
-    if n < 0:
-        msg = f"{name} must be non-negative; got {n}"
-        raise ValueError(msg)
-    return n

@@ -5,7 +5,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-from seqops._dispatch import call, creation_backend, resolve
+from seqops import ops
+from seqops._dispatch import creation_backend, resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 from seqops._lib.values import concrete_bool
@@ -61,15 +62,15 @@ def clip_grad_norm(
     (5.0, [0.6, 0.8], None)
     """
     arrays, names = _entries(grads)
-    max_norm = _number("max_norm", max_norm)
+    max_norm = check.number("max_norm", max_norm)
     if not max_norm >= 0.0:
         msg = f"max_norm must be >= 0; got {max_norm}"
         raise ValueError(msg)
-    p = _number("norm_type", norm_type)
+    p = check.number("norm_type", norm_type)
     if not p > 0.0:
         msg = f"norm_type must be > 0 or inf; got {norm_type}"
         raise ValueError(msg)
-    eps = _number("eps", eps)
+    eps = check.number("eps", eps)
     if not eps >= 0.0:
         msg = f"eps must be >= 0; got {eps}"
         raise ValueError(msg)
@@ -82,8 +83,7 @@ def clip_grad_norm(
         return _rebuild(grads, arrays), zero
     backend = resolve(*(a for _, a in present), names=tuple(names[i] for i, _ in present))
     check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
-    clipped, total = call(
-        "clip_grad_norm", backend, [a for _, a in present], max_norm=max_norm, norm_type=p, eps=eps
+    clipped, total = ops.clip_grad_norm.dispatch(backend, [a for _, a in present], max_norm=max_norm, norm_type=p, eps=eps
     )
     if error_if_nonfinite:
         finite = concrete_bool(backend.namespace().all(backend.namespace().isfinite(total)))
@@ -125,7 +125,7 @@ def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
     [-1.0, 0.5, 1.0]
     """
     arrays, names = _entries(grads)
-    clip_value = _number("clip_value", clip_value)
+    clip_value = check.number("clip_value", clip_value)
     if not clip_value >= 0.0:
         msg = f"clip_value must be >= 0; got {clip_value}"
         raise ValueError(msg)
@@ -134,7 +134,7 @@ def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
         return _rebuild(grads, arrays)
     backend = resolve(*(a for _, a in present), names=tuple(names[i] for i, _ in present))
     check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
-    clipped = call("clip_grad_value", backend, [a for _, a in present], clip_value=clip_value)
+    clipped = ops.clip_grad_value.dispatch(backend, [a for _, a in present], clip_value=clip_value)
     out = list(arrays)
     for (i, _), c in zip(present, clipped, strict=True):
         out[i] = c
@@ -169,10 +169,3 @@ def _rebuild(grads: Any, values: list[Any]) -> Any:
     out_list = copy.copy(grads)
     out_list[:] = values
     return out_list
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"{name} must be a Python number; got {type(value).__name__}"
-        raise TypeError(msg)
-    return float(value)

@@ -6,7 +6,8 @@ import operator
 from collections.abc import Callable
 from typing import Any
 
-from seqops._dispatch import call, resolve
+from seqops import ops
+from seqops._dispatch import resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 
@@ -30,7 +31,7 @@ def greedy(logits: Array, /) -> Array:
     [1, 0]
     """
     backend = _check_logits(logits)
-    return call("greedy", backend, logits)
+    return ops.greedy.dispatch(backend, logits)
 
 
 def sample_logits(
@@ -94,7 +95,7 @@ def sample_logits(
         msg = "sample_logits needs rng= (an integer seed or the backend's generator/key)"
         raise ValueError(msg)
     options = _sampling_options(temperature, top_k, top_p, min_tokens_to_keep)
-    return call("sample_logits", backend, logits, rng=rng, **options)
+    return ops.sample_logits.dispatch(backend, logits, rng=rng, **options)
 
 
 def decode(
@@ -159,7 +160,7 @@ def decode(
         raise TypeError(msg)
     backend = resolve(first_tokens, names=("first_tokens",))
     check.require_integer(backend.namespace(), "first_tokens", first_tokens)
-    steps = _count("max_new_tokens", max_new_tokens, minimum=0)
+    steps = check.integer("max_new_tokens", max_new_tokens, minimum=0)
     check.require_choice("strategy", strategy, ("greedy", "sample"))
     if strategy == "sample":
         if rng is None:
@@ -173,13 +174,12 @@ def decode(
                 f"got them with strategy='greedy' (temperature={temperature}, top_k={top_k}, top_p={top_p})"
             )
             raise ValueError(msg)
-        options = {}
+        options = _sampling_options(1.0, None, None, 1)
     if eos_token_id is not None:
-        eos_token_id = _count("eos_token_id", eos_token_id, minimum=0)
-    return call(  # type: ignore[no-any-return]
-        "decode",
+        eos_token_id = check.integer("eos_token_id", eos_token_id, minimum=0)
+    return ops.decode.dispatch(  # type: ignore[no-any-return]
         backend,
-        step,
+        _checked(step, tuple(first_tokens.shape), backend),
         state,
         first_tokens,
         max_new_tokens=steps,
@@ -190,7 +190,20 @@ def decode(
     )
 
 
-def check_step_logits(logits: Array, tokens_shape: tuple[int, ...], backend: Any, t: int) -> None:
+def _checked(step: Callable[..., Any], tokens_shape: tuple[int, ...], backend: Any) -> Callable[..., Any]:
+    """``step``, checking the logits of each call (the validation of what the user's step returns)."""
+    calls = [0]
+
+    def checked(tokens: Array, state: Any) -> tuple[Array, Any]:
+        logits, state = step(tokens, state)
+        _check_step_logits(logits, tokens_shape, backend, calls[0])
+        calls[0] += 1
+        return logits, state
+
+    return checked
+
+
+def _check_step_logits(logits: Array, tokens_shape: tuple[int, ...], backend: Any, t: int) -> None:
     """The logits a step function returned: floating, ``(*tokens_shape, V)``, same library."""
     found = resolve(logits, names=(f"logits returned by step {t}",))
     if found is not backend:
@@ -226,7 +239,7 @@ def _sampling_options(
         msg = f"temperature must be > 0 (use greedy() for temperature 0); got {temperature}"
         raise ValueError(msg)
     if top_k is not None:
-        top_k = _count("top_k", top_k, minimum=1)
+        top_k = check.integer("top_k", top_k, minimum=1)
     if top_p is not None:
         if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
             msg = f"top_p must be a Python number; got {type(top_p).__name__}"
@@ -238,20 +251,5 @@ def _sampling_options(
         "temperature": float(temperature),
         "top_k": top_k,
         "top_p": None if top_p is None else float(top_p),
-        "min_tokens_to_keep": _count("min_tokens_to_keep", min_tokens_to_keep, minimum=1),
+        "min_tokens_to_keep": check.integer("min_tokens_to_keep", min_tokens_to_keep, minimum=1),
     }
-
-
-def _count(name: str, value: object, *, minimum: int) -> int:
-    if isinstance(value, bool):
-        msg = f"{name} must be an integer; got bool"
-        raise TypeError(msg)
-    try:
-        n = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"{name} must be an integer; got {type(value).__name__}"
-        raise TypeError(msg) from None
-    if n < minimum:
-        msg = f"{name} must be >= {minimum}; got {n}"
-        raise ValueError(msg)
-    return n

@@ -5,7 +5,8 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from seqops._dispatch import call, resolve
+from seqops import ops
+from seqops._dispatch import resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 
@@ -53,7 +54,7 @@ def reparameterize(mu: Array, log_var: Array, /, *, rng: Any = None, eps: Array 
         {"mu": check.shape_of(mu), "log_var": check.shape_of(log_var)}, "the shapes of mu and log_var"
     )
     check.broadcast_to_target("eps", eps, shape, "the shape of mu and log_var")
-    return call("reparameterize", backend, mu, log_var, rng=rng, eps=eps, shape=shape)  # type: ignore[no-any-return]
+    return ops.reparameterize.dispatch(backend, mu, log_var, rng=rng, eps=eps, shape=shape)  # type: ignore[no-any-return]
 
 
 def kl_normal_standard(mu: Array, log_var: Array, /, *, axis: int | tuple[int, ...] = -1) -> Array:
@@ -78,7 +79,7 @@ def kl_normal_standard(mu: Array, log_var: Array, /, *, axis: int | tuple[int, .
     [0.0, 0.5]
     """
     backend, shape = _resolve_floats(mu=mu, log_var=log_var)
-    return call("kl_normal_standard", backend, mu, log_var, axis=_axes(axis, shape))  # type: ignore[no-any-return]
+    return ops.kl_normal_standard.dispatch(backend, mu, log_var, axis=_axes(axis, shape))  # type: ignore[no-any-return]
 
 
 def kl_normal_normal(
@@ -106,8 +107,8 @@ def kl_normal_normal(
     1.0
     """
     backend, shape = _resolve_floats(mu_q=mu_q, log_var_q=log_var_q, mu_p=mu_p, log_var_p=log_var_p)
-    return call(  # type: ignore[no-any-return]
-        "kl_normal_normal", backend, mu_q, log_var_q, mu_p, log_var_p, axis=_axes(axis, shape)
+    return ops.kl_normal_normal.dispatch(  # type: ignore[no-any-return]
+ backend, mu_q, log_var_q, mu_p, log_var_p, axis=_axes(axis, shape)
     )
 
 
@@ -170,7 +171,7 @@ def kl_mvn(mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /) -> Array:
         },
         "the leading (batch) dimensions of mu_q, cov_q, mu_p and cov_p",
     )
-    return call("kl_mvn", backend, mu_q, cov_q, mu_p, cov_p, lead=lead)  # type: ignore[no-any-return]
+    return ops.kl_mvn.dispatch(backend, mu_q, cov_q, mu_p, cov_p, lead=lead)  # type: ignore[no-any-return]
 
 
 def gaussian_log_likelihood(
@@ -195,8 +196,8 @@ def gaussian_log_likelihood(
     -0.918939
     """
     backend, shape = _resolve_floats(x=x, mean=mean, log_var=log_var)
-    return call(  # type: ignore[no-any-return]
-        "gaussian_log_likelihood", backend, x, mean, log_var, axis=_axes(axis, shape)
+    return ops.gaussian_log_likelihood.dispatch(  # type: ignore[no-any-return]
+ backend, x, mean, log_var, axis=_axes(axis, shape)
     )
 
 
@@ -223,7 +224,7 @@ def bernoulli_log_likelihood(x: Array, logits: Array, /, *, axis: int | tuple[in
     0.0
     """
     backend, shape = _resolve_floats(x=x, logits=logits)
-    return call("bernoulli_log_likelihood", backend, x, logits, axis=_axes(axis, shape))  # type: ignore[no-any-return]
+    return ops.bernoulli_log_likelihood.dispatch(backend, x, logits, axis=_axes(axis, shape))  # type: ignore[no-any-return]
 
 
 def elbo(
@@ -301,8 +302,7 @@ def elbo(
             f"{check.shape_of(log_var)}"
         )
         raise ValueError(msg)
-    return call(  # type: ignore[no-any-return]
-        "elbo",
+    return ops.elbo.dispatch(  # type: ignore[no-any-return]
         backend,
         x,
         tuple(parts.values()),

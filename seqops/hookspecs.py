@@ -9,123 +9,27 @@ Two entry-point groups load plugins (modules or objects implementing these hooks
     Modules implementing :func:`seqops_implementations`: fast paths for some ops on some
     backends (fused native kernels).
 
-Mark implementations with :data:`seqops.hookimpl`. A plugin whose module fails to import,
-or whose hook raises, is quarantined: unregistered with a :class:`seqops.SeqopsPluginWarning`
-naming it; it never breaks ``import seqops`` nor another plugin.
+Mark implementations with :data:`seqops.hookimpl`. A third-party plugin whose module fails
+to import, or whose hook raises, is quarantined: unregistered with a
+:class:`seqops.SeqopsPluginWarning` naming it; it never breaks ``import seqops`` nor another
+plugin. One whose ``decline`` raises loses that implementation for that op only. The
+plugins shipped with seqops are never quarantined: an exception there is a bug, and it
+propagates.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import pluggy
 
 if TYPE_CHECKING:
-    from seqops._lib.backend import Backend
+    from seqops.contract import Backend, Implementation
 
 PROJECT = "seqops"
 hookspec = pluggy.HookspecMarker(PROJECT)
 hookimpl = pluggy.HookimplMarker(PROJECT)
-
-
-@dataclass(frozen=True)
-class Limitation:
-    """Something a backend or an implementation does not support, and why.
-
-    Declared once, on :attr:`seqops.Backend.limitations` or
-    :attr:`Implementation.limitations`; each field left ``None`` matches anything. The
-    conformance suite turns a backend's limitations into skips (with the reason), checks
-    that an implementation really declines the calls its limitations name, and the support
-    table of the docs (``seqops conformance --support-table``) is generated from them.
-
-    Parameters
-    ----------
-    reason
-        Why, in a few words (``"marray has no linalg extension"``).
-    op
-        A public op name (``"kl_mvn"``).
-    dtype
-        A floating dtype name (``"float16"``).
-    device
-        A device label (``"cpu"``, ``"cuda:0"``) or its kind (``"cuda"`` matches every
-        ``cuda:N``).
-    transformation
-        A conformance transformation (``"grad"``, ``"jit"``, ``"vmap"``, ``"compile"``).
-
-    Examples
-    --------
-    >>> from seqops import Limitation
-    >>> no_half = Limitation("no half-precision kernels", dtype="float16")
-    >>> no_half.matches(op="lstm", dtype="float16", device="cpu", transformation="eager")
-    True
-    >>> no_half.matches(op="lstm", dtype="float32", device="cpu", transformation="eager")
-    False
-    """
-
-    reason: str
-    op: str | None = None
-    dtype: str | None = None
-    device: str | None = None
-    transformation: str | None = None
-
-    def matches(self, *, op: str, dtype: str, device: str, transformation: str) -> bool:
-        """Whether this limitation covers a call of ``op`` in ``dtype`` on ``device``
-        (a label such as ``"cuda:0"``) under ``transformation``."""
-        return (
-            self.op in (None, op)
-            and self.dtype in (None, dtype)
-            and self.device in (None, device, device.split(":")[0])
-            and self.transformation in (None, transformation)
-        )
-
-    def scope(self) -> str:
-        """What it covers, e.g. ``"kl_mvn, float16"``, or ``"everything"``."""
-        fields = (self.op, self.dtype, self.device, self.transformation)
-        return ", ".join(f for f in fields if f is not None) or "everything"
-
-
-def find_limitation(
-    limitations: Sequence[Limitation], *, op: str, dtype: str, device: str, transformation: str
-) -> Limitation | None:
-    """The first of ``limitations`` that covers the call, else ``None``."""
-    return next(
-        (
-            lim
-            for lim in limitations
-            if lim.matches(op=op, dtype=dtype, device=device, transformation=transformation)
-        ),
-        None,
-    )
-
-
-@dataclass(frozen=True)
-class Implementation:
-    """One way to compute one op on one backend.
-
-    Parameters
-    ----------
-    name
-        Shown by :func:`seqops.explain` and in conformance reports (``"portable"``,
-        ``"torch-sdpa"``, ...).
-    fn
-        Called with exactly the arguments of the public function, after validation and
-        with defaults resolved (e.g. ``scale`` is a float), and returns what it returns.
-    decline
-        Called with the same arguments before ``fn``; returns ``None`` to accept the call
-        or a short reason to decline it (``"float64 is not supported by the flash kernel"``),
-        in which case the next implementation is asked. ``None`` accepts every call.
-    limitations
-        What ``decline`` always refuses, declared (dtypes, devices, ops): documentation
-        that the conformance suite checks (the implementation must decline those calls) and
-        turns into the support table of the docs. ``decline`` stays the rule at run time.
-    """
-
-    name: str
-    fn: Callable[..., Any]
-    decline: Callable[..., str | None] | None = None
-    limitations: tuple[Limitation, ...] = ()
 
 
 @hookspec
@@ -140,15 +44,16 @@ def seqops_backends() -> Sequence[Backend]:
 
 
 @hookspec
-def seqops_implementations(op: str, backend: Backend) -> Sequence[Implementation] | None:
-    """Return the implementations of public op ``op`` (e.g. ``"scaled_dot_product_attention"``)
-    that this plugin offers on ``backend``, best first, or ``None``.
+def seqops_implementations(backend: Backend) -> Sequence[Implementation] | None:
+    """Return the implementations this plugin offers on ``backend`` (any ops, each
+    :class:`seqops.Implementation` naming its op), best first, or ``None``.
 
-    Called once per ``(op, backend)`` and cached, so a call pays only the ``decline``
-    checks. Not ``firstresult``: the implementations of all plugins are tried in hook
-    order, and the first whose ``decline`` returns ``None`` runs. (A ``firstresult`` hook
-    called on every op would cost a pluggy dispatch per call; caching the candidates keeps
-    the dispatch overhead to a few microseconds.) The portable implementation is
-    registered as a ``trylast`` built-in plugin and accepts every call, so it is the last
-    resort.
+    Called for every registered backend when the plugin is registered (and again whenever
+    plugins or backends change), never on the hot path: it must be cheap and must not
+    import the backend's library (look up native functions when ``fn`` first runs).
+    Each implementation's ``fn`` and ``decline`` are checked then against its op's
+    contract (:mod:`seqops.ops`); one that does not match is refused with a warning.
+    Not ``firstresult``: the implementations of all plugins are asked in hook order, and
+    the first whose ``decline`` returns ``None`` runs. The built-in portable
+    implementations are a ``trylast`` plugin accepting every call, the last resort.
     """

@@ -5,9 +5,10 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from seqops._dispatch import call, resolve
+from seqops import ops
+from seqops._dispatch import resolve
 from seqops._lib import validate as check
-from seqops._lib.backend import Backend
+from seqops.contract import Backend
 from seqops._lib.typing import Array
 from seqops._lib.values import concrete_bool
 
@@ -93,15 +94,14 @@ def cross_entropy(
         raise ValueError(msg)
     check.require_shape("weight", weight, (num_classes,))
     if ignore_index is not None:
-        ignore_index = _integer("ignore_index", ignore_index)
-    smoothing = _number("label_smoothing", label_smoothing)
+        ignore_index = check.integer("ignore_index", ignore_index, minimum=None)
+    smoothing = check.number("label_smoothing", label_smoothing)
     if not 0.0 <= smoothing <= 1.0:
         msg = f"label_smoothing must be in [0, 1]; got {label_smoothing}"
         raise ValueError(msg)
     check.require_choice("reduction", reduction, ("mean", "sum", "none"))
     _check_targets(backend, targets, num_classes, ignore_index)
-    return call(  # type: ignore[no-any-return]
-        "cross_entropy",
+    return ops.cross_entropy.dispatch(  # type: ignore[no-any-return]
         backend,
         xp.moveaxis(logits, axis, -1) if axis != logits.ndim - 1 else logits,
         targets,
@@ -159,11 +159,11 @@ def autoregressive_log_likelihood(logits: Array, targets: Array, /, *, axis: int
         )
         raise ValueError(msg)
     _check_targets(backend, targets, logits.shape[-1], None)
-    return call("autoregressive_log_likelihood", backend, logits, targets)  # type: ignore[no-any-return]
+    return ops.autoregressive_log_likelihood.dispatch(backend, logits, targets)  # type: ignore[no-any-return]
 
 
 def _class_axis(logits: Array, axis: int) -> int:
-    axis = _integer("axis", axis)
+    axis = check.integer("axis", axis, minimum=None)
     if not -logits.ndim <= axis < logits.ndim:
         msg = f"axis {axis} is out of range for logits of shape {check.shape_of(logits)}"
         raise ValueError(msg)
@@ -186,21 +186,3 @@ def _check_targets(backend: Backend, targets: Array, num_classes: int, ignore_in
         f"got {values.size} out-of-range value(s): {shown}"
     )
     raise ValueError(msg)
-
-
-def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool):
-        msg = f"{name} must be an integer; got bool"
-        raise TypeError(msg)
-    try:
-        return operator.index(value)
-    except TypeError:
-        msg = f"{name} must be an integer; got {type(value).__name__}"
-        raise TypeError(msg) from None
-
-
-def _number(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        msg = f"{name} must be a Python number; got {type(value).__name__}"
-        raise TypeError(msg)
-    return float(value)

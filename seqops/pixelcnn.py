@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import operator
 
-from seqops._dispatch import call, creation_backend, creation_device, creation_float_dtype, resolve
+from seqops import ops
+from seqops._dispatch import creation_backend, creation_device, creation_float_dtype, resolve
 from seqops._lib import validate as check
-from seqops._lib.backend import Backend
+from seqops.contract import Backend
 from seqops._lib.typing import Array, Device, DType
 
 
@@ -63,14 +64,13 @@ def pixelcnn_mask(
     [[1.0, 0.0, 0.0], [1.0, 1.0, 0.0], [1.0, 1.0, 1.0]]
     """
     size = _kernel_size(kernel_size)
-    in_channels = _count("in_channels", in_channels)
-    out_channels = _count("out_channels", out_channels)
+    in_channels = check.integer("in_channels", in_channels)
+    out_channels = check.integer("out_channels", out_channels)
     _check_mask_options(mask_type, color_groups, in_channels, out_channels, f"{(out_channels, in_channels)}")
     chosen = creation_backend(like, backend)
     device = creation_device(chosen, like, device)
     dtype = creation_float_dtype(chosen, like, device, dtype)
-    return call(  # type: ignore[no-any-return]
-        "pixelcnn_mask",
+    return ops.pixelcnn_mask.dispatch(  # type: ignore[no-any-return]
         chosen,
         size,
         in_channels,
@@ -150,8 +150,8 @@ def masked_conv2d(
     check.require_choice("padding", padding, ("same",))
     where = f"weight {check.shape_of(weight)}"
     _check_mask_options(mask_type, color_groups, in_channels, out_channels, where)
-    return call(  # type: ignore[no-any-return]
-        "masked_conv2d", backend, x, weight, bias, mask_type=mask_type, color_groups=color_groups
+    return ops.masked_conv2d.dispatch(  # type: ignore[no-any-return]
+ backend, x, weight, bias, mask_type=mask_type, color_groups=color_groups
     )
 
 
@@ -159,7 +159,7 @@ def _check_mask_options(
     mask_type: str, color_groups: int, in_channels: int, out_channels: int, what: str
 ) -> None:
     check.require_choice("mask_type", mask_type, ("A", "B"))
-    groups = _count("color_groups", color_groups)
+    groups = check.integer("color_groups", color_groups)
     if groups == 0 or in_channels % groups or out_channels % groups:
         msg = (
             f"color_groups={color_groups} must divide the input and output channels into "
@@ -173,23 +173,8 @@ def _kernel_size(kernel_size: object) -> tuple[int, int]:
     if len(sizes) != 2:
         msg = f"kernel_size must be an int or a pair (kh, kw); got {kernel_size!r}"
         raise ValueError(msg)
-    kh, kw = (_count("kernel_size", k) for k in sizes)
+    kh, kw = (check.integer("kernel_size", k) for k in sizes)
     if kh % 2 == 0 or kw % 2 == 0:
         msg = f"kernel_size must be odd (a centre tap); got {(kh, kw)}"
         raise ValueError(msg)
     return kh, kw
-
-
-def _count(name: str, value: object) -> int:
-    if isinstance(value, bool):
-        msg = f"{name} must be an integer; got bool"
-        raise TypeError(msg)
-    try:
-        n = operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"{name} must be an integer; got {type(value).__name__}"
-        raise TypeError(msg) from None
-    if n < 0:
-        msg = f"{name} must be non-negative; got {n}"
-        raise ValueError(msg)
-    return n

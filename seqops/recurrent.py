@@ -9,7 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from seqops._dispatch import call, resolve
+from seqops import ops
+from seqops._dispatch import resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array, Namespace
 
@@ -55,7 +56,7 @@ def rnn_cell(
     backend = resolve(x, h, w_ih, w_hh, b, names=("x", "h", "w_ih", "w_hh", "b"))
     check.require_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     _check_step(backend.namespace(), "x", x, {"h": h}, w_ih, w_hh, b, gates=1)
-    return call("rnn_cell", backend, x, h, w_ih, w_hh, b, nonlinearity=nonlinearity)
+    return ops.rnn_cell.dispatch(backend, x, h, w_ih, w_hh, b, nonlinearity=nonlinearity)
 
 
 def rnn(
@@ -97,7 +98,7 @@ def rnn(
     backend = resolve(xs, h0, w_ih, w_hh, b, names=("xs", "h0", "w_ih", "w_hh", "b"))
     check.require_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     _check_sequence(backend.namespace(), xs, {"h0": h0}, w_ih, w_hh, b, gates=1)
-    return call("rnn", backend, xs, h0, w_ih, w_hh, b, nonlinearity=nonlinearity)
+    return ops.rnn.dispatch(backend, xs, h0, w_ih, w_hh, b, nonlinearity=nonlinearity)
 
 
 def lstm_cell(
@@ -140,7 +141,7 @@ def lstm_cell(
     """
     backend, (h, c) = _lstm_state(x, state, w_ih, w_hh, b, "x", ("h", "c"))
     _check_step(backend.namespace(), "x", x, {"h": h, "c": c}, w_ih, w_hh, b, gates=4)
-    return call("lstm_cell", backend, x, (h, c), w_ih, w_hh, b)
+    return ops.lstm_cell.dispatch(backend, x, (h, c), w_ih, w_hh, b)
 
 
 def lstm(
@@ -183,7 +184,7 @@ def lstm(
     """
     backend, (h0, c0) = _lstm_state(xs, state, w_ih, w_hh, b, "xs", ("h0", "c0"))
     _check_sequence(backend.namespace(), xs, {"h0": h0, "c0": c0}, w_ih, w_hh, b, gates=4)
-    return call("lstm", backend, xs, (h0, c0), w_ih, w_hh, b)
+    return ops.lstm.dispatch(backend, xs, (h0, c0), w_ih, w_hh, b)
 
 
 def _lstm_state(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from seqops._dispatch import call, resolve
+from seqops import ops
+from seqops._dispatch import resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
-from seqops.attention import MHAParams, _check_mha, _length
+from seqops.attention import MHAParams, _check_mha
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 
@@ -44,7 +45,7 @@ def layer_norm(
     check.require_ndim("x", x, 1, "(..., D)")
     check.require_shape("weight", weight, (x.shape[-1],))
     check.require_shape("bias", bias, (x.shape[-1],))
-    return call("layer_norm", backend, x, weight, bias, eps=float(eps))
+    return ops.layer_norm.dispatch(backend, x, weight, bias, eps=float(eps))
 
 
 def feed_forward(
@@ -80,7 +81,7 @@ def feed_forward(
     """
     backend = resolve(x, w1, b1, w2, b2, names=("x", "w1", "b1", "w2", "b2"))
     _check_ffn(backend.namespace(), x, w1, b1, w2, b2, activation)
-    return call("feed_forward", backend, x, w1, b1, w2, b2, activation=activation)
+    return ops.feed_forward.dispatch(backend, x, w1, b1, w2, b2, activation=activation)
 
 
 def _check_ffn(
@@ -190,12 +191,10 @@ def transformer_encoder_layer(
     check.require_bool(xp, "key_padding_mask", key_padding_mask, "True = real token")
     lead, length = check.shape_of(x)[:-2], x.shape[-2]
     check.broadcast_to_target(
-        "mask", mask, (*lead, _length("num_heads", num_heads), length, length), "(..., num_heads, L, L)"
+        "mask", mask, (*lead, check.integer("num_heads", num_heads), length, length), "(..., num_heads, L, L)"
     )
     check.broadcast_to_target("key_padding_mask", key_padding_mask, (*lead, length), "(..., L)")
-    return call(
-        "transformer_encoder_layer",
-        backend,
+    return ops.transformer_encoder_layer.dispatch(backend,
         x,
         params,
         num_heads=num_heads,

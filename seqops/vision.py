@@ -11,11 +11,12 @@ from __future__ import annotations
 import operator
 from typing import Any
 
-from seqops._dispatch import call, creation_backend, creation_device, creation_float_dtype, resolve
+from seqops import ops
+from seqops._dispatch import creation_backend, creation_device, creation_float_dtype, resolve
 from seqops._lib import validate as check
-from seqops._lib.backend import Backend
+from seqops.contract import Backend
 from seqops._lib.typing import Array, Device
-from seqops.attention import MHAParams, _check_mha, _length
+from seqops.attention import MHAParams, _check_mha
 
 
 def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) -> Array:
@@ -51,7 +52,7 @@ def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) 
     backend = resolve(images, names=("images",))
     p = _positive("patch_size", patch_size)
     _check_images("images", images, p, "patch_size", channels_last)
-    return call("patchify", backend, images, p, channels_last=bool(channels_last))
+    return ops.patchify.dispatch(backend, images, p, channels_last=bool(channels_last))
 
 
 def unpatchify(
@@ -109,7 +110,7 @@ def unpatchify(
             f"image_size ({h}, {w}), patch_size {p} and {c} channels; got {check.shape_of(patches)}"
         )
         raise ValueError(msg)
-    return call("unpatchify", backend, patches, p, (h, w), channels=c, channels_last=bool(channels_last))
+    return ops.unpatchify.dispatch(backend, patches, p, (h, w), channels=c, channels_last=bool(channels_last))
 
 
 def vit_embed(
@@ -169,7 +170,7 @@ def vit_embed(
     check.require_shape("b_patch", b_patch, (d,))
     check.require_shape("cls_token", cls_token, (d,))
     check.require_shape("pos_embed", pos_embed, (1 + (h // p) * (w // p), d))
-    return call("vit_embed", backend, images, w_patch, b_patch, cls_token, pos_embed, patch_size=p)
+    return ops.vit_embed.dispatch(backend, images, w_patch, b_patch, cls_token, pos_embed, patch_size=p)
 
 
 def window_partition(x: Array, /, window_size: int) -> Array:
@@ -196,7 +197,7 @@ def window_partition(x: Array, /, window_size: int) -> Array:
     backend = resolve(x, names=("x",))
     ws = _positive("window_size", window_size)
     _check_images("x", x, ws, "window_size", True)
-    return call("window_partition", backend, x, ws)
+    return ops.window_partition.dispatch(backend, x, ws)
 
 
 def window_reverse(windows: Array, /, window_size: int, height: int, width: int) -> Array:
@@ -232,7 +233,7 @@ def window_reverse(windows: Array, /, window_size: int, height: int, width: int)
             f"{ws} for height {h} and width {w}; got {check.shape_of(windows)}"
         )
         raise ValueError(msg)
-    return call("window_reverse", backend, windows, ws, h, w)
+    return ops.window_reverse.dispatch(backend, windows, ws, h, w)
 
 
 def cyclic_shift(x: Array, /, shift: int) -> Array:
@@ -259,7 +260,7 @@ def cyclic_shift(x: Array, /, shift: int) -> Array:
     """
     backend = resolve(x, names=("x",))
     _require_ndim("x", x, 4, "(B, H, W, C)")
-    return call("cyclic_shift", backend, x, _integer("shift", shift))
+    return ops.cyclic_shift.dispatch(backend, x, check.integer("shift", shift, minimum=None))
 
 
 def shifted_window_mask(
@@ -318,8 +319,7 @@ def shifted_window_mask(
     chosen = creation_backend(like, backend)
     device = creation_device(chosen, like, device)
     dtype = creation_float_dtype(chosen, like, device) if as_bias else None
-    return call(
-        "shifted_window_mask", chosen, h, w, ws, shift, as_bias=bool(as_bias), dtype=dtype, device=device
+    return ops.shifted_window_mask.dispatch(chosen, h, w, ws, shift, as_bias=bool(as_bias), dtype=dtype, device=device
     )
 
 
@@ -355,7 +355,7 @@ def relative_position_index(
     """
     ws = _positive("window_size", window_size)
     chosen = creation_backend(like, backend)
-    return call("relative_position_index", chosen, ws, device=creation_device(chosen, like, device))
+    return ops.relative_position_index.dispatch(chosen, ws, device=creation_device(chosen, like, device))
 
 
 def window_attention(
@@ -426,9 +426,7 @@ def window_attention(
     shift = _shift_size(shift_size, ws)
     check.require_same_dtype(x=x, relative_bias_table=relative_bias_table)
     check.require_shape("relative_bias_table", relative_bias_table, ((2 * ws - 1) ** 2, num_heads))
-    return call(
-        "window_attention",
-        backend,
+    return ops.window_attention.dispatch(backend,
         x,
         params,
         num_heads=num_heads,
@@ -438,16 +436,9 @@ def window_attention(
     )
 
 
-def _integer(name: str, value: object) -> int:
-    try:
-        return operator.index(value)  # type: ignore[arg-type]
-    except TypeError:
-        msg = f"{name} must be an integer; got {type(value).__name__}"
-        raise TypeError(msg) from None
-
 
 def _positive(name: str, value: object) -> int:
-    n = _length(name, value)
+    n = check.integer(name, value)
     if n == 0:
         msg = f"{name} must be positive; got 0"
         raise ValueError(msg)
@@ -455,7 +446,7 @@ def _positive(name: str, value: object) -> int:
 
 
 def _shift_size(shift_size: object, window_size: int) -> int:
-    shift = _integer("shift_size", shift_size)
+    shift = check.integer("shift_size", shift_size, minimum=None)
     if not 0 <= shift < window_size:
         msg = f"shift_size must be in [0, window_size) = [0, {window_size}); got {shift}"
         raise ValueError(msg)

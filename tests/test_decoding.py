@@ -365,7 +365,7 @@ def test_decode_bad_input():
         seqops.decode(step, None, first, max_new_tokens=2, top_k=3)
     with pytest.raises(ValueError, match=r"`strategy` must be one of 'greedy', 'sample'; got 'beam'"):
         seqops.decode(step, None, first, max_new_tokens=2, strategy="beam")
-    with pytest.raises(ValueError, match=r"max_new_tokens must be >= 0; got -1"):
+    with pytest.raises(ValueError, match=r"max_new_tokens must be non-negative; got -1"):
         seqops.decode(step, None, first, max_new_tokens=-1)
     with pytest.raises(TypeError, match=r"`first_tokens` must be an integer array; got dtype float64"):
         seqops.decode(step, None, first.astype(float), max_new_tokens=2)

@@ -7,7 +7,7 @@ from typing import Any
 import array_api_compat
 
 from seqops import Backend, hookimpl
-from seqops._lib.backend import Availability, check_rng
+from seqops import Availability, check_rng
 
 
 class CupyBackend(Backend):

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from seqops import Backend, hookimpl
-from seqops._lib.backend import check_rng
+from seqops import check_rng
 
 
 class StrictBackend(Backend):

@@ -7,7 +7,7 @@ from typing import Any
 import array_api_compat
 
 from seqops import Backend, hookimpl
-from seqops._lib.backend import check_rng
+from seqops import check_rng
 
 
 class TorchBackend(Backend):

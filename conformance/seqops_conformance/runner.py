@@ -18,10 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import seqops
-from seqops._dispatch import candidates
-from seqops._plugins import registry
-from seqops._portable._registry import FACTORIES
-from seqops.hookspecs import Limitation, find_limitation
+from seqops import Limitation, find_limitation
 from seqops_conformance.cases import CASES, LIKE, OPS, Case, Inputs
 from seqops_conformance.report import Agreement, Report, Result
 from seqops_conformance.structure import fingerprint, flatten, map_structure
@@ -155,7 +152,7 @@ def run(
         if "eager" in wanted:
             report.notes += _unchecked(plan, cases, report.results)
         report.agreement = agreement(outputs, {case.id: case.op for case in cases})
-        report.ops_total = len(FACTORIES)
+        report.ops_total = len(seqops.declared_ops())
     return report
 
 
@@ -399,7 +396,7 @@ def _limited(case: Case, backend: seqops.Backend, dtype_name: str, device: str) 
     if case.call is not None:
         return {}
     found = {}
-    for _, impl in registry.implementations(case.op, backend):
+    for impl in seqops.implementations(case.op, backend):
         lim = find_limitation(
             impl.limitations, op=case.op, dtype=dtype_name, device=device, transformation="eager"
         )
@@ -413,15 +410,15 @@ def implementations(
 ) -> list[tuple[str, Callable[[], Any]]]:
     """Each implementation checked on ``case`` at these backend arguments, with a callable
     running the case with it: every one that accepts the call
-    (:func:`seqops._dispatch.candidates`, the dispatched one first), and the memory-efficient
+    (:func:`seqops.candidates`, the dispatched one first), and the memory-efficient
     ``portable-tiled`` attention forced by a memory budget of 0 when the default budget
     makes it decline. A composition of ops (``case.call``) runs as dispatched."""
     if case.call is not None:
         return [(case.implementation(*b_args, **b_kwargs), lambda: case.function(*b_args, **b_kwargs))]
-    found = candidates(case.function, *b_args, **b_kwargs)
+    found = seqops.candidates(case.function, *b_args, **b_kwargs)
     old = seqops.set_attention_memory_budget(0)
     try:
-        forced = candidates(case.function, *b_args, **b_kwargs)
+        forced = seqops.candidates(case.function, *b_args, **b_kwargs)
     finally:
         seqops.set_attention_memory_budget(old)
     names = {name for name, _ in found}
@@ -475,7 +472,7 @@ def _unchecked(plan: list[Target], cases: list[Case], results: list[Result]) -> 
     missed: dict[str, list[str]] = {}
     for backend in dict.fromkeys(target.backend for target in plan):
         for op in dict.fromkeys(case.op for case in cases):
-            for _, impl in registry.implementations(op, backend):
+            for impl in seqops.implementations(op, backend):
                 if (backend.name, op, impl.name) not in seen and (backend.name, op) not in declared:
                     missed.setdefault(backend.name, []).append(f"{impl.name} ({op})")
     if not missed:

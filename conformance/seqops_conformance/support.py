@@ -13,9 +13,7 @@ import dataclasses
 from collections.abc import Sequence
 
 import seqops
-from seqops._plugins import registry
-from seqops._portable._registry import FACTORIES
-from seqops.hookspecs import Limitation
+from seqops import Limitation
 
 
 def transformations_of(backend: seqops.Backend) -> list[str]:
@@ -31,7 +29,7 @@ def support_table() -> str:
     """The Markdown support table: backends (library, transformations, limitations), the
     op × backend matrix, and every implementation with its declared limitations."""
     pairs = seqops.backends()
-    ops = sorted(FACTORIES)
+    ops = sorted(op.name for op in seqops.declared_ops())
     lines = [
         "# What each backend and implementation supports",
         "",
@@ -66,7 +64,7 @@ def support_table() -> str:
         for backend, availability in pairs:
             mine = [lim for lim in backend.limitations if lim.op in (None, op)]
             cell = _limitations(mine, without_op=True) if mine else "✓"
-            fast = [impl.name for _, impl in registry.implementations(op, backend)] if availability else []
+            fast = [impl.name for impl in seqops.implementations(op, backend)] if availability else []
             fast = [name for name in fast if not name.startswith("portable")]
             cells.append(cell + (f" ({', '.join(fast)})" if fast else ""))
         lines.append(f"| {op} | " + " | ".join(cells) + " |")
@@ -87,8 +85,8 @@ def support_table() -> str:
             continue
         found: dict[tuple[str, str], tuple[list[str], tuple[Limitation, ...]]] = {}
         for op in ops:
-            for plugin, impl in registry.implementations(op, backend):
-                entry = found.setdefault((impl.name, plugin), ([], impl.limitations))
+            for impl in seqops.implementations(op, backend):
+                entry = found.setdefault((impl.name, impl.plugin), ([], impl.limitations))
                 entry[0].append(op)
         # Fast paths first, then the portable variants, the plain portable last (as dispatch asks).
         order = sorted(found, key=lambda key: (key[0] == "portable", key[0].startswith("portable"), key[0]))

@@ -47,24 +47,24 @@ h_new = out_gate * tanh(c_new);
 
 
 @seqops.hookimpl
-def seqops_implementations(op: str, backend: seqops.Backend) -> list[seqops.Implementation] | None:
+def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementation] | None:
     if backend.name != "cupy":
         return None
-    if op == "lstm":
-        return [
-            seqops.Implementation(
-                "cupy-lstm",
-                lstm,
-                decline=decline_lstm,
-                limitations=(seqops.Limitation(HALF, dtype="float16"),),
-            )
-        ]
-    if op == "scaled_dot_product_attention":
-        return [seqops.Implementation("cupy-attention", attention.sdpa, decline=attention.decline_sdpa)]
-    return None
+    return [
+        seqops.Implementation(
+            seqops.ops.lstm,
+            "cupy-lstm",
+            lstm,
+            decline=decline_lstm,
+            limitations=(seqops.Limitation(HALF, dtype="float16"),),
+        ),
+        seqops.Implementation(
+            seqops.ops.scaled_dot_product_attention, "cupy-attention", attention.sdpa, decline=attention.decline_sdpa
+        ),
+    ]
 
 
-def decline_lstm(xs: Any, state: Any, *args: Any) -> str | None:
+def decline_lstm(backend: seqops.Backend, xs: Any, state: Any, *args: Any) -> str | None:
     if xs.dtype.itemsize < 4:
         return HALF
     if xs.shape[0] == 0:
@@ -89,7 +89,7 @@ def _gate_kernel() -> Any:
     return _kernel
 
 
-def lstm(xs: Any, state: Any, w_ih: Any, w_hh: Any, b: Any, /) -> Any:
+def lstm(backend: seqops.Backend, xs: Any, state: Any, w_ih: Any, w_hh: Any, b: Any, /) -> Any:
     """:func:`seqops.lstm` on CuPy arrays ``xs (T, ..., I)``, ``state (h0, c0)`` of
     ``(..., H)``: the hidden states ``(T, ..., H)`` and the final ``(h_T, c_T)``."""
     import cupy

@@ -172,6 +172,7 @@ def _kernel(dtype_name: str) -> Any:
 
 
 def decline_sdpa(
+    backend: Any,
     q: Any, k: Any, v: Any, /, *, dropout_p: float, return_weights: bool, **_: Any
 ) -> str | None:
     if return_weights:
@@ -186,6 +187,7 @@ def decline_sdpa(
 
 
 def sdpa(
+    backend: Any,
     q: Any,
     k: Any,
     v: Any,

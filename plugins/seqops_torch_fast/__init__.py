@@ -11,8 +11,9 @@ Each implementation accepts only the calls it computes exactly as the contract s
 declines the others (with the reason shown by :func:`seqops.explain`) to the portable path.
 The arguments arrive validated, so nothing here re-checks shapes or dtypes for errors.
 
-Importing this module does not import torch: the hook imports it when asked about the torch
-backend, whose arrays are torch tensors (so torch is already loaded).
+Importing this module does not import torch, and neither does the hook: torch's functions
+are looked up when an implementation first runs (its arrays are torch tensors, so torch is
+loaded by then).
 """
 
 from __future__ import annotations
@@ -38,26 +39,20 @@ EMPTY_BATCH = "an empty batch"
 
 
 @seqops.hookimpl
-def seqops_implementations(op: str, backend: seqops.Backend) -> list[seqops.Implementation] | None:
+def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementation] | None:
     if backend.name != "torch":
         return None
-    _load_attention(_torch())
-    table = {
-        "scaled_dot_product_attention": seqops.Implementation("torch-sdpa", sdpa, decline=decline_sdpa),
-        "multi_head_attention": seqops.Implementation("torch-mha-sdpa", mha, decline=decline_mha),
-        "lstm": seqops.Implementation(
-            "torch-lstm", lstm, decline=decline_lstm, limitations=HALF_RECURRENT_LIMITATIONS
+    ops = seqops.ops
+    return [
+        seqops.Implementation(ops.scaled_dot_product_attention, "torch-sdpa", sdpa, decline=decline_sdpa),
+        seqops.Implementation(ops.multi_head_attention, "torch-mha-sdpa", mha, decline=decline_mha),
+        seqops.Implementation(
+            ops.lstm, "torch-lstm", lstm, decline=decline_lstm, limitations=HALF_RECURRENT_LIMITATIONS
         ),
-        "rnn": seqops.Implementation(
-            "torch-rnn", rnn, decline=decline_rnn, limitations=HALF_RECURRENT_LIMITATIONS
-        ),
-    }
-    return [table[op]] if op in table else None
+        seqops.Implementation(ops.rnn, "torch-rnn", rnn, decline=decline_rnn, limitations=HALF_RECURRENT_LIMITATIONS),
+    ]
 
 
-# Module-level functions, not methods of an object: the implementation cache may be filled
-# while torch.compile traces the first call, and Dynamo can reconstruct module functions
-# (a bound method of a plain object breaks fullgraph=True).
 def _torch() -> Any:
     import torch
 
@@ -65,22 +60,33 @@ def _torch() -> Any:
 
 
 # -- attention ------------------------------------------------------------------------
-# Looked up once, by the hook above (torch is loaded by then: its arrays are torch tensors),
-# as attribute chains cost ~0.1 µs each on the hot path of a tiny attention.
-_sdpa_kernel: Any = None  # torch.nn.functional.scaled_dot_product_attention
-_ATTENTION_DTYPES: frozenset[Any] = frozenset()  # what torch's attention kernels compute
+# The kernel is looked up once, when the first call is declined or accepted (attribute
+# chains cost ~0.1 µs each on the hot path of a tiny attention). Module-level functions,
+# not methods: Dynamo reconstructs module functions under torch.compile(fullgraph=True).
+_KERNELS: dict[str, Any] = {}
 
 
-def _load_attention(torch: Any) -> None:
-    global _sdpa_kernel, _ATTENTION_DTYPES  # noqa: PLW0603 - set once, read on every call
-    _sdpa_kernel = torch.nn.functional.scaled_dot_product_attention
-    _ATTENTION_DTYPES = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+def _attention_kernel() -> Any:
+    """``torch.nn.functional.scaled_dot_product_attention`` and the dtypes it computes."""
+    torch = _torch()
+    _KERNELS["sdpa"] = torch.nn.functional.scaled_dot_product_attention
+    _KERNELS["dtypes"] = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
+    return _KERNELS["sdpa"]
+
+
+def _attention_dtypes() -> frozenset[Any]:
+    found = _KERNELS.get("dtypes")
+    if found is None:
+        _attention_kernel()
+        found = _KERNELS["dtypes"]
+    return found  # type: ignore[no-any-return]
 
 
 # The hot path of a tiny attention: every parameter is named (a ``**rest`` dict costs
 # ~0.2 µs per call), and the common call gives torch no keyword (its argument parser takes
 # ~0.1-0.4 µs for each).
 def decline_sdpa(
+    backend: seqops.Backend,
     q: Any,
     k: Any,
     v: Any,
@@ -99,12 +105,13 @@ def decline_sdpa(
         return WEIGHTS
     if dropout_p > 0.0:
         return DROPOUT
-    if q.dtype not in _ATTENTION_DTYPES:
+    if q.dtype not in _attention_dtypes():
         return f"dtype {q.dtype} is not one torch's attention kernels compute"
     return None
 
 
 def sdpa(
+    backend: seqops.Backend,
     q: Any,
     k: Any,
     v: Any,
@@ -119,15 +126,16 @@ def sdpa(
     enable_gqa: bool,
     return_weights: bool,
 ) -> Any:
+    kernel = _KERNELS.get("sdpa") or _attention_kernel()
     if mask is None and bias is None:
         if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(q.shape[-1]):
             # The common call, without keywords (torch's default scale is the same double).
-            return _sdpa_kernel(q, k, v)
+            return kernel(q, k, v)
         attn_mask = None
     else:
         attn_mask = _attention_mask(q, k, mask, bias, is_causal)
         is_causal = False
-    out = _sdpa_kernel(q, k, v, attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
+    out = kernel(q, k, v, attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
     if attn_mask is not None and q.device.type != "cpu":
         # torch's CPU kernels give zeros on rows with no allowed key (checked by the
         # tests); the GPU kernels are not all documented to, so zero those rows here.
@@ -153,17 +161,20 @@ def _attention_mask(q: Any, k: Any, mask: Any, bias: Any, is_causal: bool) -> An
 
 
 # -- multi-head attention -------------------------------------------------------------
-def decline_mha(query: Any, *args: Any, dropout_p: float, need_weights: bool, **_: Any) -> str | None:
+def decline_mha(
+    backend: seqops.Backend, query: Any, *args: Any, dropout_p: float, need_weights: bool, **_: Any
+) -> str | None:
     if need_weights:
         return NEED_WEIGHTS
     if dropout_p > 0.0:
         return DROPOUT
-    if query.dtype not in _ATTENTION_DTYPES:
+    if query.dtype not in _attention_dtypes():
         return f"dtype {query.dtype} is not one torch's attention kernels compute"
     return None
 
 
 def mha(
+    backend: seqops.Backend,
     query: Any,
     key: Any,
     value: Any,
@@ -191,6 +202,7 @@ def mha(
         kpm = key_padding_mask[..., None, None, :]  # (..., 1, 1, S)
         allowed = kpm if allowed is None else allowed & kpm
     heads = sdpa(
+        backend,
         q,
         k,
         v,
@@ -220,11 +232,11 @@ def _decline_recurrent(xs: Any, h0: Any) -> str | None:
     return None
 
 
-def decline_lstm(xs: Any, state: Any, *args: Any) -> str | None:
+def decline_lstm(backend: seqops.Backend, xs: Any, state: Any, *args: Any) -> str | None:
     return _decline_recurrent(xs, state[0])
 
 
-def decline_rnn(xs: Any, h0: Any, *args: Any, **_: Any) -> str | None:
+def decline_rnn(backend: seqops.Backend, xs: Any, h0: Any, *args: Any, **_: Any) -> str | None:
     return _decline_recurrent(xs, h0)
 
 
@@ -235,7 +247,7 @@ def _batched(xs: Any, hidden: int) -> tuple[Any, tuple[int, ...], int]:
     return xs.reshape(xs.shape[0], size, xs.shape[-1]), batch, size
 
 
-def lstm(xs: Any, state: Any, w_ih: Any, w_hh: Any, b: Any, /) -> Any:
+def lstm(backend: seqops.Backend, xs: Any, state: Any, w_ih: Any, w_hh: Any, b: Any, /) -> Any:
     torch = _torch()
     h0, c0 = state
     hidden = h0.shape[-1]
@@ -261,7 +273,7 @@ def lstm(xs: Any, state: Any, w_ih: Any, w_hh: Any, b: Any, /) -> Any:
     )
 
 
-def rnn(xs: Any, h0: Any, w_ih: Any, w_hh: Any, b: Any, /, *, nonlinearity: str) -> Any:
+def rnn(backend: seqops.Backend, xs: Any, h0: Any, w_ih: Any, w_hh: Any, b: Any, /, *, nonlinearity: str) -> Any:
     torch = _torch()
     hidden = h0.shape[-1]
     x3, batch, size = _batched(xs, hidden)

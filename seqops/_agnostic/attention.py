@@ -229,15 +229,13 @@ def multi_head_attention(
     mask: Array | None,
     key_padding_mask: Array | None,
     is_causal: bool,
-    keep: Array | None = None,
-    need_weights: bool = False,
-    attend: Callable[..., Array] | None = None,
+    need_weights: bool,
+    attend: Callable[..., Any],
 ) -> Any:
     """Project, attend per head, merge and project out; see :func:`seqops.multi_head_attention`.
 
-    ``attend(xp, q, k, v, *, mask, bias, is_causal, scale, enable_gqa, keep)`` computes the
-    per-head attention (e.g. a tiled :func:`tiled_scaled_dot_product_attention`); default the
-    plain :func:`scaled_dot_product_attention`, which ``need_weights=True`` always uses.
+    ``attend(q, k, v, *, mask, bias, is_causal, scale, return_weights)`` computes the
+    per-head attention (``seqops.scaled_dot_product_attention``'s contract, dispatched).
     """
     q = split_heads(xp, linear(xp, query, params.w_q, params.b_q), num_heads)  # (..., H, L, dh)
     k = split_heads(xp, linear(xp, key, params.w_k, params.b_k), num_heads)  # (..., H, S, dh)
@@ -246,18 +244,10 @@ def multi_head_attention(
     if key_padding_mask is not None:
         kpm = key_padding_mask[..., None, None, :]  # (..., 1, 1, S)
         allowed = kpm if allowed is None else xp.logical_and(allowed, kpm)
-    options: dict[str, Any] = {
-        "mask": allowed,
-        "bias": None,
-        "is_causal": is_causal,
-        "scale": 1.0 / math.sqrt(q.shape[-1]),
-        "enable_gqa": False,
-        "keep": keep,
-    }
-    if need_weights or attend is None:
-        attended = scaled_dot_product_attention(xp, q, k, v, **options, return_weights=need_weights)
-    else:
-        attended = attend(xp, q, k, v, **options)
+    attended = attend(
+        q, k, v, mask=allowed, bias=None, is_causal=is_causal, scale=1.0 / math.sqrt(q.shape[-1]),
+        return_weights=need_weights,
+    )  # fmt: skip
     heads, weights = attended if need_weights else (attended, None)
     out = linear(xp, merge_heads(xp, heads), params.w_o, params.b_o)
     return (out, weights) if need_weights else out

@@ -82,7 +82,6 @@ def decode(
     max_new_tokens: int,
     choose: Callable[[Array, int], Array],
     eos_token_id: int | None,
-    check_logits: Callable[[Array, int], None],
     device: Device,
 ) -> Array:
     """Run ``step`` ``max_new_tokens`` times, feeding back the chosen tokens.
@@ -95,7 +94,6 @@ def decode(
     generated = []
     for t in range(max_new_tokens):
         logits, state = step(tokens, state)
-        check_logits(logits, t)
         tokens = xp.astype(choose(logits, t), first_tokens.dtype)
         if eos_token_id is not None:
             # A finished row keeps emitting eos (fixed shapes, so jit-friendly).

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
-
 from seqops._agnostic.activations import compute_dtype
-from seqops._agnostic.attention import linear, multi_head_attention
+from seqops._agnostic.attention import linear
 from seqops._lib.typing import Array, Namespace
 
 Activation = Callable[[Array], Array]
@@ -42,48 +40,21 @@ def feed_forward(
 
 
 def transformer_encoder_layer(
-    xp: Namespace,
     x: Array,
     /,
-    params: Any,
     *,
-    num_heads: int,
     norm_first: bool,
-    activation: Activation,
-    mask: Array | None,
-    key_padding_mask: Array | None,
-    is_causal: bool,
-    eps: float,
-    attend: Callable[..., Array] | None = None,
+    self_attention: Activation,
+    feed_forward: Activation,
+    norm1: Activation,
+    norm2: Activation,
 ) -> Array:
-    """Self-attention and feed-forward sublayers with residuals, post-norm or pre-norm;
-    ``attend`` computes the per-head attention (see :func:`multi_head_attention`)."""
-
-    def self_attention(h: Array) -> Array:
-        return multi_head_attention(
-            xp,
-            h,
-            h,
-            h,
-            params.attn,
-            num_heads=num_heads,
-            mask=mask,
-            key_padding_mask=key_padding_mask,
-            is_causal=is_causal,
-            attend=attend,
-        )
-
-    def ffn(h: Array) -> Array:
-        return feed_forward(xp, h, params.w1, params.b1, params.w2, params.b2, activation=activation)
-
-    def norm1(h: Array) -> Array:
-        return layer_norm(xp, h, params.norm1_weight, params.norm1_bias, eps=eps)
-
-    def norm2(h: Array) -> Array:
-        return layer_norm(xp, h, params.norm2_weight, params.norm2_bias, eps=eps)
-
+    """The encoder layer's wiring: self-attention and feed-forward sublayers with residuals,
+    post-norm (``x = norm1(x + attn(x)); norm2(x + ffn(x))``) or pre-norm. The sublayers are
+    given (the built-in implementation dispatches them: ``multi_head_attention``,
+    ``feed_forward``, ``layer_norm``)."""
     if norm_first:
         x = x + self_attention(norm1(x))
-        return x + ffn(norm2(x))
+        return x + feed_forward(norm2(x))
     x = norm1(x + self_attention(x))
-    return norm2(x + ffn(x))
+    return norm2(x + feed_forward(x))

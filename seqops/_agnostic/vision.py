@@ -8,11 +8,12 @@ Sizes are already validated by the public layer (divisibility included).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
 
-from seqops._agnostic.attention import linear, merge_heads, scaled_dot_product_attention, split_heads
+from seqops._agnostic.attention import linear, merge_heads, split_heads
 from seqops._lib.typing import Array, Device, DType, Namespace
 
 # Swin's additive mask value between two different regions of a shifted window.
@@ -149,8 +150,11 @@ def window_attention(
     window_size: int,
     shift_size: int,
     relative_bias_table: Array | None,
+    attend: Callable[..., Array],
 ) -> Array:
-    """Swin (shifted) window multi-head self-attention of ``x (B, H, W, C)`` -> ``(B, H, W, D_out)``.
+    """Swin (shifted) window multi-head self-attention of ``x (B, H, W, C)`` -> ``(B, H, W, D_out)``;
+    ``attend(q, k, v, *, mask, bias, is_causal, scale, return_weights)`` is the per-head
+    attention (``seqops.scaled_dot_product_attention``'s contract, dispatched).
 
     Memory and time are linear in the number of windows: logits are ``(B, nW, heads, N, N)``
     with ``N = ws²``.
@@ -175,17 +179,9 @@ def window_attention(
         index = xp.reshape(relative_position_index(xp, ws, device=device), (n * n,))
         bias = xp.reshape(xp.take(relative_bias_table, index, axis=0), (n, n, num_heads))
         bias = xp.permute_dims(bias, (2, 0, 1))  # (heads, N, N)
-    attended = scaled_dot_product_attention(
-        xp,
-        q,
-        k,
-        v,
-        mask=mask,
-        bias=bias,
-        is_causal=False,
-        scale=1.0 / math.sqrt(q.shape[-1]),
-        enable_gqa=False,
-    )  # (B, nW, heads, N, dv)
+    scale = 1.0 / math.sqrt(q.shape[-1])
+    attended = attend(q, k, v, mask=mask, bias=bias, is_causal=False, scale=scale, return_weights=False)
+    # (B, nW, heads, N, dv)
     out = linear(xp, merge_heads(xp, attended), params.w_o, params.b_o)
     out = window_reverse(xp, xp.reshape(out, (-1, ws, ws, out.shape[-1])), ws, h, w)  # (B, H, W, D_out)
     return cyclic_shift(xp, out, -shift_size) if shift_size else out

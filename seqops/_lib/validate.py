@@ -6,13 +6,14 @@ All checks look only at shapes and dtypes, which are static under ``jax.jit`` an
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from seqops._lib.typing import Array, DType, Namespace
 
 if TYPE_CHECKING:
-    from seqops._lib.backend import Backend
+    from seqops.contract import Backend
 
 
 def dtype_name(dtype: DType) -> str:
@@ -141,3 +142,29 @@ def require_choice(name: str, value: object, choices: Sequence[object]) -> None:
 def _names(names: list[str]) -> str:
     quoted = [f"`{n}`" for n in names]
     return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+
+
+# -- scalar options: one set of rules (a bool is neither an int nor a number) ------------------
+def integer(name: str, value: object, *, minimum: int | None = 0) -> int:
+    """``value`` as an ``int`` (anything with ``__index__`` but a bool), ``>= minimum``
+    unless ``minimum`` is ``None``; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    if isinstance(value, bool):
+        msg = f"{name} must be an integer; got bool"
+        raise TypeError(msg)
+    try:
+        n = operator.index(value)  # type: ignore[arg-type]
+    except TypeError:
+        msg = f"{name} must be an integer; got {type(value).__name__}"
+        raise TypeError(msg) from None
+    if minimum is not None and n < minimum:
+        msg = f"{name} must be non-negative; got {n}" if minimum == 0 else f"{name} must be >= {minimum}; got {n}"
+        raise ValueError(msg)
+    return n
+
+
+def number(name: str, value: object) -> float:
+    """``value`` (a Python int or float, not a bool) as a ``float``; ``TypeError`` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        msg = f"{name} must be a Python number; got {type(value).__name__}"
+        raise TypeError(msg)
+    return float(value)

@@ -1,20 +1,26 @@
-"""The :class:`Backend` base class: where arrays live.
+"""The contract between seqops and its plugins: everything a backend or a fast path is
+written against, and nothing else (plugins import only public names, from here or
+``seqops``).
 
-A backend knows one array library: how to recognise its arrays *without importing it*,
-its Array API namespace, devices and dtypes, how to turn an ``rng`` into native random
-draws, and how to loop over time (``scan``). Backends are pluggy plugins: a module
-implementing the ``seqops_backends`` hook returns instances of subclasses of this class.
+- :class:`Backend` (and :class:`Availability`): where arrays live. A backend knows one array
+  library: how to recognise its arrays *without importing it*, its Array API namespace,
+  devices and dtypes, how to turn an ``rng`` into native random draws (:func:`check_rng`),
+  and how to loop over time (``scan``). A module implementing the ``seqops_backends`` hook
+  returns instances of subclasses.
+- :class:`Implementation`: one way to compute one declared op (:mod:`seqops.ops`) on a
+  backend; a module implementing ``seqops_implementations`` returns them.
+- :class:`Limitation`: what a backend or an implementation does not support, and why.
 """
 
 from __future__ import annotations
 
 import operator
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from seqops._lib.typing import Array, Device, DType, Namespace
-from seqops.hookspecs import Limitation
+from seqops._op import Op, as_op
 
 
 @dataclass(frozen=True)
@@ -163,3 +169,125 @@ def check_rng(rng: Any, native: type, backend: str) -> None:
         kind = f"{native.__module__}.{native.__qualname__}"
         msg = f"rng for backend {backend!r} must be an integer seed or a {kind}; got {type(rng).__name__}"
         raise TypeError(msg)
+
+
+@dataclass(frozen=True)
+class Limitation:
+    """Something a backend or an implementation does not support, and why.
+
+    Declared once, on :attr:`seqops.Backend.limitations` or
+    :attr:`Implementation.limitations`; each field left ``None`` matches anything. The
+    conformance suite turns a backend's limitations into skips (with the reason), checks
+    that an implementation really declines the calls its limitations name, and the support
+    table of the docs (``seqops conformance --support-table``) is generated from them.
+
+    Parameters
+    ----------
+    reason
+        Why, in a few words (``"marray has no linalg extension"``).
+    op
+        A declared op (``seqops.ops.kl_mvn``) or its name (``"kl_mvn"``); an unknown name
+        is a ``ValueError``.
+    dtype
+        A floating dtype name (``"float16"``).
+    device
+        A device label (``"cpu"``, ``"cuda:0"``) or its kind (``"cuda"`` matches every
+        ``cuda:N``).
+    transformation
+        A conformance transformation (``"grad"``, ``"jit"``, ``"vmap"``, ``"compile"``).
+
+    Examples
+    --------
+    >>> from seqops import Limitation
+    >>> no_half = Limitation("no half-precision kernels", dtype="float16")
+    >>> no_half.matches(op="lstm", dtype="float16", device="cpu", transformation="eager")
+    True
+    >>> no_half.matches(op="lstm", dtype="float32", device="cpu", transformation="eager")
+    False
+    """
+
+    reason: str
+    op: str | None = None
+    dtype: str | None = None
+    device: str | None = None
+    transformation: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.op is not None:  # an Op or a declared name; unknown names fail here, naming it
+            object.__setattr__(self, "op", as_op(self.op).name)
+
+    def matches(self, *, op: str, dtype: str, device: str, transformation: str) -> bool:
+        """Whether this limitation covers a call of ``op`` in ``dtype`` on ``device``
+        (a label such as ``"cuda:0"``) under ``transformation``."""
+        return (
+            self.op in (None, op)
+            and self.dtype in (None, dtype)
+            and self.device in (None, device, device.split(":")[0])
+            and self.transformation in (None, transformation)
+        )
+
+    def scope(self) -> str:
+        """What it covers, e.g. ``"kl_mvn, float16"``, or ``"everything"``."""
+        fields = (self.op, self.dtype, self.device, self.transformation)
+        return ", ".join(f for f in fields if f is not None) or "everything"
+
+
+def find_limitation(
+    limitations: Sequence[Limitation], *, op: str, dtype: str, device: str, transformation: str
+) -> Limitation | None:
+    """The first of ``limitations`` that covers the call, else ``None``."""
+    return next(
+        (
+            lim
+            for lim in limitations
+            if lim.matches(op=op, dtype=dtype, device=device, transformation=transformation)
+        ),
+        None,
+    )
+
+
+@dataclass(frozen=True)
+class Implementation:
+    """One way to compute one declared op on one backend.
+
+    Parameters
+    ----------
+    op
+        The declared op (``seqops.ops.scaled_dot_product_attention``) or its name; an
+        unknown name is a ``ValueError``.
+    name
+        Shown by :func:`seqops.explain` and in conformance reports (``"portable"``,
+        ``"torch-sdpa"``, ...).
+    fn
+        Called as the op's contract says (``op.signature``, documented in
+        :mod:`seqops.ops`): the backend, then exactly the arguments of the public function
+        after validation, with defaults resolved (e.g. ``scale`` is a float), the arrays
+        positionally and the options by name. Returns what the public function returns.
+    decline
+        Called with the same arguments before ``fn``; returns ``None`` to accept the call
+        or a short reason to decline it (``"float64 is not supported by the flash kernel"``),
+        in which case the next implementation is asked. ``None`` accepts every call. It must
+        answer without raising, on symbolic or unknown sizes too (JAX export, Keras
+        functional models, torch dynamic shapes, Dask's unknown chunks): a third-party
+        ``decline`` that raises is quarantined for this op.
+    limitations
+        What ``decline`` always refuses, declared (dtypes, devices, ops): documentation
+        that the conformance suite checks (the implementation must decline those calls) and
+        turns into the support table of the docs. ``decline`` stays the rule at run time.
+    plugin
+        The name of the plugin that offered it (set by the registry).
+
+    ``fn`` and ``decline`` are checked against the op's contract when the plugin is
+    registered; one that does not match is refused with a :class:`seqops.SeqopsPluginWarning`
+    naming the plugin, the op and the parameter.
+    """
+
+    op: Op
+    name: str
+    fn: Callable[..., Any]
+    decline: Callable[..., str | None] | None = None
+    limitations: tuple[Limitation, ...] = ()
+    plugin: str = field(default="", compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "op", as_op(self.op))

@@ -1,0 +1,103 @@
+"""Built-in implementations of the VAE family: reparameterization, Gaussian KLs, likelihoods,
+and the ELBO over its dispatched parts.
+
+What the standard lacks comes from the backend: Gaussian noise (``random_normal``) and the
+reading of a value for the eager positive-definiteness error of ``kl_mvn``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from seqops import ops
+from seqops._agnostic import generative
+from seqops._agnostic.activations import compute_dtype
+from seqops._builtin._table import implement, namespaced
+from seqops._lib import validate as check
+from seqops._lib.typing import Array
+from seqops._lib.values import concrete_bool
+from seqops.contract import Backend
+
+
+@implement(ops.reparameterize)
+def reparameterize(
+    backend: Backend, mu: Array, log_var: Array, /, *, rng: Any, eps: Array | None, shape: tuple[int, ...]
+) -> Array:
+    xp = backend.namespace()
+    if eps is None:
+        dtype = compute_dtype(xp, mu.dtype)
+        eps = backend.random_normal(rng, shape, dtype=dtype, device=backend.device(mu))
+        eps = xp.astype(eps, mu.dtype, copy=False)
+    return generative.reparameterize(xp, mu, log_var, eps)
+
+
+namespaced(ops.kl_normal_standard, generative.kl_normal_standard)
+namespaced(ops.kl_normal_normal, generative.kl_normal_normal)
+namespaced(ops.gaussian_log_likelihood, generative.gaussian_log_likelihood)
+namespaced(ops.bernoulli_log_likelihood, generative.bernoulli_log_likelihood)
+
+
+@implement(ops.kl_mvn)
+def kl_mvn(backend: Backend, mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /, *, lead: tuple[int, ...]) -> Array:
+    xp = backend.namespace()
+    linalg = getattr(xp, "linalg", None)
+    if not all(hasattr(linalg, f) for f in ("cholesky", "solve", "diagonal")):
+        msg = (
+            f"kl_mvn needs the Array API linalg extension (cholesky, solve, diagonal), which the "
+            f"namespace of backend {backend.name!r} lacks"
+        )
+        raise NotImplementedError(msg)
+    dtype = compute_dtype(xp, mu_q.dtype)
+    k = mu_q.shape[-1]
+
+    def wide(x: Array, shape: tuple[int, ...]) -> Array:
+        return xp.broadcast_to(xp.astype(x, dtype, copy=False), shape)
+
+    chol_q = _cholesky(backend, "cov_q", wide(cov_q, (*lead, k, k)))
+    chol_p = _cholesky(backend, "cov_p", wide(cov_p, (*lead, k, k)))
+    kl = generative.kl_mvn_cholesky(xp, wide(mu_q, (*lead, k)), chol_q, wide(mu_p, (*lead, k)), chol_p)
+    return xp.astype(kl, mu_q.dtype, copy=False)
+
+
+def _cholesky(backend: Backend, name: str, cov: Array) -> Array:
+    """Lower Cholesky factor of ``cov (..., k, k)``; ``ValueError`` if not positive definite.
+
+    NumPy and torch raise their own errors; JAX returns NaN, read here when not tracing.
+    """
+    xp = backend.namespace()
+    try:
+        chol = xp.linalg.cholesky(cov)
+    except Exception as exc:  # noqa: BLE001 - each library raises its own LinAlgError
+        msg = f"`{name}` of shape {check.shape_of(cov)} is not positive definite (Cholesky failed: {exc})"
+        raise ValueError(msg) from exc
+    bad = ~(xp.linalg.diagonal(chol) > 0.0)  # NaN compares False: caught too
+    if concrete_bool(xp.any(bad)):
+        where = backend.to_numpy(xp.any(bad, axis=-1))
+        entries = zip(*where.nonzero(), strict=True) if where.ndim else ()
+        shown = [tuple(int(i) for i in idx) for idx in entries]
+        detail = f" (batch entries {shown[:5]})" if shown else ""
+        msg = f"`{name}` of shape {check.shape_of(cov)} is not positive definite{detail}"
+        raise ValueError(msg)
+    return chol
+
+
+@implement(ops.elbo)
+def elbo(
+    backend: Backend,
+    x: Array,
+    recon: tuple[Array, ...],
+    mu: Array,
+    log_var: Array,
+    /,
+    *,
+    likelihood: str,
+    axis: tuple[int, ...],
+    reduction: str,
+) -> Array:
+    xp = backend.namespace()
+    if likelihood == "gaussian":
+        ll = ops.gaussian_log_likelihood.dispatch(backend, x, recon[0], recon[1], axis=axis)
+    else:
+        ll = ops.bernoulli_log_likelihood.dispatch(backend, x, recon[0], axis=axis)
+    kl = ops.kl_normal_standard.dispatch(backend, mu, log_var, axis=(-1,))
+    return generative.reduce(xp, ll - xp.astype(kl, ll.dtype, copy=False), reduction=reduction)
