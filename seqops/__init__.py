@@ -19,6 +19,8 @@ from seqops.attention import (
     sinusoidal_positional_encoding,
 )
 from seqops.clipping import clip_grad_norm, clip_grad_value
+from seqops.config import attention_memory_budget, set_attention_memory_budget
+from seqops.contract import Availability, Backend, Implementation, Limitation, check_rng, find_limitation
 from seqops.decoding import decode, greedy, sample_logits
 from seqops.generative import (
     bernoulli_log_likelihood,
@@ -29,8 +31,6 @@ from seqops.generative import (
     kl_normal_standard,
     reparameterize,
 )
-from seqops.config import attention_memory_budget, set_attention_memory_budget
-from seqops.contract import Availability, Backend, Implementation, Limitation, check_rng, find_limitation
 from seqops.hookspecs import hookimpl
 from seqops.losses import autoregressive_log_likelihood, cross_entropy
 from seqops.pixelcnn import masked_conv2d, pixelcnn_mask

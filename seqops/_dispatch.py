@@ -8,13 +8,15 @@ import linecache
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from seqops._lib.typing import Array, Device, DType
 from seqops._lib.validate import dtype_name
 from seqops._op import DECLARED, Op, as_op
 from seqops._plugins import registry
 from seqops.contract import Backend, Implementation
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 _default_backend: contextvars.ContextVar[str] = contextvars.ContextVar(
     "seqops_default_backend", default="numpy"
@@ -339,11 +341,21 @@ def _forcing(
 
 
 def _resolve(fn: Any) -> Any:
-    if isinstance(fn, str):
-        import seqops
-
-        return getattr(seqops, fn)
+    """The public function of ``fn``: itself, or that of a declared op or op name."""
+    if isinstance(fn, (str, Op)):
+        return as_op(fn).function
     return fn
+
+
+def public(op: Op) -> Callable[[F], F]:
+    """Mark the decorated function as ``op``'s public function (``op.function``), the one
+    :func:`explain`, :func:`candidates` and the conformance suite call."""
+
+    def mark(fn: F) -> F:
+        op.function = fn
+        return fn
+
+    return mark
 
 
 def _intercepting(handler: _Handler, fn: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:

@@ -32,13 +32,25 @@ class Op:
     parts : tuple of Op
         The ops this op's built-in implementation dispatches (a composite's parts), so that
         a fast path of a part reaches the composite.
+    function : callable
+        The public function ``seqops.<name>``, which validates and then dispatches.
     dispatch : callable
         ``dispatch(backend, *args, **kwargs)`` with the contract's parameters: runs the first
         implementation on ``backend`` whose ``decline`` accepts the call. Public functions
         call it after validating; composites call it for their parts.
     """
 
-    __slots__ = ("name", "signature", "doc", "parts", "positional", "keywords", "cache", "dispatch")
+    __slots__ = (
+        "name",
+        "signature",
+        "doc",
+        "parts",
+        "positional",
+        "keywords",
+        "cache",
+        "dispatch",
+        "function",
+    )
 
     def __init__(self, stub: Callable[..., Any], parts: tuple[Op, ...] = ()) -> None:
         self.name: str = stub.__name__
@@ -58,6 +70,8 @@ class Op:
         #: cleared in place, read by ``dispatch``).
         self.cache: dict[str, tuple[Any, ...]] = {}
         self.dispatch: Callable[..., Any] = _undeclared
+        #: The public function ``seqops.<name>`` (set where it is defined).
+        self.function: Callable[..., Any] = _undeclared
 
     def __repr__(self) -> str:
         return f"<seqops op {self.name}{self.signature}>"
@@ -79,7 +93,10 @@ class Op:
         wanted = ("backend", *self.positional)
         if len(positional) < len(wanted) and not has_var_pos:
             missing = wanted[len(positional)]
-            return f"it takes {len(positional)} positional parameters, not the op's {len(wanted)} (missing {missing!r})"
+            return (
+                f"it takes {len(positional)} positional parameters, not the op's {len(wanted)} "
+                f"(missing {missing!r})"
+            )
         taken = {p.name for p in positional[: len(wanted)]}
         by_name = {p.name: p for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
         for name in self.keywords:

@@ -231,7 +231,10 @@ class _Registry:
         self.quarantined_implementations[(impl.plugin, impl.name, impl.op.name)] = why
         for name, found in list(impl.op.cache.items()):
             impl.op.cache[name] = tuple(i for i in found if (i.plugin, i.name) != (impl.plugin, impl.name))
-        msg = f"seqops plugin {impl.plugin!r}: implementation {impl.name!r} of {impl.op.name!r} quarantined: {why}"
+        msg = (
+            f"seqops plugin {impl.plugin!r}: implementation {impl.name!r} of {impl.op.name!r} "
+            f"quarantined: {why}"
+        )
         warnings.warn(msg, SeqopsPluginWarning, stacklevel=4)
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from seqops import ops
-from seqops._dispatch import resolve
+from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 
@@ -17,6 +17,7 @@ def _check(x: Array, axis: int) -> object:
     return backend
 
 
+@public(ops.softmax)
 def softmax(x: Array, /, *, axis: int = -1) -> Array:
     """``exp(x) / sum(exp(x))`` along ``axis``.
 
@@ -39,6 +40,7 @@ def softmax(x: Array, /, *, axis: int = -1) -> Array:
     return ops.softmax.dispatch(_check(x, axis), x, axis=axis)  # type: ignore[arg-type]
 
 
+@public(ops.log_softmax)
 def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
     """``x - log(sum(exp(x)))`` along ``axis``, without overflow or underflow to ``-inf``.
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, NamedTuple
 
 from seqops import ops
@@ -11,13 +10,15 @@ from seqops._dispatch import (
     creation_backend,
     creation_device,
     creation_float_dtype,
+    public,
     resolve,
 )
 from seqops._lib import validate as check
-from seqops.contract import Backend
 from seqops._lib.typing import Array, Device, DType
+from seqops.contract import Backend
 
 
+@public(ops.scaled_dot_product_attention)
 def scaled_dot_product_attention(
     q: Array,
     k: Array,
@@ -171,6 +172,7 @@ def _check_sdpa_inputs(
     return lead
 
 
+@public(ops.causal_mask)
 def causal_mask(
     q_len: int,
     kv_len: int | None = None,
@@ -212,6 +214,7 @@ def causal_mask(
     return ops.causal_mask.dispatch(chosen, q_len, kv_len, align=align, device=device)
 
 
+@public(ops.padding_mask)
 def padding_mask(lengths: Array, /, max_len: int) -> Array:
     """Boolean padding mask, **True = real token**.
 
@@ -238,6 +241,7 @@ def padding_mask(lengths: Array, /, max_len: int) -> Array:
     return ops.padding_mask.dispatch(backend, lengths, max_len=check.integer("max_len", max_len))
 
 
+@public(ops.sinusoidal_positional_encoding)
 def sinusoidal_positional_encoding(
     num_positions: int,
     d_model: int,
@@ -297,7 +301,8 @@ def sinusoidal_positional_encoding(
         chosen = creation_backend(like, backend)
         device = creation_device(chosen, like, device)
     dtype = creation_float_dtype(chosen, like, device, dtype)
-    return ops.sinusoidal_positional_encoding.dispatch(chosen,
+    return ops.sinusoidal_positional_encoding.dispatch(
+        chosen,
         num_positions,
         d_model,
         base=float(base),
@@ -326,6 +331,7 @@ class MHAParams(NamedTuple):
     b_o: Array | None = None  # (D_out,)
 
 
+@public(ops.multi_head_attention)
 def multi_head_attention(
     query: Array,
     key: Array,
@@ -395,7 +401,8 @@ def multi_head_attention(
     check.broadcast_to_target("mask", mask, (*lead, num_heads, length, source), "(..., num_heads, L, S)")
     check.broadcast_to_target("key_padding_mask", key_padding_mask, (*lead, source), "(..., S)")
     dropout_p = _check_dropout(dropout_p, rng)
-    return ops.multi_head_attention.dispatch(backend,
+    return ops.multi_head_attention.dispatch(
+        backend,
         query,
         key,
         value,
@@ -472,4 +479,3 @@ def _check_dropout(dropout_p: float, rng: Any) -> float:
         msg = f"dropout_p={dropout_p} > 0 needs rng= (an integer seed or the backend's generator/key)"
         raise ValueError(msg)
     return p
-

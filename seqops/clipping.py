@@ -6,12 +6,13 @@ import copy
 from typing import Any
 
 from seqops import ops
-from seqops._dispatch import creation_backend, resolve
+from seqops._dispatch import creation_backend, public, resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 from seqops._lib.values import concrete_bool
 
 
+@public(ops.clip_grad_norm)
 def clip_grad_norm(
     grads: Any,
     /,
@@ -83,7 +84,8 @@ def clip_grad_norm(
         return _rebuild(grads, arrays), zero
     backend = resolve(*(a for _, a in present), names=tuple(names[i] for i, _ in present))
     check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
-    clipped, total = ops.clip_grad_norm.dispatch(backend, [a for _, a in present], max_norm=max_norm, norm_type=p, eps=eps
+    clipped, total = ops.clip_grad_norm.dispatch(
+        backend, [a for _, a in present], max_norm=max_norm, norm_type=p, eps=eps
     )
     if error_if_nonfinite:
         finite = concrete_bool(backend.namespace().all(backend.namespace().isfinite(total)))
@@ -105,6 +107,7 @@ def clip_grad_norm(
     return _rebuild(grads, out), total
 
 
+@public(ops.clip_grad_value)
 def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
     """Clamp every gradient entry to ``[-clip_value, clip_value]`` (``clip_grad_value_``, no mutation).
 

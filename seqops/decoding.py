@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable
 from typing import Any
 
 from seqops import ops
-from seqops._dispatch import resolve
+from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 
 
+@public(ops.greedy)
 def greedy(logits: Array, /) -> Array:
     """The most probable token: ``argmax`` over the last axis (the first of equal maxima).
 
@@ -34,6 +34,7 @@ def greedy(logits: Array, /) -> Array:
     return ops.greedy.dispatch(backend, logits)
 
 
+@public(ops.sample_logits)
 def sample_logits(
     logits: Array,
     /,
@@ -98,6 +99,7 @@ def sample_logits(
     return ops.sample_logits.dispatch(backend, logits, rng=rng, **options)
 
 
+@public(ops.decode)
 def decode(
     step: Callable[[Array, Any], tuple[Array, Any]],
     state: Any,

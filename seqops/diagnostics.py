@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 
 from seqops._lib.typing import Array
+from seqops._plugins import registry
+from seqops.recurrent import lstm_cell, rnn_cell
 
 Scan = Callable[[Callable[[Any, Array], tuple[Any, Array]], Any, Array], tuple[Any, Array]]
 CELLS = ("rnn", "lstm")
@@ -235,17 +237,15 @@ def _final_state(
     """
     import array_api_compat
 
-    import seqops
-
     xp = array_api_compat.array_namespace(zs)
     zero = xp.zeros((*zs.shape[1:-1], w_hh.shape[0]), dtype=zs.dtype, device=array_api_compat.device(zs))
 
     def rnn_step(h: Array, z: Array) -> tuple[Array, Array]:
-        h = seqops.rnn_cell(z[..., :size_in], h, w_ih, w_hh, b) + z[..., size_in:]
+        h = rnn_cell(z[..., :size_in], h, w_ih, w_hh, b) + z[..., size_in:]
         return h, h
 
     def lstm_step(state: tuple[Array, Array], z: Array) -> tuple[tuple[Array, Array], Array]:
-        h, c = seqops.lstm_cell(z[..., :size_in], state, w_ih, w_hh, b)
+        h, c = lstm_cell(z[..., :size_in], state, w_ih, w_hh, b)
         hidden = h.shape[-1]
         h, c = h + z[..., size_in : size_in + hidden], c + z[..., size_in + hidden :]
         return (h, c), h
@@ -289,9 +289,8 @@ def _given_weights(weights: Any, gates: int) -> tuple[np.ndarray, np.ndarray, np
 
 def _to_numpy(a: Any) -> np.ndarray:
     """A float64 NumPy copy of an array of any registered backend (or an array-like)."""
-    import seqops
 
-    for backend, ok in seqops.backends():
+    for backend, ok in _backends_with_availability():
         if ok and backend.owns(a):
             return np.array(backend.to_numpy(a), dtype=np.float64)
     return np.array(a, dtype=np.float64)
@@ -330,9 +329,8 @@ PULLBACKS: dict[str, Pullback] = {"torch": _torch_pullback, "jax": _jax_pullback
 
 
 def _pullback(backend: str) -> tuple[Pullback, Scan]:
-    import seqops
 
-    found = {b.name: (b, ok) for b, ok in seqops.backends()}
+    found = {b.name: (b, ok) for b, ok in _backends_with_availability()}
     known = {name: ok for name, (_, ok) in found.items()}
     if backend not in known:
         msg = f"unknown backend {backend!r}; registered: {', '.join(sorted(known))}"
@@ -344,3 +342,7 @@ def _pullback(backend: str) -> tuple[Pullback, Scan]:
         msg = f"backend {backend!r} is unavailable: {known[backend].reason}"
         raise RuntimeError(msg)
     return PULLBACKS[backend], found[backend][0].scan
+
+
+def _backends_with_availability() -> list[tuple[Any, Any]]:
+    return [(backend, backend.availability()) for backend in registry.backends()]

@@ -6,11 +6,12 @@ import operator
 from typing import Any
 
 from seqops import ops
-from seqops._dispatch import resolve
+from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 
 
+@public(ops.reparameterize)
 def reparameterize(mu: Array, log_var: Array, /, *, rng: Any = None, eps: Array | None = None) -> Array:
     """A differentiable draw ``z = mu + exp(log_var / 2) * eps`` from ``N(mu, exp(log_var))``.
 
@@ -57,6 +58,7 @@ def reparameterize(mu: Array, log_var: Array, /, *, rng: Any = None, eps: Array 
     return ops.reparameterize.dispatch(backend, mu, log_var, rng=rng, eps=eps, shape=shape)  # type: ignore[no-any-return]
 
 
+@public(ops.kl_normal_standard)
 def kl_normal_standard(mu: Array, log_var: Array, /, *, axis: int | tuple[int, ...] = -1) -> Array:
     """``KL(N(mu, exp(log_var)) || N(0, I)) = ½ Σ (exp(log_var) + mu² − 1 − log_var)``.
 
@@ -82,6 +84,7 @@ def kl_normal_standard(mu: Array, log_var: Array, /, *, axis: int | tuple[int, .
     return ops.kl_normal_standard.dispatch(backend, mu, log_var, axis=_axes(axis, shape))  # type: ignore[no-any-return]
 
 
+@public(ops.kl_normal_normal)
 def kl_normal_normal(
     mu_q: Array, log_var_q: Array, mu_p: Array, log_var_p: Array, /, *, axis: int | tuple[int, ...] = -1
 ) -> Array:
@@ -108,10 +111,11 @@ def kl_normal_normal(
     """
     backend, shape = _resolve_floats(mu_q=mu_q, log_var_q=log_var_q, mu_p=mu_p, log_var_p=log_var_p)
     return ops.kl_normal_normal.dispatch(  # type: ignore[no-any-return]
- backend, mu_q, log_var_q, mu_p, log_var_p, axis=_axes(axis, shape)
+        backend, mu_q, log_var_q, mu_p, log_var_p, axis=_axes(axis, shape)
     )
 
 
+@public(ops.kl_mvn)
 def kl_mvn(mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /) -> Array:
     """``KL(N(μq, Σq) || N(μp, Σp))`` of full-covariance Gaussians, via Cholesky factors.
 
@@ -174,6 +178,7 @@ def kl_mvn(mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /) -> Array:
     return ops.kl_mvn.dispatch(backend, mu_q, cov_q, mu_p, cov_p, lead=lead)  # type: ignore[no-any-return]
 
 
+@public(ops.gaussian_log_likelihood)
 def gaussian_log_likelihood(
     x: Array, mean: Array, log_var: Array, /, *, axis: int | tuple[int, ...] = -1
 ) -> Array:
@@ -197,10 +202,11 @@ def gaussian_log_likelihood(
     """
     backend, shape = _resolve_floats(x=x, mean=mean, log_var=log_var)
     return ops.gaussian_log_likelihood.dispatch(  # type: ignore[no-any-return]
- backend, x, mean, log_var, axis=_axes(axis, shape)
+        backend, x, mean, log_var, axis=_axes(axis, shape)
     )
 
 
+@public(ops.bernoulli_log_likelihood)
 def bernoulli_log_likelihood(x: Array, logits: Array, /, *, axis: int | tuple[int, ...] = -1) -> Array:
     """``log Bernoulli(x; sigmoid(logits)) = Σ x·l − softplus(l)``, stable for any finite ``l``.
 
@@ -227,6 +233,7 @@ def bernoulli_log_likelihood(x: Array, logits: Array, /, *, axis: int | tuple[in
     return ops.bernoulli_log_likelihood.dispatch(backend, x, logits, axis=_axes(axis, shape))  # type: ignore[no-any-return]
 
 
+@public(ops.elbo)
 def elbo(
     x: Array,
     recon: Array | tuple[Array, Array],

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import operator
-from typing import Any
-
 from seqops import ops
-from seqops._dispatch import resolve
+from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
-from seqops.contract import Backend
 from seqops._lib.typing import Array
 from seqops._lib.values import concrete_bool
+from seqops.contract import Backend
 
 
+@public(ops.cross_entropy)
 def cross_entropy(
     logits: Array,
     targets: Array,
@@ -112,6 +110,7 @@ def cross_entropy(
     )
 
 
+@public(ops.autoregressive_log_likelihood)
 def autoregressive_log_likelihood(logits: Array, targets: Array, /, *, axis: int = -1) -> Array:
     """``Σ_t log p(x_t | x_<t)`` per sequence: the log-likelihood a language model gives.
 

@@ -127,7 +127,9 @@ def multi_head_attention(
 
 
 @declare
-def layer_norm(backend: Backend, x: Array, weight: Array | None, bias: Array | None, /, *, eps: float) -> Array:
+def layer_norm(
+    backend: Backend, x: Array, weight: Array | None, bias: Array | None, /, *, eps: float
+) -> Array:
     """``x (..., E)``, ``weight``/``bias`` ``(E,)`` or ``None``; ``eps`` a float ``>= 0``."""
 
 
@@ -393,7 +395,14 @@ def kl_normal_standard(backend: Backend, mu: Array, log_var: Array, /, *, axis: 
 
 @declare
 def kl_normal_normal(
-    backend: Backend, mu_q: Array, log_var_q: Array, mu_p: Array, log_var_p: Array, /, *, axis: tuple[int, ...]
+    backend: Backend,
+    mu_q: Array,
+    log_var_q: Array,
+    mu_p: Array,
+    log_var_p: Array,
+    /,
+    *,
+    axis: tuple[int, ...],
 ) -> Array:
     """As :data:`kl_normal_standard`."""
 

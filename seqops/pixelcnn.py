@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import operator
-
 from seqops import ops
-from seqops._dispatch import creation_backend, creation_device, creation_float_dtype, resolve
+from seqops._dispatch import creation_backend, creation_device, creation_float_dtype, public, resolve
 from seqops._lib import validate as check
-from seqops.contract import Backend
 from seqops._lib.typing import Array, Device, DType
+from seqops.contract import Backend
 
 
+@public(ops.pixelcnn_mask)
 def pixelcnn_mask(
     kernel_size: int | tuple[int, int],
     in_channels: int,
@@ -82,6 +81,7 @@ def pixelcnn_mask(
     )
 
 
+@public(ops.masked_conv2d)
 def masked_conv2d(
     x: Array,
     /,
@@ -151,7 +151,7 @@ def masked_conv2d(
     where = f"weight {check.shape_of(weight)}"
     _check_mask_options(mask_type, color_groups, in_channels, out_channels, where)
     return ops.masked_conv2d.dispatch(  # type: ignore[no-any-return]
- backend, x, weight, bias, mask_type=mask_type, color_groups=color_groups
+        backend, x, weight, bias, mask_type=mask_type, color_groups=color_groups
     )
 
 

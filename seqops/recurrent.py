@@ -10,13 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from seqops import ops
-from seqops._dispatch import resolve
+from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array, Namespace
 
 NONLINEARITIES = ("tanh", "relu")
 
 
+@public(ops.rnn_cell)
 def rnn_cell(
     x: Array,
     h: Array,
@@ -59,6 +60,7 @@ def rnn_cell(
     return ops.rnn_cell.dispatch(backend, x, h, w_ih, w_hh, b, nonlinearity=nonlinearity)
 
 
+@public(ops.rnn)
 def rnn(
     xs: Array,
     h0: Array,
@@ -101,6 +103,7 @@ def rnn(
     return ops.rnn.dispatch(backend, xs, h0, w_ih, w_hh, b, nonlinearity=nonlinearity)
 
 
+@public(ops.lstm_cell)
 def lstm_cell(
     x: Array,
     state: tuple[Array, Array],
@@ -144,6 +147,7 @@ def lstm_cell(
     return ops.lstm_cell.dispatch(backend, x, (h, c), w_ih, w_hh, b)
 
 
+@public(ops.lstm)
 def lstm(
     xs: Array,
     state: tuple[Array, Array],

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from seqops import ops
-from seqops._dispatch import resolve
+from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
 from seqops.attention import MHAParams, _check_mha
@@ -13,6 +13,7 @@ from seqops.attention import MHAParams, _check_mha
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh")
 
 
+@public(ops.layer_norm)
 def layer_norm(
     x: Array, /, weight: Array | None = None, bias: Array | None = None, *, eps: float = 1e-5
 ) -> Array:
@@ -48,6 +49,7 @@ def layer_norm(
     return ops.layer_norm.dispatch(backend, x, weight, bias, eps=float(eps))
 
 
+@public(ops.feed_forward)
 def feed_forward(
     x: Array,
     /,
@@ -125,6 +127,7 @@ class EncoderLayerParams(NamedTuple):
     norm2_bias: Array | None = None  # (D,)
 
 
+@public(ops.transformer_encoder_layer)
 def transformer_encoder_layer(
     x: Array,
     /,
@@ -194,7 +197,8 @@ def transformer_encoder_layer(
         "mask", mask, (*lead, check.integer("num_heads", num_heads), length, length), "(..., num_heads, L, L)"
     )
     check.broadcast_to_target("key_padding_mask", key_padding_mask, (*lead, length), "(..., L)")
-    return ops.transformer_encoder_layer.dispatch(backend,
+    return ops.transformer_encoder_layer.dispatch(
+        backend,
         x,
         params,
         num_heads=num_heads,

@@ -8,17 +8,17 @@ feature maps ``(B, H, W, C)`` and follow the official microsoft/Swin-Transformer
 
 from __future__ import annotations
 
-import operator
 from typing import Any
 
 from seqops import ops
-from seqops._dispatch import creation_backend, creation_device, creation_float_dtype, resolve
+from seqops._dispatch import creation_backend, creation_device, creation_float_dtype, public, resolve
 from seqops._lib import validate as check
-from seqops.contract import Backend
 from seqops._lib.typing import Array, Device
 from seqops.attention import MHAParams, _check_mha
+from seqops.contract import Backend
 
 
+@public(ops.patchify)
 def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) -> Array:
     """Cut images into non-overlapping square patches, in raster order, each flattened.
 
@@ -55,6 +55,7 @@ def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) 
     return ops.patchify.dispatch(backend, images, p, channels_last=bool(channels_last))
 
 
+@public(ops.unpatchify)
 def unpatchify(
     patches: Array,
     /,
@@ -113,6 +114,7 @@ def unpatchify(
     return ops.unpatchify.dispatch(backend, patches, p, (h, w), channels=c, channels_last=bool(channels_last))
 
 
+@public(ops.vit_embed)
 def vit_embed(
     images: Array,
     /,
@@ -173,6 +175,7 @@ def vit_embed(
     return ops.vit_embed.dispatch(backend, images, w_patch, b_patch, cls_token, pos_embed, patch_size=p)
 
 
+@public(ops.window_partition)
 def window_partition(x: Array, /, window_size: int) -> Array:
     """Split a feature map into non-overlapping ``ws × ws`` windows (Swin's order).
 
@@ -200,6 +203,7 @@ def window_partition(x: Array, /, window_size: int) -> Array:
     return ops.window_partition.dispatch(backend, x, ws)
 
 
+@public(ops.window_reverse)
 def window_reverse(windows: Array, /, window_size: int, height: int, width: int) -> Array:
     """Merge :func:`window_partition`'s windows back into ``(B, H, W, C)`` (its inverse).
 
@@ -236,6 +240,7 @@ def window_reverse(windows: Array, /, window_size: int, height: int, width: int)
     return ops.window_reverse.dispatch(backend, windows, ws, h, w)
 
 
+@public(ops.cyclic_shift)
 def cyclic_shift(x: Array, /, shift: int) -> Array:
     """Swin's cyclic shift: roll ``x (B, H, W, C)`` by ``(-shift, -shift)`` over H and W.
 
@@ -263,6 +268,7 @@ def cyclic_shift(x: Array, /, shift: int) -> Array:
     return ops.cyclic_shift.dispatch(backend, x, check.integer("shift", shift, minimum=None))
 
 
+@public(ops.shifted_window_mask)
 def shifted_window_mask(
     height: int,
     width: int,
@@ -319,10 +325,12 @@ def shifted_window_mask(
     chosen = creation_backend(like, backend)
     device = creation_device(chosen, like, device)
     dtype = creation_float_dtype(chosen, like, device) if as_bias else None
-    return ops.shifted_window_mask.dispatch(chosen, h, w, ws, shift, as_bias=bool(as_bias), dtype=dtype, device=device
+    return ops.shifted_window_mask.dispatch(
+        chosen, h, w, ws, shift, as_bias=bool(as_bias), dtype=dtype, device=device
     )
 
 
+@public(ops.relative_position_index)
 def relative_position_index(
     window_size: int,
     *,
@@ -358,6 +366,7 @@ def relative_position_index(
     return ops.relative_position_index.dispatch(chosen, ws, device=creation_device(chosen, like, device))
 
 
+@public(ops.window_attention)
 def window_attention(
     x: Array,
     /,
@@ -426,7 +435,8 @@ def window_attention(
     shift = _shift_size(shift_size, ws)
     check.require_same_dtype(x=x, relative_bias_table=relative_bias_table)
     check.require_shape("relative_bias_table", relative_bias_table, ((2 * ws - 1) ** 2, num_heads))
-    return ops.window_attention.dispatch(backend,
+    return ops.window_attention.dispatch(
+        backend,
         x,
         params,
         num_heads=num_heads,
@@ -434,7 +444,6 @@ def window_attention(
         shift_size=shift,
         relative_bias_table=relative_bias_table,
     )
-
 
 
 def _positive(name: str, value: object) -> int:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+
 from seqops._agnostic.activations import compute_dtype
 from seqops._agnostic.attention import linear
 from seqops._lib.typing import Array, Namespace

@@ -43,7 +43,9 @@ def sinusoidal_positional_encoding(
         angles_at = xp.arange(num_positions, dtype=wide, device=device)
     else:
         angles_at = xp.astype(positions, wide)
-    return attention.sinusoidal_positional_encoding(xp, angles_at, d_model, base=base, layout=layout, dtype=dtype)
+    return attention.sinusoidal_positional_encoding(
+        xp, angles_at, d_model, base=base, layout=layout, dtype=dtype
+    )
 
 
 def dropout_keep(backend: Backend, rng: Any, p: float, shape: tuple[int, ...], like: Array) -> Array:

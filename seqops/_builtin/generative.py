@@ -38,7 +38,9 @@ namespaced(ops.bernoulli_log_likelihood, generative.bernoulli_log_likelihood)
 
 
 @implement(ops.kl_mvn)
-def kl_mvn(backend: Backend, mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /, *, lead: tuple[int, ...]) -> Array:
+def kl_mvn(
+    backend: Backend, mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /, *, lead: tuple[int, ...]
+) -> Array:
     xp = backend.namespace()
     linalg = getattr(xp, "linalg", None)
     if not all(hasattr(linalg, f) for f in ("cholesky", "solve", "diagonal")):

@@ -37,4 +37,6 @@ def cross_entropy(
 
 @implement(ops.autoregressive_log_likelihood)
 def autoregressive_log_likelihood(backend: Backend, logits: Array, targets: Array, /) -> Any:
-    return losses.autoregressive_log_likelihood(backend.namespace(), logits, targets, device=backend.device(logits))
+    return losses.autoregressive_log_likelihood(
+        backend.namespace(), logits, targets, device=backend.device(logits)
+    )

@@ -19,7 +19,9 @@ namespaced(ops.lstm_cell, recurrent.lstm_cell)
 def rnn(
     backend: Backend, xs: Array, h0: Array, w_ih: Array, w_hh: Array, b: Array | None, /, *, nonlinearity: str
 ) -> Any:
-    return recurrent.rnn(backend.namespace(), xs, h0, w_ih, w_hh, b, scan=backend.scan, nonlinearity=nonlinearity)
+    return recurrent.rnn(
+        backend.namespace(), xs, h0, w_ih, w_hh, b, scan=backend.scan, nonlinearity=nonlinearity
+    )
 
 
 @implement(ops.lstm)

@@ -29,7 +29,15 @@ def activation_fn(backend: Backend, name: str) -> Callable[[Array], Array]:
 
 @implement(ops.feed_forward)
 def feed_forward(
-    backend: Backend, x: Array, w1: Array, b1: Array | None, w2: Array, b2: Array | None, /, *, activation: str
+    backend: Backend,
+    x: Array,
+    w1: Array,
+    b1: Array | None,
+    w2: Array,
+    b2: Array | None,
+    /,
+    *,
+    activation: str,
 ) -> Array:
     xp = backend.namespace()
     return transformer.feed_forward(xp, x, w1, b1, w2, b2, activation=activation_fn(backend, activation))

@@ -157,7 +157,11 @@ def integer(name: str, value: object, *, minimum: int | None = 0) -> int:
         msg = f"{name} must be an integer; got {type(value).__name__}"
         raise TypeError(msg) from None
     if minimum is not None and n < minimum:
-        msg = f"{name} must be non-negative; got {n}" if minimum == 0 else f"{name} must be >= {minimum}; got {n}"
+        msg = (
+            f"{name} must be non-negative; got {n}"
+            if minimum == 0
+            else f"{name} must be >= {minimum}; got {n}"
+        )
         raise ValueError(msg)
     return n
 
