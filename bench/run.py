@@ -120,8 +120,10 @@ def case_dispatch(args: argparse.Namespace) -> dict[str, Any]:
         vs_naive = paired_overhead(lambda: ours(q, q, q), naive, rounds=rounds, number=number)
     finally:
         torch.set_num_threads(threads)
+    per_op = dispatch_per_op(rounds=21 if not args.quick else 5, number=200 if not args.quick else 50)
     return {
         "what": "dispatch overhead, torch CPU 1x1x8x8, seqops - torch SDPA (median of paired rounds)",
+        "per_op": per_op,
         "implementation": seqops.explain(ours, q, q, q).chosen,
         "extra_us": vs_sdpa["extra_us"],
         "seqops_us": vs_sdpa["a_us"],
@@ -130,6 +132,125 @@ def case_dispatch(args: argparse.Namespace) -> dict[str, Any]:
         "extra_over_naive_us": vs_naive["extra_us"],
         "target": "extra_us <= 3",
         "met": vs_sdpa["extra_us"] <= 3.0,
+    }
+
+
+BEFORE = HERE / "results" / "dispatch-per-op-19d6a57.json"
+"""The same per-op measurement on the code before ops were declared once (commit 19d6a57)."""
+
+
+def dispatch_per_op(*, rounds: int, number: int) -> dict[str, dict[str, Any]]:
+    """For each op (its first conformance case, torch float32, 1 thread): the time of the public
+    call minus that of the implementation it runs called directly with the validated arguments
+    (validation, backend resolution and dispatch), beside the same figure before the redesign."""
+    import numpy as np
+    import torch
+    from seqops_conformance.cases import CASES
+
+    import seqops
+
+    def to_torch(x: Any) -> Any:
+        if isinstance(x, np.ndarray):
+            t = torch.from_numpy(x)
+            return t.float() if t.dtype == torch.float64 else t
+        if isinstance(x, tuple) and hasattr(x, "_fields"):
+            return type(x)(*(to_torch(a) for a in x))
+        if isinstance(x, (list, tuple)):
+            return type(x)(to_torch(a) for a in x)
+        if isinstance(x, dict):
+            return {k: to_torch(v) for k, v in x.items()}
+        return torch.zeros(1) if repr(x) == "LIKE" else x
+
+    class Recorder:
+        """Records the validated arguments each dispatch receives (its ``decline`` never accepts)."""
+
+        def __init__(self) -> None:
+            self.seen: dict[str, tuple[Any, tuple[Any, ...], dict[str, Any]]] = {}
+
+        @seqops.hookimpl
+        def seqops_implementations(self, backend: Any) -> list[Any]:
+            def recorder(op: Any) -> Any:
+                def decline(backend: Any, *args: Any, **kwargs: Any) -> str:
+                    self.seen.setdefault(op.name, (backend, args, kwargs))
+                    return "recording"
+
+                return seqops.Implementation(op, "recorder", lambda *a, **k: None, decline=decline)
+
+            return [recorder(op) for op in seqops.declared_ops()]
+
+    before = json.loads(BEFORE.read_text()) if BEFORE.exists() else {}
+    recorder = Recorder()
+    found: dict[str, dict[str, Any]] = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for case in CASES:
+            if case.op in found or case.call is not None:
+                continue
+            args, kwargs = case.inputs(0)
+            args, kwargs = to_torch(args), to_torch(kwargs)
+            name = seqops.register_plugin(recorder, name="recorder")
+            try:
+                chosen = seqops.explain(case.function, *args, **kwargs)
+                backend, v_args, v_kwargs = recorder.seen[case.op]
+            finally:
+                seqops.unregister_plugin(name)
+            impl = next(i for i in seqops.implementations(case.op, backend) if i.name == chosen.chosen)
+
+            def public(fn: Any = case.function, a: Any = args, kw: Any = kwargs) -> Any:
+                return fn(*a, **kw)
+
+            def direct(fn: Any = impl.fn, b: Any = backend, a: Any = v_args, kw: Any = v_kwargs) -> Any:
+                return fn(b, *a, **kw)
+
+            extra = paired_overhead(public, direct, rounds=rounds, number=number)["extra_us"]
+            found[case.op] = {"implementation": impl.name, "extra_us": extra}
+            if case.op in before:
+                found[case.op]["before_us"] = before[case.op]["extra_us"]
+                found[case.op]["before_implementation"] = before[case.op]["impl"]
+    finally:
+        torch.set_num_threads(threads)
+    for op, entry in found.items():
+        was = f"{entry['before_us']:6.2f} ({entry['before_implementation']})" if "before_us" in entry else "-"
+        print(f"  {op:32s} {entry['extra_us']:6.2f} us ({entry['implementation']})   before {was}")
+    return found
+
+
+def case_mha_composite(args: argparse.Namespace) -> dict[str, Any]:
+    """torch-mha-sdpa (the composite-level fast path) against the portable multi-head attention
+    over the dispatched torch-sdpa part: kept only while it is faster (issue 11)."""
+    import torch
+
+    import seqops
+
+    sizes = ((1, 8, 16, 2), (2, 128, 256, 8), (4, 512, 512, 8))
+    found: dict[str, Any] = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for b, length, d, h in sizes:
+            x = torch.randn(b, length, d)
+            w = [torch.randn(d, d) / d**0.5 for _ in range(4)]
+            p = seqops.MHAParams(*w, *(torch.randn(d) for _ in range(4)))
+            run = dict(
+                seqops.candidates(seqops.multi_head_attention, x, x, x, p, num_heads=h, is_causal=True)
+            )
+            fast, composite = run["torch-mha-sdpa"], run["portable"]
+            number = 200 if length < 100 else (20 if not args.quick else 2)
+            timed = paired_overhead(composite, fast, rounds=11 if not args.quick else 3, number=number)
+            label = f"B={b} L={length} D={d} H={h}"
+            found[label] = timed["a_us"] / timed["b_us"]
+            print(f"  {label}: composite / torch-mha-sdpa {found[label]:.3f}")
+    finally:
+        torch.set_num_threads(threads)
+    tiny = next(iter(found.values()))
+    return {
+        "what": "portable MHA over torch-sdpa / torch-mha-sdpa, torch CPU float32, causal, 1 thread",
+        "implementation": "torch-mha-sdpa",
+        "by_size": found,
+        "ratio": tiny,
+        "target": "keep torch-mha-sdpa while ratio > 1.05 at the decoding-step size",
+        "met": tiny > 1.05,
     }
 
 
@@ -494,23 +615,24 @@ def _portable_sdpa(like: Any) -> Callable[..., Any]:
     """The plain portable attention of ``like``'s backend, called as the dispatcher would."""
     import seqops
 
-    impls = seqops.registry.implementations("scaled_dot_product_attention", _backend(like))
-    portable = {impl.name: impl for _, impl in impls}["portable"]
+    backend = _backend(like)
+    impls = seqops.implementations("scaled_dot_product_attention", backend)
+    portable = {impl.name: impl for impl in impls}["portable"]
     defaults = {
         "mask": None, "bias": None, "is_causal": False, "dropout_p": 0.0, "rng": None,
         "enable_gqa": False, "return_weights": False,
     }  # fmt: skip
 
     def run(q: Any, k: Any, v: Any, *, scale: float) -> Any:
-        return portable.fn(q, k, v, scale=scale, **defaults)
+        return portable.fn(backend, q, k, v, scale=scale, **defaults)
 
     return run
 
 
 def _backend(x: Any) -> Any:
-    from seqops._dispatch import resolve
+    import seqops
 
-    return resolve(x)
+    return next(b for b, _ in seqops.backends() if b.owns(x))
 
 
 class Skip(Exception):  # noqa: N818 - a case that cannot run here says why
@@ -526,6 +648,7 @@ CPU_CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "lstm_jax": case_lstm_jax,
     "attn_memory": case_attn_memory,
     "mha_memory": case_mha_memory,
+    "mha_composite": case_mha_composite,
 }
 GPU_CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "gpu_attn_torch": case_gpu_attn_torch,

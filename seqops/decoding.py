@@ -208,7 +208,7 @@ def _checked(step: Callable[..., Any], tokens_shape: tuple[int, ...], backend: A
 def _check_step_logits(logits: Array, tokens_shape: tuple[int, ...], backend: Any, t: int) -> None:
     """The logits a step function returned: floating, ``(*tokens_shape, V)``, same library."""
     found = resolve(logits, names=(f"logits returned by step {t}",))
-    if found is not backend:
+    if found.name != backend.name:
         msg = (
             f"step {t} returned logits of library {found.library}, but first_tokens are "
             f"{backend.library}: the step function must stay in one library"
