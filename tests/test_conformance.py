@@ -19,7 +19,6 @@ from seqops_conformance.tolerances import error
 
 import seqops
 from seqops._agnostic import activations, attention, generative, recurrent
-from seqops._dispatch import candidates
 from seqops.cli import main
 
 FAST = ["numpy", "array_api_strict"]
@@ -133,8 +132,9 @@ def test_results_name_the_implementation(report: Report) -> None:
     tiled = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable-tiled"}
     plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}
     assert tiled and tiled <= plain  # the tiled attention forced by a budget of 0, beside the plain
-    tiling = {"scaled_dot_product_attention", "multi_head_attention", "transformer_encoder_layer"}
-    assert {case.split("[")[0] for case, _, _ in tiled} == tiling
+    # Only attention itself has a tiled implementation: the composites (multi-head attention,
+    # the encoder layer) dispatch their attention, which tiles when the budget says so.
+    assert {case.split("[")[0] for case, _, _ in tiled} == {"scaled_dot_product_attention"}
     summary = report.summary()
     assert summary["implementations"]["portable-tiled"] == len(tiled)
     assert f"portable-tiled {len(tiled)}" in report.summary_line()
@@ -232,7 +232,7 @@ def test_cli_conformance_writes_reports(tmp_path, capsys) -> None:
     assert {c["op"] for c in data["cells"]} == {"softmax", "causal_mask"}
     assert set(data["metadata"]) >= {"seed", "seqops", "backends", "platform", "python", "date", "jax_x64"}
     assert data["coverage"] == {
-        "ops_total": len(seqops._portable._registry.FACTORIES),
+        "ops_total": len(seqops.declared_ops()),
         "ops_run": 2,
         "ops_passed": 2,
         "failed_ops": [],
@@ -274,29 +274,29 @@ def test_cli_exits_1_when_nothing_ran(capsys) -> None:
 # -- mutation test: a wrong fast path must be caught -----------------------------------------
 
 
-def _buggy_softmax(x, /, *, axis):
+def _buggy_softmax(backend, x, /, *, axis):
     """Off by 1 %."""
-    return activations.softmax(npx, x, axis=axis) * 1.01
+    return activations.softmax(backend.namespace(), x, axis=axis) * 1.01
 
 
-def _buggy_sdpa(q, k, v, /, *, mask, is_causal, dropout_p, rng, **options):
+def _buggy_sdpa(backend, q, k, v, /, *, mask, is_causal, dropout_p, rng, **options):
     """Causal alignment shifted by one: query i also sees key i + 1."""
+    xp = backend.namespace()
     if is_causal:
-        shifted = attention.causal_mask(npx, q.shape[-2], k.shape[-2], offset=1, device="cpu")
-        mask = shifted if mask is None else npx.logical_and(mask, shifted)
-    return attention.scaled_dot_product_attention(npx, q, k, v, mask=mask, is_causal=False, **options)
+        shifted = attention.causal_mask(xp, q.shape[-2], k.shape[-2], offset=1, device=backend.device(q))
+        mask = shifted if mask is None else xp.logical_and(mask, shifted)
+    return attention.scaled_dot_product_attention(xp, q, k, v, mask=mask, is_causal=False, **options)
 
 
 class _BuggyPlugin:
     @seqops.hookimpl
-    def seqops_implementations(self, op, backend):
+    def seqops_implementations(self, backend):
         if backend.name != "numpy":
             return None
-        if op == "softmax":
-            return [seqops.Implementation("buggy-softmax", _buggy_softmax)]
-        if op == "scaled_dot_product_attention":
-            return [seqops.Implementation("buggy-causal", _buggy_sdpa)]
-        return None
+        return [
+            seqops.Implementation(seqops.ops.softmax, "buggy-softmax", _buggy_softmax),
+            seqops.Implementation(seqops.ops.scaled_dot_product_attention, "buggy-causal", _buggy_sdpa),
+        ]
 
 
 @pytest.fixture
@@ -333,7 +333,7 @@ def test_conformance_catches_wrong_fast_paths() -> None:
     assert cells["softmax", "portable", "float32"].status == "pass"
 
 
-def _other_device(x, /, *, axis):
+def _other_device(backend, x, /, *, axis):
     import array_api_strict
 
     out = activations.softmax(array_api_strict, x, axis=axis)
@@ -345,12 +345,12 @@ def _other_device(x, /, *, axis):
     [
         (
             "numpy",
-            lambda x, /, *, axis: activations.softmax(npx, x.astype("float64"), axis=axis),
+            lambda backend, x, /, *, axis: activations.softmax(npx, x.astype("float64"), axis=axis),
             "dtype",
         ),
         (
             "numpy",
-            lambda x, /, *, axis: activations.softmax(npx, x, axis=axis).tolist(),
+            lambda backend, x, /, *, axis: activations.softmax(npx, x, axis=axis).tolist(),
             "not a numpy",
         ),
         ("array_api_strict", _other_device, "device"),
@@ -359,8 +359,8 @@ def _other_device(x, /, *, axis):
 def test_conformance_checks_library_dtype_and_device(backend, fn, complaint) -> None:
     class Plugin:
         @seqops.hookimpl
-        def seqops_implementations(self, op, backend):
-            return [seqops.Implementation("contract-breaker", fn)] if op == "softmax" else None
+        def seqops_implementations(self, backend):
+            return [seqops.Implementation(seqops.ops.softmax, "contract-breaker", fn)]
 
     name = seqops.register_plugin(Plugin(), name="contract-breaker")
     try:
@@ -392,21 +392,21 @@ SDPA = "scaled_dot_product_attention"
 def test_candidates_validate_and_list_the_accepting_implementations_in_asking_order() -> None:
     q = np.ones((2, 4, 8), dtype=np.float32)
     f = seqops.scaled_dot_product_attention
-    assert [name for name, _ in candidates(f, q, q, q)] == ["portable"]
+    assert [name for name, _ in seqops.candidates(f, q, q, q)] == ["portable"]
     old = seqops.set_attention_memory_budget(0)
     try:
-        found = candidates(f, q, q, q)
+        found = seqops.candidates(f, q, q, q)
     finally:
         seqops.set_attention_memory_budget(old)
     assert [name for name, _ in found] == ["portable-tiled", "portable"]
     np.testing.assert_allclose(found[0][1](), found[1][1](), rtol=1e-6)  # runs whatever the budget
     with pytest.raises(ValueError) as via_candidates:
-        candidates(f, q, q[..., :3], q)
+        seqops.candidates(f, q, q[..., :3], q)
     with pytest.raises(ValueError) as via_call:
         f(q, q[..., :3], q)
     assert str(via_candidates.value) == str(via_call.value)
     with pytest.raises(TypeError, match="not a dispatched seqops op"):
-        candidates(len, q)
+        seqops.candidates(len, q)
 
 
 @pytest.fixture(scope="module")
@@ -440,25 +440,30 @@ def test_declared_limitations_of_an_implementation_become_skips_with_the_reason(
     assert not any("not checked" in n for n in report.notes)
 
 
-def _off_by_one_percent_sdpa(q, k, v, /, **options):
+def _off_by_one_percent_sdpa(backend, q, k, v, /, **options):
     import torch
 
     return torch.nn.functional.scaled_dot_product_attention(q, k, v) * 1.01
 
 
-def _plain_only(q, k, v, /, *, mask, is_causal, return_weights, dropout_p, **_):
+def _plain_only(backend, q, k, v, /, *, mask, is_causal, return_weights, dropout_p, **_):
     plain = mask is None and not is_causal and not return_weights and dropout_p == 0.0
     return None if plain and q.shape[:-2] == k.shape[:-2] else "not this one"
 
 
 class _BuggyTorchPlugin:
     @seqops.hookimpl
-    def seqops_implementations(self, op, backend):
-        if op == SDPA and backend.name == "torch":
-            return [
-                seqops.Implementation("off-by-one-percent", _off_by_one_percent_sdpa, decline=_plain_only)
-            ]
-        return None
+    def seqops_implementations(self, backend):
+        if backend.name != "torch":
+            return None
+        return [
+            seqops.Implementation(
+                seqops.ops.scaled_dot_product_attention,
+                "off-by-one-percent",
+                _off_by_one_percent_sdpa,
+                decline=_plain_only,
+            )
+        ]
 
 
 def test_a_wrong_plugin_fails_under_its_name_while_portable_passes(torch_sdpa_report: Report) -> None:
@@ -507,32 +512,25 @@ def test_disabling_the_plugins_by_environment_leaves_the_portable_results(torch_
 # -- mutation tests of the recurrent / language-modelling cases ------------------------------
 
 
-def _python_scan(step, carry, xs):
-    outs = []
-    for t in range(xs.shape[0]):
-        carry, y = step(carry, xs[t])
-        outs.append(y)
-    return carry, npx.stack(outs)
-
-
-def _swapped_gates_lstm(xs, state, w_ih, w_hh, b, /):
+def _swapped_gates_lstm(backend, xs, state, w_ih, w_hh, b, /):
     """The input and forget gates swapped (torch's i, f order read as f, i)."""
+    xp = backend.namespace()
     hidden = state[0].shape[-1]
 
     def swap(w):
         if w is None:
             return None
-        return npx.concat([w[..., hidden : 2 * hidden], w[..., :hidden], w[..., 2 * hidden :]], axis=-1)
+        return xp.concat([w[..., hidden : 2 * hidden], w[..., :hidden], w[..., 2 * hidden :]], axis=-1)
 
-    return recurrent.lstm(npx, xs, state, swap(w_ih), swap(w_hh), swap(b), scan=_python_scan)
+    return recurrent.lstm(xp, xs, state, swap(w_ih), swap(w_hh), swap(b), scan=backend.scan)
 
 
-def _least_likely(logits, /, *, rng, **options):
+def _least_likely(backend, logits, /, *, rng, **options):
     """A 'sampler' that always draws the least probable token."""
-    return npx.argmin(logits, axis=-1)
+    return backend.namespace().argmin(logits, axis=-1)
 
 
-def _detached_mean_layer_norm(x, weight, bias, /, *, eps):
+def _detached_mean_layer_norm(backend, x, weight, bias, /, *, eps):
     """Right values, wrong gradient: the mean is treated as a constant by autograd."""
     import torch
 
@@ -544,13 +542,14 @@ def _detached_mean_layer_norm(x, weight, bias, /, *, eps):
 
 class _WrongRecurrentPlugin:
     @seqops.hookimpl
-    def seqops_implementations(self, op, backend):
-        if op == "lstm" and backend.name == "numpy":
-            return [seqops.Implementation("swapped-gates", _swapped_gates_lstm)]
-        if op == "sample_logits" and backend.name == "numpy":
-            return [seqops.Implementation("least-likely", _least_likely)]
-        if op == "layer_norm" and backend.name == "torch":
-            return [seqops.Implementation("detached-mean", _detached_mean_layer_norm)]
+    def seqops_implementations(self, backend):
+        if backend.name == "numpy":
+            return [
+                seqops.Implementation(seqops.ops.lstm, "swapped-gates", _swapped_gates_lstm),
+                seqops.Implementation(seqops.ops.sample_logits, "least-likely", _least_likely),
+            ]
+        if backend.name == "torch":
+            return [seqops.Implementation(seqops.ops.layer_norm, "detached-mean", _detached_mean_layer_norm)]
         return None
 
 
@@ -647,17 +646,18 @@ def test_exact_ops_have_tolerance_zero(report: Report) -> None:
 # -- mutation tests of the vision / generative cases -------------------------------------------
 
 
-def _centre_kept_mask(kernel_size, in_channels, out_channels, /, *, mask_type, **options):
+def _centre_kept_mask(backend, kernel_size, in_channels, out_channels, /, *, mask_type, **options):
     """Type A forgets to mask the centre: it is built as type B."""
-    return generative.pixelcnn_mask(npx, kernel_size, in_channels, out_channels, mask_type="B", **options)
+    xp = backend.namespace()
+    return generative.pixelcnn_mask(xp, kernel_size, in_channels, out_channels, mask_type="B", **options)
 
 
-def _roll_wrong_way(x, shift, /):
+def _roll_wrong_way(backend, x, shift, /):
     """Content moved down and right instead of up and left."""
-    return npx.roll(x, shift=(shift, shift), axis=(1, 2))
+    return backend.namespace().roll(x, shift=(shift, shift), axis=(1, 2))
 
 
-def _detached_log_var(mu, log_var, /, *, rng, eps, shape):
+def _detached_log_var(backend, mu, log_var, /, *, rng, eps, shape):
     """Right values, wrong gradient: no gradient reaches log_var through z."""
     import torch
 
@@ -666,13 +666,14 @@ def _detached_log_var(mu, log_var, /, *, rng, eps, shape):
 
 class _WrongGenerativePlugin:
     @seqops.hookimpl
-    def seqops_implementations(self, op, backend):
-        if op == "pixelcnn_mask" and backend.name == "numpy":
-            return [seqops.Implementation("centre-kept", _centre_kept_mask)]
-        if op == "cyclic_shift" and backend.name == "numpy":
-            return [seqops.Implementation("rolled-wrong-way", _roll_wrong_way)]
-        if op == "reparameterize" and backend.name == "torch":
-            return [seqops.Implementation("detached-log-var", _detached_log_var)]
+    def seqops_implementations(self, backend):
+        if backend.name == "numpy":
+            return [
+                seqops.Implementation(seqops.ops.pixelcnn_mask, "centre-kept", _centre_kept_mask),
+                seqops.Implementation(seqops.ops.cyclic_shift, "rolled-wrong-way", _roll_wrong_way),
+            ]
+        if backend.name == "torch":
+            return [seqops.Implementation(seqops.ops.reparameterize, "detached-log-var", _detached_log_var)]
         return None
 
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import array_api_compat
 
-from seqops import Backend, hookimpl
-from seqops import Availability, check_rng
+from seqops import Availability, Backend, check_rng, hookimpl
 
 
 class CupyBackend(Backend):

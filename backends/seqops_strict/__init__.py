@@ -8,8 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from seqops import Backend, hookimpl
-from seqops import check_rng
+from seqops import Backend, check_rng, hookimpl
 
 
 class StrictBackend(Backend):

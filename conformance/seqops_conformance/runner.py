@@ -409,10 +409,11 @@ def implementations(
     case: Case, b_args: tuple[Any, ...], b_kwargs: dict[str, Any]
 ) -> list[tuple[str, Callable[[], Any]]]:
     """Each implementation checked on ``case`` at these backend arguments, with a callable
-    running the case with it: every one that accepts the call
-    (:func:`seqops.candidates`, the dispatched one first), and the memory-efficient
-    ``portable-tiled`` attention forced by a memory budget of 0 when the default budget
-    makes it decline. A composition of ops (``case.call``) runs as dispatched."""
+    running the case with it: every one that accepts the call (:func:`seqops.candidates`,
+    the dispatched one first), and the memory-efficient ``portable-tiled`` attention forced by
+    a memory budget of 0 when the default budget makes it decline. A composite whose parts
+    include the attention is also run over the tiled attention (``"portable over
+    portable-tiled"``). A composition of ops (``case.call``) runs as dispatched."""
     if case.call is not None:
         return [(case.implementation(*b_args, **b_kwargs), lambda: case.function(*b_args, **b_kwargs))]
     found = seqops.candidates(case.function, *b_args, **b_kwargs)
@@ -423,7 +424,18 @@ def implementations(
         seqops.set_attention_memory_budget(old)
     names = {name for name, _ in found}
     found += [(name, _with_no_budget(run_it)) for name, run_it in forced if name not in names]
+    if _attends(getattr(seqops.ops, case.op)):
+        found += [
+            (f"{name} over portable-tiled", _with_no_budget(run_it))
+            for name, run_it in forced
+            if name == "portable"
+        ]
     return found
+
+
+def _attends(op: Any) -> bool:
+    """Whether ``op``'s built-in implementation dispatches the attention (through its parts)."""
+    return any(part is seqops.ops.scaled_dot_product_attention or _attends(part) for part in op.parts)
 
 
 def _with_no_budget(run_it: Callable[[], Any]) -> Callable[[], Any]:

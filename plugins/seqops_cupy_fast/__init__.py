@@ -59,7 +59,10 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
             limitations=(seqops.Limitation(HALF, dtype="float16"),),
         ),
         seqops.Implementation(
-            seqops.ops.scaled_dot_product_attention, "cupy-attention", attention.sdpa, decline=attention.decline_sdpa
+            seqops.ops.scaled_dot_product_attention,
+            "cupy-attention",
+            attention.sdpa,
+            decline=attention.decline_sdpa,
         ),
     ]
 

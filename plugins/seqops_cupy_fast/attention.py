@@ -172,8 +172,7 @@ def _kernel(dtype_name: str) -> Any:
 
 
 def decline_sdpa(
-    backend: Any,
-    q: Any, k: Any, v: Any, /, *, dropout_p: float, return_weights: bool, **_: Any
+    backend: Any, q: Any, k: Any, v: Any, /, *, dropout_p: float, return_weights: bool, **_: Any
 ) -> str | None:
     if return_weights:
         return WEIGHTS

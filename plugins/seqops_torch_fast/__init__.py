@@ -49,7 +49,9 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
         seqops.Implementation(
             ops.lstm, "torch-lstm", lstm, decline=decline_lstm, limitations=HALF_RECURRENT_LIMITATIONS
         ),
-        seqops.Implementation(ops.rnn, "torch-rnn", rnn, decline=decline_rnn, limitations=HALF_RECURRENT_LIMITATIONS),
+        seqops.Implementation(
+            ops.rnn, "torch-rnn", rnn, decline=decline_rnn, limitations=HALF_RECURRENT_LIMITATIONS
+        ),
     ]
 
 
@@ -273,7 +275,9 @@ def lstm(backend: seqops.Backend, xs: Any, state: Any, w_ih: Any, w_hh: Any, b: 
     )
 
 
-def rnn(backend: seqops.Backend, xs: Any, h0: Any, w_ih: Any, w_hh: Any, b: Any, /, *, nonlinearity: str) -> Any:
+def rnn(
+    backend: seqops.Backend, xs: Any, h0: Any, w_ih: Any, w_hh: Any, b: Any, /, *, nonlinearity: str
+) -> Any:
     torch = _torch()
     hidden = h0.shape[-1]
     x3, batch, size = _batched(xs, hidden)

@@ -14,7 +14,7 @@ namespace is all it takes for every portable op to accept these arrays::
 
 This module is the backend, registered under the ``seqops.backends`` entry point; it uses
 only seqops' public API (:class:`seqops.Backend`, :data:`seqops.hookimpl`,
-:class:`seqops.Limitation`).
+:class:`seqops.Limitation`, the declared ops :mod:`seqops.ops`).
 
 What to know:
 
@@ -66,7 +66,7 @@ class MArrayBackend(seqops.Backend):
 
     name = "marray"
     library = "marray"
-    limitations = (seqops.Limitation(NO_LINALG, op="kl_mvn"),)
+    limitations = (seqops.Limitation(NO_LINALG, op=seqops.ops.kl_mvn),)
 
     # -- identity -------------------------------------------------------------------
     def owns(self, x: object, /) -> bool:

@@ -14,9 +14,11 @@ with the reason, and the portable path (which propagates masks) runs instead::
       portable: would accept, not reached
 
 This module is registered under the ``seqops.plugins`` entry point. seqops calls
-:func:`seqops_implementations` once per ``(op, backend)`` and caches the answer, then asks
-``decline`` on each call. The arguments arrive validated (``x`` is a floating MArray of this
-backend, ``axis`` is in range), so nothing is re-checked here.
+:func:`seqops_implementations` once per registered backend when the plugin is registered,
+checks each implementation's ``fn`` and ``decline`` against its op's contract
+(``seqops.ops.softmax``: ``(backend, x, /, *, axis)``), then asks ``decline`` on each call.
+The arguments arrive validated (``x`` is a floating MArray of this backend, ``axis`` is in
+range), so nothing is re-checked here.
 """
 
 from __future__ import annotations
@@ -31,24 +33,26 @@ MASKED = "some entries of x are masked: the portable softmax propagates the mask
 
 
 @seqops.hookimpl
-def seqops_implementations(op: str, backend: seqops.Backend) -> list[seqops.Implementation] | None:
+def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementation] | None:
     """The ``seqops_implementations`` hook: ``marray-softmax`` for ``softmax`` on marray."""
-    if op == "softmax" and backend.name == "marray":
-        return [seqops.Implementation("marray-softmax", softmax, decline=decline)]
-    return None
+    if backend.name != "marray":
+        return None
+    return [seqops.Implementation(seqops.ops.softmax, "marray-softmax", softmax, decline=decline)]
 
 
-def decline(x: Any, /, *, axis: int) -> str | None:
+def decline(backend: seqops.Backend, x: Any, /, *, axis: int) -> str | None:
     """Why :func:`softmax` declines ``softmax(x, axis=axis)``: when any entry of ``x`` is
     masked (the answer must then carry marray's mask rules); ``None`` (accept) otherwise."""
     return MASKED if np.any(x.mask) else None
 
 
-def softmax(x: Any, /, *, axis: int) -> Any:
+def softmax(backend: seqops.Backend, x: Any, /, *, axis: int) -> Any:
     """``exp(x) / sum(exp(x))`` along ``axis``, computed with NumPy on ``x.data``.
 
     Parameters
     ----------
+    backend : seqops.Backend
+        The marray backend (unused: NumPy computes on the data directly).
     x : MArray, shape ``(...)``, float32 or float64, nothing masked
     axis : int
         In range for ``x`` (seqops has checked it).
