@@ -128,13 +128,26 @@ def test_numpy_has_no_gradient_rows_and_says_why(report: Report) -> None:
 
 
 def test_results_name_the_implementation(report: Report) -> None:
-    assert {r.implementation for r in report.results if r.status != "skip"} == {"portable", "portable-tiled"}
+    over = "portable over portable-tiled"
+    assert {r.implementation for r in report.results if r.status != "skip"} == {
+        "portable",
+        "portable-tiled",
+        over,
+    }
     tiled = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable-tiled"}
     plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}
     assert tiled and tiled <= plain  # the tiled attention forced by a budget of 0, beside the plain
-    # Only attention itself has a tiled implementation: the composites (multi-head attention,
-    # the encoder layer) dispatch their attention, which tiles when the budget says so.
+    # Only attention itself has a tiled implementation; the composites (multi-head attention,
+    # the encoder layer, window attention) dispatch their attention, and are checked once more
+    # over the tiled one.
     assert {case.split("[")[0] for case, _, _ in tiled} == {"scaled_dot_product_attention"}
+    composite = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == over}
+    assert composite <= plain
+    assert {case.split("[")[0] for case, _, _ in composite} == {
+        "multi_head_attention",
+        "transformer_encoder_layer",
+        "window_attention",
+    }
     summary = report.summary()
     assert summary["implementations"]["portable-tiled"] == len(tiled)
     assert f"portable-tiled {len(tiled)}" in report.summary_line()
