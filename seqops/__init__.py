@@ -68,6 +68,38 @@ def backends() -> list[tuple[Backend, Availability]]:
     return [(backend, backend.availability()) for backend in registry.backends()]
 
 
+def plugins() -> list[tuple[str, object]]:
+    """The registered plugins, ``(name, module or object)``, the built-in ``portable`` included.
+
+    Examples
+    --------
+    >>> import seqops
+    >>> "portable" in dict(seqops.plugins())
+    True
+    """
+    return list(registry.pm.list_name_plugin())
+
+
+def quarantined() -> dict[str, str]:
+    """What this process stopped asking, and why: plugins by name, and single implementations
+    as ``"plugin: implementation (op)"`` (see the failure policy in :mod:`seqops.hookspecs`).
+
+    Examples
+    --------
+    >>> import seqops
+    >>> seqops.quarantined()
+    {}
+    """
+    found = dict(registry.quarantined)
+    found.update(
+        {
+            f"{plugin}: {impl} ({op})": why
+            for (plugin, impl, op), why in registry.quarantined_implementations.items()
+        }
+    )
+    return found
+
+
 def register_plugin(plugin: object, /, name: str | None = None) -> str:
     """Register a plugin object or module (what entry points do), returning its name."""
     return registry.register(plugin, name)
@@ -125,7 +157,9 @@ __all__ = [
     "ops",
     "padding_mask",
     "patchify",
+    "plugins",
     "pixelcnn_mask",
+    "quarantined",
     "register_plugin",
     "relative_position_index",
     "reparameterize",

@@ -119,11 +119,11 @@ def _info() -> int:
         devices = ", ".join(str(d) for d in backend.devices())
         console.print(f"  {backend.name}: {versions}; devices: {devices}")
     console.print("plugins:")
-    for name, plugin in seqops.registry.pm.list_name_plugin():
+    for name, plugin in seqops.plugins():
         console.print(f"  {name} ({getattr(plugin, '__name__', type(plugin).__name__)})")
-    if seqops.registry.quarantined:
-        console.print("quarantined plugins:")
-        for name, why in seqops.registry.quarantined.items():
+    if seqops.quarantined():
+        console.print("quarantined:")
+        for name, why in seqops.quarantined().items():
             console.print(f"  {name}: {why}")
     return 0
 

@@ -176,7 +176,7 @@ def decode(
                 f"got them with strategy='greedy' (temperature={temperature}, top_k={top_k}, top_p={top_p})"
             )
             raise ValueError(msg)
-        options = _sampling_options(1.0, None, None, 1)
+        options = _GREEDY
     if eos_token_id is not None:
         eos_token_id = check.integer("eos_token_id", eos_token_id, minimum=0)
     return ops.decode.dispatch(  # type: ignore[no-any-return]
@@ -190,6 +190,10 @@ def decode(
         eos_token_id=eos_token_id,
         **options,
     )
+
+
+_GREEDY = {"temperature": 1.0, "top_k": None, "top_p": None, "min_tokens_to_keep": 1}
+"""The sampling options of ``strategy="greedy"`` (unused by it, passed as the contract says)."""
 
 
 def _checked(step: Callable[..., Any], tokens_shape: tuple[int, ...], backend: Any) -> Callable[..., Any]:
