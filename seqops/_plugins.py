@@ -52,6 +52,9 @@ class _Registry:
         self.pm = pluggy.PluginManager(hookspecs.PROJECT)
         self.pm.add_hookspecs(hookspecs)
         self._backends: tuple[Backend, ...] | None = None
+        #: plugin name -> the backends its hook returned (asked once, so that a backend object
+        #: stays the same across registrations of other plugins)
+        self._backends_of: dict[str, list[Backend]] = {}
         #: array type -> its backend (jax tracer types included); read by ``resolve``.
         self.backend_of_type_cache: dict[type, Backend] = {}
         #: plugin name -> why it was unregistered
@@ -136,18 +139,23 @@ class _Registry:
         """Every registered backend, highest precedence first."""
         if self._backends is None:
             found: list[Backend] = []
-            for plugin, fn in list(self._each_hookimpl("seqops_backends")):
-                try:
-                    result = list(fn())
-                    for backend in result:
-                        if not isinstance(backend, Backend):
-                            msg = f"seqops_backends returned {backend!r}, not a seqops.Backend"
-                            raise TypeError(msg)
-                except Exception as exc:
-                    if self.is_ours(plugin):
-                        raise
-                    self._quarantine(plugin, f"seqops_backends raised {exc!r}")
-                    continue
+            hooks = list(self._each_hookimpl("seqops_backends"))
+            self._backends_of = {p: b for p, b in self._backends_of.items() if p in dict(hooks)}
+            for plugin, fn in hooks:
+                result = self._backends_of.get(plugin)
+                if result is None:
+                    try:
+                        result = list(fn())
+                        for backend in result:
+                            if not isinstance(backend, Backend):
+                                msg = f"seqops_backends returned {backend!r}, not a seqops.Backend"
+                                raise TypeError(msg)
+                    except Exception as exc:
+                        if self.is_ours(plugin):
+                            raise
+                        self._quarantine(plugin, f"seqops_backends raised {exc!r}")
+                        continue
+                    self._backends_of[plugin] = result
                 found.extend(result)
             self._backends = tuple(found)
         return self._backends

@@ -185,7 +185,6 @@ def test_composites_declare_their_parts() -> None:
 def test_jax_export_with_a_symbolic_batch_then_every_op_still_works() -> None:
     jax = pytest.importorskip("jax")
     from jax import export
-
     from seqops_conformance.cases import CASES
 
     (batch,) = export.symbolic_shape("b")
@@ -304,3 +303,11 @@ def test_importing_a_plugin_module_imports_no_framework() -> None:
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"
+
+
+def test_backend_objects_stay_the_same_when_plugins_change() -> None:
+    before = {b.name: b for b, _ in seqops.backends()}
+    name = seqops.register_plugin(RecordingAttention(), name="recorder")
+    seqops.unregister_plugin(name)
+    after = {b.name: b for b, _ in seqops.backends()}
+    assert all(after[n] is b for n, b in before.items())
