@@ -311,3 +311,10 @@ def test_backend_objects_stay_the_same_when_plugins_change() -> None:
     seqops.unregister_plugin(name)
     after = {b.name: b for b, _ in seqops.backends()}
     assert all(after[n] is b for n, b in before.items())
+
+
+def test_a_conformance_case_of_an_undeclared_op_fails_when_written() -> None:
+    from seqops_conformance.cases import Case
+
+    with pytest.raises(ValueError, match="case 'x' of an unknown op 'sofmax'"):
+        Case("sofmax", "x", lambda rng: ((), {}), lambda: None)

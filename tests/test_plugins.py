@@ -128,7 +128,9 @@ class RaisingDecline:
             return "steady"
 
         return [
-            seqops.Implementation(seqops.ops.softmax, "fragile", lambda *a, **k: "fragile ran", decline=decline),
+            seqops.Implementation(
+                seqops.ops.softmax, "fragile", lambda *a, **k: "fragile ran", decline=decline
+            ),
             seqops.Implementation(seqops.ops.scaled_dot_product_attention, "steady", attention),
         ]
 

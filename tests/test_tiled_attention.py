@@ -208,7 +208,9 @@ def test_torch_compile_fullgraph_traces_the_tiled_path(torch: Any) -> None:
     tiled, plain = portable_impls(backend)
     q, k, v, given = make_inputs(backend, "float32", CASES["mask_bias_causal"])
     kwargs = options(**given)
-    compiled = torch.compile(lambda q, k, v: tiled.fn(backend, q, k, v, **kwargs), fullgraph=True, backend="eager")
+    compiled = torch.compile(
+        lambda q, k, v: tiled.fn(backend, q, k, v, **kwargs), fullgraph=True, backend="eager"
+    )
     np.testing.assert_allclose(
         compiled(q, k, v).numpy(), plain.fn(backend, q, k, v, **kwargs).numpy(), rtol=2e-5, atol=2e-6
     )

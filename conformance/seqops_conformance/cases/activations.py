@@ -1,0 +1,38 @@
+"""Cases of softmax and log-softmax."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from seqops_conformance.cases._base import _add, _normal, _single
+from seqops_conformance.references import activations as ref
+
+
+def _large_logits(rng):
+    # Magnitudes ~1e4 (float16 max is 65504), each row with a near-tie at its maximum so
+    # the probabilities are not just one-hot.
+    x = rng.uniform(-1e4, 1e4, (4, 9))
+    top = x.max(axis=-1)
+    x[:, 0], x[:, 1] = top - 0.5, top - 2.0
+    x[3] = -1e4 + _normal(rng, 9)
+    return (x,), {}
+
+
+def _logits(shape, axis, rng):
+    return (_normal(rng, *shape, scale=2.0),), {"axis": axis}
+
+
+for _op, _reference in (("softmax", ref.softmax), ("log_softmax", ref.log_softmax)):
+    _add(
+        _op,
+        {
+            "axis -1": partial(_logits, (4, 9), -1),
+            "axis 0": partial(_logits, (5, 3, 4), 0),
+            "axis 1 of 3": partial(_logits, (3, 6, 4), 1),
+            "large magnitude": _large_logits,
+        },
+        _single(_reference),
+        # Not "large magnitude": a step of 1e-6 relative to logits of 1e4 is 1e-2, far too
+        # coarse for central differences of a softmax with a near-tie.
+        grad=("axis 1 of 3",),
+    )

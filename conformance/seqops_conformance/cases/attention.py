@@ -1,0 +1,184 @@
+"""Cases of the attention family: scaled dot-product attention, masks, positional encodings."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import numpy as np
+
+import seqops
+from seqops_conformance.cases._base import LIKE, _add, _bools, _fixed, _linear_weights, _normal, _single
+from seqops_conformance.references import attention as ref
+
+
+def _ref_sdpa(q, k, v, *, return_weights=False, **options):
+    out, weights = ref.scaled_dot_product_attention(q, k, v, **options)
+    return (out, weights) if return_weights else (out,)
+
+
+def _ref_pe(num_positions, d_model, **options):
+    return (ref.sinusoidal_positional_encoding(num_positions, d_model, **options),)
+
+
+# -- scaled_dot_product_attention ----------------------------------------------------------
+
+
+# Cases share shapes where they can: JAX compiles each op once per shape and dtype.
+_3D = ((2, 5, 8), (2, 7, 8), (2, 7, 6))  # L < S, Ev != E
+
+
+_4D = ((2, 2, 5, 8), (2, 2, 7, 8), (2, 2, 7, 8))
+
+
+def _sdpa(q, k, v, rng, *, mask=None, bias=None, no_key_rows=(), **options):
+    """Inputs of shapes ``q``, ``k``, ``v``, a random ``mask`` and ``bias`` of the given
+    shapes; the mask rows indexed by ``no_key_rows`` are all False (no key to attend)."""
+    kwargs = dict(options)
+    if mask is not None:
+        kwargs["mask"] = _bools(rng, *mask)
+        for row in no_key_rows:
+            kwargs["mask"][row] = False
+    if bias is not None:
+        kwargs["bias"] = _normal(rng, *bias)
+    return (_normal(rng, *q), _normal(rng, *k), _normal(rng, *v)), kwargs
+
+
+def _sdpa_bias_row_minus_inf(rng):
+    args, kwargs = _sdpa(*_3D, rng, bias=(5, 7))
+    kwargs["bias"][3] = -np.inf  # row 3 has no key: its output must be zeros
+    return args, kwargs
+
+
+_add(
+    "scaled_dot_product_attention",
+    {
+        "3d L<S Ev!=E": partial(_sdpa, *_3D),
+        "4d": partial(_sdpa, *_4D),
+        "2d": partial(_sdpa, (5, 8), (7, 8), (7, 6)),
+        "broadcast batch": partial(_sdpa, (2, 2, 5, 8), (1, 2, 7, 8), (1, 2, 7, 4)),
+        "broadcast rank": partial(_sdpa, (2, 2, 5, 8), (2, 7, 8), (2, 7, 8)),
+        "mask (L,S)": partial(_sdpa, *_4D, mask=(5, 7)),
+        "mask (B,1,L,S)": partial(_sdpa, *_4D, mask=(2, 1, 5, 7)),
+        "bias": partial(_sdpa, *_4D, bias=(2, 2, 5, 7)),
+        "bias (L,S)": partial(_sdpa, *_4D, bias=(5, 7)),
+        "causal L=S": partial(_sdpa, (2, 7, 8), (2, 7, 8), (2, 7, 6), is_causal=True),
+        "causal L<S": partial(_sdpa, *_3D, is_causal=True),
+        "causal L>S": partial(_sdpa, (2, 7, 8), (2, 5, 8), (2, 5, 6), is_causal=True),
+        "mask+bias+causal": partial(_sdpa, *_4D, mask=(2, 1, 5, 7), bias=(5, 7), is_causal=True),
+        "scale": partial(_sdpa, *_3D, scale=0.3),
+        "gqa": partial(_sdpa, (2, 4, 5, 8), (2, 2, 7, 8), (2, 2, 7, 8), enable_gqa=True),
+        "gqa causal weights": partial(
+            _sdpa, (4, 5, 8), (2, 7, 8), (2, 7, 6), enable_gqa=True, is_causal=True, return_weights=True
+        ),
+        "weights": partial(_sdpa, *_4D, mask=(5, 7), return_weights=True),
+        "fully masked rows": partial(
+            _sdpa, *_4D, mask=(2, 1, 5, 7), no_key_rows=((0, 0, 1), (1, 0, 4)), return_weights=True
+        ),
+        "fully masked by bias -inf": _sdpa_bias_row_minus_inf,
+        "L=1 S=1": partial(_sdpa, (2, 1, 8), (2, 1, 8), (2, 1, 6)),
+        "empty query L=0": partial(_sdpa, (2, 0, 8), (2, 7, 8), (2, 7, 6)),
+    },
+    _ref_sdpa,
+    # Causal + grouped heads + weights as an output; masked rows; a bias of -inf (the
+    # gradients of rows without keys must be finite, API.md).
+    grad=("gqa causal weights", "fully masked rows", "fully masked by bias -inf"),
+)
+
+
+# -- masks and positional encodings (creation ops use like=) -------------------------------
+
+_add(
+    "causal_mask",
+    {
+        f"{align} {'x'.join(map(str, lengths))}": partial(_fixed, lengths, {"align": align, "like": LIKE})
+        for lengths, align in (
+            ((5,), "top_left"),
+            ((4, 7), "top_left"),
+            ((7, 4), "top_left"),
+            ((4, 7), "bottom_right"),
+            ((7, 4), "bottom_right"),
+            ((6, 6), "bottom_right"),
+            ((1, 5), "bottom_right"),  # one decoding step: the new query sees every key
+        )
+    },
+    _single(ref.causal_mask),
+)
+
+
+_add(
+    "padding_mask",
+    {
+        "with zero length": partial(_fixed, (np.array([0, 3, 5, 2]), 5), {}),
+        "max_len > lengths": partial(_fixed, (np.array([1, 4]), 6), {}),
+    },
+    _single(ref.padding_mask),
+)
+
+
+_add(
+    "sinusoidal_positional_encoding",
+    {
+        "interleaved 7x8": partial(_fixed, (7, 8), {"like": LIKE}),
+        "halves 7x8": partial(_fixed, (7, 8), {"layout": "halves", "like": LIKE}),
+        "odd half width 6x6 base 100": partial(_fixed, (6, 6), {"base": 100.0, "like": LIKE}),
+        "positions halves": partial(
+            _fixed, (5, 10), {"layout": "halves", "positions": np.array([0, 3, 10, 100, 7]), "like": LIKE}
+        ),
+    },
+    _ref_pe,
+)
+
+
+# -- multi-head attention -------------------------------------------------------------------------
+
+
+def _ref_mha(query, key, value, params, *, need_weights=False, **options):
+    out, weights = ref.multi_head_attention(query, key, value, params, **options)
+    return (out, weights) if need_weights else (out,)
+
+
+def _mha_params(rng, d_in, d_kv, width, value_width, d_out, bias=True):
+    w_q, b_q = _linear_weights(rng, d_in, width, bias)
+    w_k, b_k = _linear_weights(rng, d_kv, width, bias)
+    w_v, b_v = _linear_weights(rng, d_kv, value_width, bias)
+    w_o, b_o = _linear_weights(rng, value_width, d_out, bias)
+    return seqops.MHAParams(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)
+
+
+def _mha(rng, *, lead=(2,), length=5, source=None, bias=True, mask=None, padding=None, **options):
+    """Self attention when ``source`` is None, else cross attention of widths 8 -> 12 -> 6;
+    a random ``mask`` of the given shape; ``padding`` gives the real lengths of each batch
+    element's keys (0 = fully padded)."""
+    query = _normal(rng, *lead, length, 8, scale=1.0)
+    if source is None:
+        key = value = query
+        params = _mha_params(rng, 8, 8, 8, 8, 8, bias)
+    else:
+        key = value = _normal(rng, *lead, source, 10, scale=1.0)
+        params = _mha_params(rng, 8, 10, 8, 12, 6, bias)
+    kwargs = {"num_heads": 2, **options}
+    if mask is not None:
+        kwargs["mask"] = _bools(rng, *mask)
+    if padding is not None:
+        kwargs["key_padding_mask"] = np.arange(key.shape[-2]) < np.array(padding)[:, None]
+    return (query, key, value, params), kwargs
+
+
+_add(
+    "multi_head_attention",
+    {
+        "self": _mha,
+        "cross": partial(_mha, source=7),
+        "one query (a decoding step)": partial(_mha, length=1, source=7),
+        "unbatched": partial(_mha, lead=()),
+        "no biases": partial(_mha, bias=False),
+        "mask (L,S)": partial(_mha, source=7, mask=(5, 7)),
+        "mask per head": partial(_mha, source=7, mask=(2, 2, 5, 7)),
+        "key padding, one fully padded": partial(_mha, source=7, padding=[5, 0]),
+        "causal": partial(_mha, is_causal=True),
+        "weights mask padding": partial(_mha, source=7, mask=(5, 7), padding=[7, 3], need_weights=True),
+    },
+    _ref_mha,
+    # Self attention: query, key and value are one array, whose gradient sums three paths.
+    grad=("self", "key padding, one fully padded"),
+)

@@ -1,0 +1,113 @@
+"""Cases of decoding: greedy, sample_logits and decode."""
+
+from __future__ import annotations
+
+from functools import partial
+
+import array_api_compat
+import numpy as np
+
+from seqops_conformance.cases._base import _add, _fixed
+from seqops_conformance.cases.losses import _L, _N, _V
+from seqops_conformance.references import decoding as ref
+
+
+def _distinct_logits(rng, *lead):
+    """Logits ``(*lead, V)`` whose entries in a row differ by >= 0.3 (a permutation of
+    ``0.5 * arange(V)`` plus noise < 0.2): no ties in any dtype (bfloat16 spacing <= 1/16
+    below 8), so the greedy choice does not depend on rounding."""
+    perm = np.argsort(rng.random((*lead, _V)), axis=-1)
+    return 0.5 * perm - 2.0 + rng.uniform(0.0, 0.2, (*lead, _V))
+
+
+def _greedy(lead, rng):
+    return (_distinct_logits(rng, *lead),), {}
+
+
+_add(
+    "greedy",
+    {
+        "rows": partial(_greedy, (_N, _L)),
+        "one row": partial(_greedy, ()),
+        # Exactly representable in every dtype: the first of equal maxima (API.md).
+        "ties: first maximum": partial(
+            _fixed, (np.array([[1.0, 3.0, 3.0, 0.0], [-1.0, -1.0, -1.0, -1.0], [0.5, 0.25, 0.5, 0.5]]),), {}
+        ),
+    },
+    ref.greedy,
+)
+
+
+def _sample(rng, **options):
+    return (_distinct_logits(rng, _N, _L),), {"rng": 0, **options}
+
+
+def _ref_greedy_sample(logits, **options):
+    return ref.greedy(logits)
+
+
+# Sampling is random: the conformance checks what is deterministic about it. top_k=1 keeps
+# one token, so the draw is the greedy choice; otherwise every drawn id must be in the
+# support that temperature, top-k and top-p leave (15 draws per case and backend).
+_add(
+    "sample_logits",
+    {
+        "top_k=1 temperature 0.5 is greedy": partial(_sample, top_k=1, temperature=0.5),
+    },
+    _ref_greedy_sample,
+)
+
+
+def _ref_support(logits, *, rng, **options):
+    return ref.sampling_support(logits, **options)
+
+
+_add(
+    "sample_logits",
+    {
+        "support top_k=4 top_p=0.7 temperature 0.8": partial(_sample, top_k=4, top_p=0.7, temperature=0.8),
+        "support top_p=0.5 min_tokens_to_keep=2": partial(_sample, top_p=0.5, min_tokens_to_keep=2),
+    },
+    _ref_support,
+    compare="in_support",
+)
+
+
+def _transition_step(tokens, table):
+    """A fixed bigram model: the next-token logits are the rows ``table[tokens]``; the
+    state is the table itself (so the runner converts it to the backend and dtype)."""
+    xp = array_api_compat.array_namespace(table)
+    return xp.take(table, tokens, axis=0), table
+
+
+def _decode(generator, /, **options):
+    """Decoding 6 tokens for 4 rows from a random bigram table (``options`` may hold the
+    op's own ``rng=``, hence the name of the generator)."""
+    table = _distinct_logits(generator, _V)
+    return (_transition_step, table, generator.integers(0, _V, (4,))), {
+        "max_new_tokens": 6,
+        **options,
+    }
+
+
+def _ref_decode(step, state, first_tokens, *, max_new_tokens, eos_token_id=None, **options):
+    """A hand loop: feed back ``greedy(step(tokens))``; after eos, a row emits eos."""
+    tokens, out = np.asarray(first_tokens), []
+    done = np.zeros(tokens.shape, dtype=bool)
+    for _ in range(max_new_tokens):
+        logits, state = step(tokens, state)
+        tokens = np.where(done, eos_token_id if eos_token_id is not None else 0, ref.greedy(logits))
+        if eos_token_id is not None:
+            done |= tokens == eos_token_id
+        out.append(tokens)
+    return np.stack(out, axis=-1)
+
+
+_add(
+    "decode",
+    {
+        "greedy bigram": _decode,
+        "eos": partial(_decode, eos_token_id=3),
+    },
+    _ref_decode,
+)

@@ -1,0 +1,129 @@
+"""Cases of the vision family: ViT patches and embedding, Swin windows and window attention."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+from seqops_conformance.cases._base import LIKE, _add, _arrays, _fixed, _linear_weights, _normal, _single
+from seqops_conformance.cases.attention import _mha_params
+from seqops_conformance.references import vision as ref
+
+# One image shape for the whole family: batch 2, 3 channels, 4 x 6 pixels, patches and
+# windows of 2 (6 patches or windows per image); window attention on 8 features.
+_IMG = (2, 3, 4, 6)
+
+
+_HWC = (2, 4, 6, 3)
+
+
+_add(
+    "patchify",
+    {
+        "p=2": partial(_arrays, _IMG, patch_size=2),
+        "channels_last": partial(_arrays, _HWC, patch_size=2, channels_last=True),
+    },
+    _single(ref.patchify),
+    exact=True,
+)
+
+
+def _unpatchify(rng, **options):
+    return (_normal(rng, 2, 6, 12, scale=1.0), 2, (4, 6)), options
+
+
+_add(
+    "unpatchify",
+    {
+        "(H, W)": _unpatchify,
+        "channels_last channels=3": partial(_unpatchify, channels=3, channels_last=True),
+    },
+    _single(ref.unpatchify),
+    exact=True,
+)
+
+
+def _vit(rng, *, bias=True):
+    w, b = _linear_weights(rng, 12, 8, bias)
+    cls, pos = _normal(rng, 8), _normal(rng, 7, 8)
+    return (_normal(rng, *_IMG, scale=1.0), w, b, cls, pos), {"patch_size": 2}
+
+
+_add(
+    "vit_embed",
+    {"bias": _vit, "no bias": partial(_vit, bias=False)},
+    _single(ref.vit_embed),
+    grad=("bias",),
+)
+
+
+_add(
+    "window_partition",
+    {"ws=2": lambda rng: ((_normal(rng, *_HWC, scale=1.0), 2), {})},
+    _single(ref.window_partition),
+    exact=True,
+)
+
+
+_add(
+    "window_reverse",
+    {"ws=2": lambda rng: ((_normal(rng, 12, 2, 2, 3, scale=1.0), 2, 4, 6), {})},
+    _single(ref.window_reverse),
+    exact=True,
+)
+
+
+_add(
+    "cyclic_shift",
+    {
+        f"shift {shift}": (lambda s: lambda rng: ((_normal(rng, *_HWC, scale=1.0), s), {}))(shift)
+        for shift in (1, -1, 3)
+    },
+    _single(ref.cyclic_shift),
+    exact=True,
+)
+
+
+_add(
+    "shifted_window_mask",
+    {
+        f"{h}x{w} ws={ws} shift={s}{' as_bias' if bias else ''}": partial(
+            _fixed, (h, w, ws, s), {"as_bias": bias, "like": LIKE}
+        )
+        for h, w, ws, s, bias in (
+            (4, 6, 2, 1, False),
+            (4, 6, 2, 1, True),
+            (6, 6, 3, 2, True),
+            (4, 6, 2, 0, False),
+        )
+    },
+    _single(ref.shifted_window_mask),
+    exact=True,
+)
+
+
+_add(
+    "relative_position_index",
+    {f"ws={ws}": partial(_fixed, (ws,), {"like": LIKE}) for ws in (2, 3)},
+    _single(ref.relative_position_index),
+)
+
+
+def _window_attention(rng, *, shift=0, table=False, bias=True):
+    x = _normal(rng, 2, 4, 6, 8, scale=1.0)
+    params = _mha_params(rng, 8, 8, 8, 8, 8, bias)
+    kwargs: dict[str, Any] = {"num_heads": 2, "window_size": 2, "shift_size": shift}
+    if table:
+        kwargs["relative_bias_table"] = _normal(rng, 9, 2, scale=1.0)
+    return (x, params), kwargs
+
+
+_add(
+    "window_attention",
+    {
+        "W-MSA no biases": partial(_window_attention, bias=False),
+        "SW-MSA shift 1 relative bias": partial(_window_attention, shift=1, table=True),
+    },
+    _single(ref.window_attention),
+    grad=("SW-MSA shift 1 relative bias",),
+)
