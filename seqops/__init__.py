@@ -9,10 +9,14 @@ from __future__ import annotations
 from seqops import _builtin, convert, diagnostics, ops
 from seqops._dispatch import Explanation, candidates, declared_ops, explain, implementations, use
 from seqops._plugins import SeqopsPluginWarning, registry
-from seqops.activations import log_softmax, softmax
+from seqops.activations import gelu, log_softmax, relu, silu, softmax
 from seqops.attention import (
+    KVCache,
     MHAParams,
+    Rotary,
+    apply_rotary,
     causal_mask,
+    kv_cache_init,
     multi_head_attention,
     padding_mask,
     scaled_dot_product_attention,
@@ -21,11 +25,12 @@ from seqops.attention import (
 from seqops.clipping import clip_grad_norm, clip_grad_value
 from seqops.config import attention_memory_budget, set_attention_memory_budget
 from seqops.contract import Availability, Backend, Implementation, Limitation, check_rng, find_limitation
-from seqops.decoding import decode, greedy, sample_logits
+from seqops.decoding import decode, filter_logits, greedy, sample_logits
 from seqops.generative import (
     bernoulli_log_likelihood,
     elbo,
     gaussian_log_likelihood,
+    iwae_bound,
     kl_mvn,
     kl_normal_normal,
     kl_normal_standard,
@@ -34,15 +39,20 @@ from seqops.generative import (
 from seqops.hookspecs import hookimpl
 from seqops.losses import autoregressive_log_likelihood, cross_entropy
 from seqops.pixelcnn import masked_conv2d, pixelcnn_mask
-from seqops.recurrent import lstm, lstm_cell, rnn, rnn_cell
+from seqops.recurrent import gru, gru_cell, lstm, lstm_cell, rnn, rnn_cell
 from seqops.transformer import (
+    DecoderLayerParams,
     EncoderLayerParams,
     feed_forward,
+    gated_feed_forward,
     layer_norm,
+    rms_norm,
+    transformer_decoder_layer,
     transformer_encoder_layer,
 )
 from seqops.vision import (
     cyclic_shift,
+    patch_merging,
     patchify,
     relative_position_index,
     shifted_window_mask,
@@ -116,12 +126,16 @@ registry.load(_builtin)
 __all__ = [
     "Availability",
     "Backend",
+    "DecoderLayerParams",
     "EncoderLayerParams",
     "Explanation",
     "Implementation",
+    "KVCache",
     "Limitation",
     "MHAParams",
+    "Rotary",
     "SeqopsPluginWarning",
+    "apply_rotary",
     "attention_memory_budget",
     "autoregressive_log_likelihood",
     "backends",
@@ -140,14 +154,21 @@ __all__ = [
     "elbo",
     "explain",
     "feed_forward",
+    "filter_logits",
     "find_limitation",
+    "gated_feed_forward",
     "gaussian_log_likelihood",
+    "gelu",
     "greedy",
+    "gru",
+    "gru_cell",
     "hookimpl",
     "implementations",
+    "iwae_bound",
     "kl_mvn",
     "kl_normal_normal",
     "kl_normal_standard",
+    "kv_cache_init",
     "layer_norm",
     "log_softmax",
     "lstm",
@@ -156,21 +177,26 @@ __all__ = [
     "multi_head_attention",
     "ops",
     "padding_mask",
+    "patch_merging",
     "patchify",
     "plugins",
     "pixelcnn_mask",
     "quarantined",
     "register_plugin",
     "relative_position_index",
+    "relu",
     "reparameterize",
+    "rms_norm",
     "rnn",
     "rnn_cell",
     "sample_logits",
     "scaled_dot_product_attention",
     "set_attention_memory_budget",
     "shifted_window_mask",
+    "silu",
     "sinusoidal_positional_encoding",
     "softmax",
+    "transformer_decoder_layer",
     "transformer_encoder_layer",
     "unpatchify",
     "unregister_plugin",

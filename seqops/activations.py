@@ -1,4 +1,4 @@
-"""Softmax and log-softmax, stable for any finite input."""
+"""Softmax and log-softmax (stable for any finite input); the activations ReLU, SiLU and GELU."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ from seqops import ops
 from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
 from seqops._lib.typing import Array
+from seqops.contract import Backend
 
 
 def _check(x: Array, axis: int) -> object:
@@ -60,3 +61,86 @@ def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
     [-1000.0, 0.0]
     """
     return ops.log_softmax.dispatch(_check(x, axis), x, axis=axis)  # type: ignore[arg-type]
+
+
+def _check_elementwise(x: Array) -> Backend:
+    backend = resolve(x, names=("x",))
+    check.require_floating(backend.namespace(), x=x)
+    return backend
+
+
+@public(ops.relu)
+def relu(x: Array, /) -> Array:
+    """The rectified linear unit ``max(x, 0)``, elementwise.
+
+    Parameters
+    ----------
+    x : array, shape ``(...)``, real floating
+
+    Returns
+    -------
+    array, same shape and dtype as ``x``
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> seqops.relu(np.array([-2.0, 0.0, 3.0])).tolist()
+    [0.0, 0.0, 3.0]
+    """
+    return ops.relu.dispatch(_check_elementwise(x), x)
+
+
+@public(ops.silu)
+def silu(x: Array, /) -> Array:
+    """SiLU (swish) ``x · sigmoid(x)``, elementwise (= ``torch.nn.functional.silu``).
+
+    Never overflows: ``sigmoid`` is computed from ``exp(-|x|)``.
+
+    Parameters
+    ----------
+    x : array, shape ``(...)``, real floating
+
+    Returns
+    -------
+    array, same shape and dtype as ``x``
+        Half precision is computed in float32.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> seqops.silu(np.array([-1000.0, 0.0, 1000.0])).tolist()
+    [-0.0, 0.0, 1000.0]
+    """
+    return ops.silu.dispatch(_check_elementwise(x), x)
+
+
+@public(ops.gelu)
+def gelu(x: Array, /, *, approximate: str = "none") -> Array:
+    """GELU ``x Φ(x)``, elementwise (= ``torch.nn.functional.gelu``).
+
+    Parameters
+    ----------
+    x : array, shape ``(...)``, real floating
+    approximate : {"none", "tanh"}
+        ``"none"``: the exact form ``x/2 (1 + erf(x/√2))``, with the backend's native
+        ``erf`` where it has one (a portable ``erf`` accurate to float64 otherwise);
+        ``"tanh"``: ``x/2 (1 + tanh(√(2/π) (x + 0.044715 x³)))``.
+        (``jax.nn.gelu`` defaults to the tanh form: its ``approximate=False`` is ours
+        ``"none"``.)
+
+    Returns
+    -------
+    array, same shape and dtype as ``x``
+        Half precision is computed in float32.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> seqops.gelu(np.array([-1.0, 0.0, 1.0])).round(4).tolist()
+    [-0.1587, 0.0, 0.8413]
+    >>> seqops.gelu(np.array([1.0]), approximate="tanh").round(4).tolist()
+    [0.8412]
+    """
+    backend = _check_elementwise(x)
+    check.require_choice("approximate", approximate, ("none", "tanh"))
+    return ops.gelu.dispatch(backend, x, approximate=approximate)

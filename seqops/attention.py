@@ -15,6 +15,7 @@ from seqops._dispatch import (
 )
 from seqops._lib import validate as check
 from seqops._lib.typing import Array, Device, DType
+from seqops._lib.values import concrete_bool
 from seqops.contract import Backend
 
 
@@ -313,6 +314,105 @@ def sinusoidal_positional_encoding(
     )
 
 
+ROTARY_LAYOUTS = ("halves", "interleaved")
+
+
+class Rotary(NamedTuple):
+    """The options of rotary position embeddings (:func:`apply_rotary`), for
+    :func:`multi_head_attention`'s ``rotary=``.
+
+    Examples
+    --------
+    >>> import seqops
+    >>> seqops.Rotary(base=500000.0)
+    Rotary(base=500000.0, layout='halves', rotary_dim=None)
+    """
+
+    base: float = 10000.0
+    layout: str = "halves"
+    rotary_dim: int | None = None
+
+
+@public(ops.apply_rotary)
+def apply_rotary(
+    x: Array,
+    positions: Array,
+    /,
+    *,
+    base: float = 10000.0,
+    layout: str = "halves",
+    rotary_dim: int | None = None,
+) -> Array:
+    """Rotary position embeddings (RoPE, Su et al. 2021): rotate feature pairs of ``x`` by
+    angles proportional to their positions.
+
+    Pair ``p`` of the first ``d = rotary_dim or E`` features turns by ``positions ·
+    base^(-2p/d)``; the features past ``d`` pass through unchanged (GPT-NeoX, Phi).
+
+    Parameters
+    ----------
+    x : array, shape ``(..., L, E)``, real floating
+        Queries or keys; heads, if any, are a leading dimension (``(batch, heads, L, E)``).
+    positions : integer array, broadcastable to ``(..., L)``
+        The position of each of the ``L`` rows; may start anywhere (cached decoding:
+        ``arange(L) + cache_length``). A ``(L,)`` vector applies to every batch element
+        and head; for ``(batch, heads, L, E)`` queries, per-sequence positions are
+        ``(batch, 1, L)``.
+    base : float
+        Wavelength base (Llama 2: 10000, Llama 3: 500000).
+    layout : {"halves", "interleaved"}
+        ``"halves"`` pairs feature ``i`` with ``i + d/2`` (Hugging Face's ``rotate_half``:
+        Llama, Mistral, Qwen, GPT-NeoX); ``"interleaved"`` pairs ``2i`` with ``2i + 1``
+        (GPT-J, the RoFormer paper).
+    rotary_dim : int, optional
+        How many leading features rotate (even, at most ``E``); default all of them.
+
+    Returns
+    -------
+    array, shape of ``x`` and its dtype
+        The angles and the rotation are computed in float32 (float64 for float64 input).
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> x = np.array([[1.0, 0.0]])  # one position, one pair
+    >>> np.round(seqops.apply_rotary(x, np.array([1]), base=1.0), 4).tolist()  # a turn of 1 radian
+    [[0.5403, 0.8415]]
+    """
+    backend = resolve(x, positions, names=("x", "positions"))
+    xp = backend.namespace()
+    check.require_floating(xp, x=x)
+    check.require_integer(xp, "positions", positions)
+    check.require_ndim("x", x, 1, "(..., L, E)")
+    check.broadcast_to_target("positions", positions, check.shape_of(x)[:-1], "(..., L)")
+    check.require_choice("layout", layout, ROTARY_LAYOUTS)
+    return ops.apply_rotary.dispatch(
+        backend,
+        x,
+        positions,
+        base=_rotary_base(base),
+        layout=layout,
+        rotary_dim=_rotary_dim(rotary_dim, x.shape[-1], "x"),
+    )
+
+
+def _rotary_base(base: object) -> float:
+    value = check.number("base", base)
+    if not value > 0.0:
+        msg = f"base must be > 0; got {base}"
+        raise ValueError(msg)
+    return value
+
+
+def _rotary_dim(rotary_dim: object, width: int, name: str) -> int:
+    """``rotary_dim`` checked against the feature width of ``name`` (``width`` if None)."""
+    d = width if rotary_dim is None else check.integer("rotary_dim", rotary_dim)
+    if d % 2 or d > width:
+        msg = f"rotary_dim must be even and at most the feature size {width} of `{name}`; got {d}"
+        raise ValueError(msg)
+    return d
+
+
 class MHAParams(NamedTuple):
     """Multi-head attention parameters, weights ``(D_in, D_out)`` applied as ``x @ w``.
 
@@ -331,6 +431,81 @@ class MHAParams(NamedTuple):
     b_o: Array | None = None  # (D_out,)
 
 
+class KVCache(NamedTuple):
+    """The keys and values a decoder has attended to, for :func:`multi_head_attention`'s
+    ``kv_cache=``: a fixed-size buffer and how much of it is filled.
+
+    ``keys (..., num_kv_heads, max_len, head_dim)`` and ``values (..., num_kv_heads, max_len,
+    value_head_dim)`` hold the projected (and rotated) keys and values of positions
+    ``[0, length)``; ``length`` is a Python int or a 0-d integer array (so a jitted decoding
+    step can take it as an input and trace once). A NamedTuple: a JAX pytree. Make an empty
+    one with :func:`kv_cache_init`.
+    """
+
+    keys: Array
+    values: Array
+    length: Any = 0
+
+
+def kv_cache_init(
+    batch_shape: tuple[int, ...],
+    num_kv_heads: int,
+    max_len: int,
+    head_dim: int,
+    /,
+    *,
+    value_head_dim: int | None = None,
+    dtype: DType | None = None,
+    like: Array | None = None,
+    backend: str | Backend | None = None,
+    device: Device | None = None,
+) -> KVCache:
+    """An empty :class:`KVCache`: zeros of ``(*batch_shape, num_kv_heads, max_len, head_dim)``
+    and length 0.
+
+    Parameters
+    ----------
+    batch_shape : tuple of int
+        The leading (batch) dimensions of the queries, e.g. ``(B,)``.
+    num_kv_heads, max_len, head_dim : int
+        Key/value heads, positions the cache holds, features per head.
+    value_head_dim : int, optional
+        Features per value head (default ``head_dim``).
+    dtype : dtype, optional
+        The queries' dtype (default: that of ``like`` if floating, else the default float).
+    like, backend, device
+        As in :func:`causal_mask`.
+
+    Returns
+    -------
+    KVCache
+
+    Examples
+    --------
+    >>> import seqops
+    >>> cache = seqops.kv_cache_init((2,), 4, 16, 8)
+    >>> cache.keys.shape, cache.length
+    ((2, 4, 16, 8), 0)
+    """
+    if not isinstance(batch_shape, tuple):
+        msg = f"batch_shape must be a tuple of ints; got {type(batch_shape).__name__}"
+        raise TypeError(msg)
+    lead = tuple(check.integer(f"batch_shape[{i}]", n) for i, n in enumerate(batch_shape))
+    heads = check.integer("num_kv_heads", num_kv_heads, minimum=1)
+    size = check.integer("max_len", max_len)
+    width = check.integer("head_dim", head_dim, minimum=1)
+    value_width = (
+        width if value_head_dim is None else check.integer("value_head_dim", value_head_dim, minimum=1)
+    )
+    chosen = creation_backend(like, backend)
+    device = creation_device(chosen, like, device)
+    dtype = creation_float_dtype(chosen, like, device, dtype)
+    xp = chosen.namespace()
+    keys = xp.zeros((*lead, heads, size, width), dtype=dtype, device=device)
+    values = xp.zeros((*lead, heads, size, value_width), dtype=dtype, device=device)
+    return KVCache(keys, values, 0)
+
+
 @public(ops.multi_head_attention)
 def multi_head_attention(
     query: Array,
@@ -346,6 +521,12 @@ def multi_head_attention(
     dropout_p: float = 0.0,
     rng: Any = None,
     need_weights: bool = False,
+    scale: float | None = None,
+    bias: Array | None = None,
+    num_kv_heads: int | None = None,
+    rotary: Rotary | None = None,
+    positions: Array | None = None,
+    kv_cache: KVCache | None = None,
 ) -> Any:
     """Multi-head attention: project, attend per head, concatenate, project out.
 
@@ -355,25 +536,46 @@ def multi_head_attention(
     key : array, shape ``(..., S, D_k)``
     value : array, shape ``(..., S, D_v)``
     params : MHAParams
-        ``w_q (D_q, D)``, ``w_k (D_k, D)``, ``w_v (D_v, D_vo)``, ``w_o (D_vo, D_out)`` and
+        ``w_q (D_q, D)``, ``w_k (D_k, D_kv)``, ``w_v (D_v, D_vo)``, ``w_o (H·dv, D_out)`` and
         optional biases; all of ``query``'s dtype. Head ``h`` uses columns
-        ``h*D/H:(h+1)*D/H`` of the projections.
+        ``h·dh:(h+1)·dh`` of the projections, ``dh = D / num_heads``.
     num_heads : int
-        Must divide ``D`` and ``D_vo``.
+        Query heads ``H``; divides ``D``.
     mask : bool array broadcastable to ``(..., num_heads, L, S)``, optional
         **True = attend**; an ``(L, S)`` mask applies to every batch element and head.
     key_padding_mask : bool array, shape ``(..., S)``, optional
         **True = real token** (torch's ``key_padding_mask`` is the opposite).
     is_causal : bool
-        Top-left causal masking, combined with the masks.
+        Top-left causal masking, combined with the masks (with a cache: query ``i`` sees
+        the cached positions and the new keys ``j <= i``).
     dropout_p, rng
         Dropout on the attention weights, as in :func:`scaled_dot_product_attention`.
     need_weights : bool
-        Also return the per-head weights ``(..., num_heads, L, S)``.
+        Also return the per-head weights ``(..., num_heads, L, S)`` (not with ``kv_cache``).
+    scale : float, optional
+        Multiplies the logits; default ``1 / sqrt(dh)`` (GPT-2's per-layer scaling, T5's 1).
+    bias : float array broadcastable to ``(..., num_heads, L, S)``, optional
+        Added to the logits (T5's relative position bias, ALiBi); ``-inf`` entries mask.
+    num_kv_heads : int, optional
+        Grouped-query attention: ``w_k``/``w_v`` produce ``num_kv_heads`` heads
+        (``D_kv = num_kv_heads · dh``, ``D_vo = num_kv_heads · dv``); query head ``h`` uses
+        key/value head ``h // (num_heads // num_kv_heads)``. Default ``num_heads``.
+    rotary : Rotary, optional
+        Rotate queries and keys after projection (and before caching) at ``positions``
+        (:func:`apply_rotary`); self-attention only (``S == L``).
+    positions : integer array broadcastable to ``(..., L)``, optional
+        Positions of the queries for ``rotary``; default ``arange(L)`` plus the cache length.
+    kv_cache : KVCache, optional
+        With a cache, the projected keys and values of this call are written at positions
+        ``[length, length + S)`` of its buffers, the queries attend to positions
+        ``< length + S``, and the call returns ``(out, new_cache)`` whose length is
+        ``length + S``. Shapes never change, so a jitted decoding step traces once. Masks and
+        ``bias`` then cover the cache: ``S`` reads ``max_len`` above.
 
     Returns
     -------
     out : array, shape ``(..., L, D_out)``
+        Or ``(out, weights)`` with ``need_weights``, ``(out, new_cache)`` with ``kv_cache``.
 
     Examples
     --------
@@ -383,12 +585,22 @@ def multi_head_attention(
     >>> p = seqops.MHAParams(w, w, w, w)
     >>> seqops.multi_head_attention(x, x, x, p, num_heads=2).shape
     (2, 5, 8)
+    >>> cache = seqops.kv_cache_init((2,), 2, 16, 4, like=x)  # a decoding step
+    >>> out, cache = seqops.multi_head_attention(x[:, :1], x[:, :1], x[:, :1], p, num_heads=2, kv_cache=cache)
+    >>> out.shape, cache.length
+    ((2, 1, 8), 1)
     """
-    backend = resolve(query, key, value, *params, mask, key_padding_mask, names=_MHA_NAMES)
+    cache_arrays = () if kv_cache is None else (kv_cache.keys, kv_cache.values)
+    backend = resolve(
+        query, key, value, *params, mask, key_padding_mask, bias, positions, *cache_arrays,
+        names=(*_MHA_NAMES, "bias", "positions", "kv_cache.keys", "kv_cache.values"),
+    )  # fmt: skip
     xp = backend.namespace()
-    _check_mha(xp, query, key, value, params, num_heads)
+    kv_heads = _check_mha(xp, query, key, value, params, num_heads, num_kv_heads)
     check.require_bool(xp, "mask", mask, "True = attend")
     check.require_bool(xp, "key_padding_mask", key_padding_mask, "True = real token")
+    check.require_floating(xp, bias=bias)
+    check.require_same_dtype(query=query, bias=bias)
     lead = check.broadcast_shapes(
         {
             "query": check.shape_of(query)[:-2],
@@ -398,8 +610,26 @@ def multi_head_attention(
         "the leading (batch) dimensions of query, key and value",
     )
     length, source = query.shape[-2], key.shape[-2]
-    check.broadcast_to_target("mask", mask, (*lead, num_heads, length, source), "(..., num_heads, L, S)")
+    head_dim = params.w_q.shape[1] // num_heads
+    if kv_cache is not None:
+        source = _check_cache(
+            xp, kv_cache, lead, kv_heads, head_dim, params.w_v.shape[1] // kv_heads, query, key
+        )
+        if need_weights:
+            msg = "need_weights=True is not supported with kv_cache (pass kv_cache=None to get the weights)"
+            raise ValueError(msg)
+    target = (*lead, num_heads, length, source)
+    check.broadcast_to_target("mask", mask, target, "(..., num_heads, L, S)")
+    check.broadcast_to_target("bias", bias, target, "(..., num_heads, L, S)")
     check.broadcast_to_target("key_padding_mask", key_padding_mask, (*lead, source), "(..., S)")
+    if rotary is not None:
+        rotary = _check_rotary(rotary, head_dim, length, key.shape[-2])
+    if positions is not None:
+        if rotary is None:
+            msg = "positions= applies to rotary embeddings: pass rotary=seqops.Rotary(...) too"
+            raise ValueError(msg)
+        check.require_integer(xp, "positions", positions)
+        check.broadcast_to_target("positions", positions, (*lead, length), "(..., L)")
     dropout_p = _check_dropout(dropout_p, rng)
     return ops.multi_head_attention.dispatch(
         backend,
@@ -414,6 +644,12 @@ def multi_head_attention(
         dropout_p=dropout_p,
         rng=rng,
         need_weights=bool(need_weights),
+        scale=1.0 / math.sqrt(head_dim) if scale is None else check.number("scale", scale),
+        bias=bias,
+        num_kv_heads=kv_heads,
+        rotary=rotary,
+        positions=positions,
+        kv_cache=kv_cache,
     )
 
 
@@ -427,46 +663,110 @@ _MHA_NAMES = (
 )
 
 
-def _check_mha(xp: Any, query: Array, key: Array, value: Array, params: Any, num_heads: int) -> None:
-    """Shapes and dtypes of multi-head attention inputs and parameters."""
+def _check_rotary(rotary: object, head_dim: int, length: int, source: int) -> Rotary:
+    """``rotary`` with its ``rotary_dim`` resolved against the head size."""
+    if not isinstance(rotary, Rotary):
+        msg = f"rotary must be a seqops.Rotary; got {type(rotary).__name__}"
+        raise TypeError(msg)
+    if source != length:
+        msg = f"rotary embeddings apply to self-attention: key length {source} != query length {length}"
+        raise ValueError(msg)
+    check.require_choice("rotary.layout", rotary.layout, ROTARY_LAYOUTS)
+    base = _rotary_base(rotary.base)
+    return Rotary(base, rotary.layout, _rotary_dim(rotary.rotary_dim, head_dim, "the heads (head_dim)"))
+
+
+def _check_cache(
+    xp: Any,
+    cache: object,
+    lead: tuple[int, ...],
+    heads: int,
+    head_dim: int,
+    value_dim: int,
+    query: Array,
+    key: Array,
+) -> int:
+    """Shapes, dtype and room of a :class:`KVCache`; returns ``max_len``."""
+    if not isinstance(cache, KVCache):
+        msg = f"kv_cache must be a seqops.KVCache; got {type(cache).__name__}"
+        raise TypeError(msg)
+    check.require_same_dtype(query=query, **{"kv_cache.keys": cache.keys, "kv_cache.values": cache.values})
+    check.require_ndim("kv_cache.keys", cache.keys, 3, "(..., num_kv_heads, max_len, head_dim)")
+    size = cache.keys.shape[-2]
+    check.require_shape("kv_cache.keys", cache.keys, (*lead, heads, size, head_dim))
+    check.require_shape("kv_cache.values", cache.values, (*lead, heads, size, value_dim))
+    filled = cache.length
+    if isinstance(filled, int) and not isinstance(filled, bool):
+        check.integer("kv_cache.length", filled)
+        room = filled + key.shape[-2] <= size
+    else:
+        if getattr(filled, "ndim", None) != 0 or not xp.isdtype(filled.dtype, "integral"):
+            msg = f"kv_cache.length must be a Python int or a 0-d integer array; got {filled!r}"
+            raise TypeError(msg)
+        room = concrete_bool(filled + key.shape[-2] <= size)  # None while tracing
+    if room is False:
+        msg = (
+            f"the cache is full: length {filled} + {key.shape[-2]} new keys > max_len {size} "
+            f"(kv_cache.keys {check.shape_of(cache.keys)})"
+        )
+        raise ValueError(msg)
+    return size
+
+
+def _check_mha(
+    xp: Any,
+    query: Array,
+    key: Array,
+    value: Array,
+    params: Any,
+    num_heads: int,
+    num_kv_heads: int | None = None,
+    *,
+    prefix: str = "params.",
+) -> int:
+    """Shapes and dtypes of multi-head attention inputs and parameters (named ``prefix`` + field,
+    e.g. ``params.attn.w_q`` in a layer); the key/value heads."""
     if not isinstance(params, MHAParams):
-        msg = f"params must be a seqops.MHAParams; got {type(params).__name__}"
+        msg = f"{prefix.rstrip('.')} must be a seqops.MHAParams; got {type(params).__name__}"
         raise TypeError(msg)
     named = {"query": query, "key": key, "value": value}
-    named |= {f"params.{f}": getattr(params, f) for f in MHAParams._fields}
+    named |= {f"{prefix}{f}": getattr(params, f) for f in MHAParams._fields}
     check.require_floating(xp, **named)
     check.require_same_dtype(**named)
     for name, x in (("query", query), ("key", key), ("value", value)):
         check.require_ndim(name, x, 2, "(..., length, features)")
     for name in ("w_q", "w_k", "w_v", "w_o"):
-        check.require_ndim(f"params.{name}", getattr(params, name), 2, "(D_in, D_out)")
+        check.require_ndim(f"{prefix}{name}", getattr(params, name), 2, "(D_in, D_out)")
+    heads = check.integer("num_heads", num_heads, minimum=1)
+    kv_heads = heads if num_kv_heads is None else check.integer("num_kv_heads", num_kv_heads, minimum=1)
     width, value_width = params.w_q.shape[1], params.w_v.shape[1]
+    if width % heads or heads % kv_heads or value_width % kv_heads:
+        msg = (
+            f"num_heads={num_heads} must divide the query width D={width} ({prefix}w_q "
+            f"{check.shape_of(params.w_q)}), and num_kv_heads={kv_heads} must divide num_heads and "
+            f"the value width D_vo={value_width} ({prefix}w_v {check.shape_of(params.w_v)})"
+        )
+        raise ValueError(msg)
+    head_dim, value_head_dim = width // heads, value_width // kv_heads
     expected = {
         "w_q": (query.shape[-1], width),
-        "w_k": (key.shape[-1], width),
+        "w_k": (key.shape[-1], kv_heads * head_dim),
         "w_v": (value.shape[-1], value_width),
-        "w_o": (value_width, params.w_o.shape[1]),
+        "w_o": (heads * value_head_dim, params.w_o.shape[1]),
         "b_q": (width,),
-        "b_k": (width,),
+        "b_k": (kv_heads * head_dim,),
         "b_v": (value_width,),
         "b_o": (params.w_o.shape[1],),
     }
     for name, shape in expected.items():
-        check.require_shape(f"params.{name}", getattr(params, name), shape)
+        check.require_shape(f"{prefix}{name}", getattr(params, name), shape)
     if key.shape[-2] != value.shape[-2]:
         msg = (
             f"key and value must have the same length S; "
             f"got key {check.shape_of(key)} and value {check.shape_of(value)}"
         )
         raise ValueError(msg)
-    heads = check.integer("num_heads", num_heads)
-    if heads == 0 or width % heads or value_width % heads:
-        msg = (
-            f"num_heads={num_heads} must divide the projected widths; got D={width} "
-            f"(params.w_q {check.shape_of(params.w_q)}) and D_vo={value_width} "
-            f"(params.w_v {check.shape_of(params.w_v)})"
-        )
-        raise ValueError(msg)
+    return kv_heads
 
 
 def _check_dropout(dropout_p: float, rng: Any) -> float:

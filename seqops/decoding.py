@@ -1,8 +1,9 @@
-"""Decoding: greedy choice, filtered sampling (temperature, top-k, top-p) and the decode loop."""
+"""Decoding: greedy choice, the logits filter (temperature, top-k, top-p), filtered sampling and
+the decode loop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from seqops import ops
@@ -34,6 +35,57 @@ def greedy(logits: Array, /) -> Array:
     return ops.greedy.dispatch(backend, logits)
 
 
+@public(ops.filter_logits)
+def filter_logits(
+    logits: Array,
+    /,
+    *,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    min_tokens_to_keep: int = 1,
+) -> Array:
+    """The logits :func:`sample_logits` samples from: temperature, top-k and top-p applied,
+    ``-inf`` at the removed tokens.
+
+    Same rules, in the same order, as :func:`sample_logits` (which dispatches this op):
+    ``logits / temperature``, then top-k (ties with the ``k``-th value kept), then top-p on
+    the probabilities of what top-k kept (a group of equal logits kept or dropped as a whole;
+    the ``min_tokens_to_keep`` most probable always kept). Chained Hugging Face
+    ``TemperatureLogitsWarper``, ``TopKLogitsWarper`` and ``TopPLogitsWarper`` keep the same
+    tokens, except for a group of equal logits at top-p's boundary (we keep it whole) and a
+    cumulative probability within rounding of ``1 - top_p`` (see :func:`sample_logits`).
+
+    Parameters
+    ----------
+    logits : array, shape ``(..., V)``, real floating
+    temperature : float > 0
+    top_k : int >= 1, optional
+    top_p : float in ``(0, 1]``, optional
+    min_tokens_to_keep : int >= 1
+
+    Returns
+    -------
+    filtered : array, shape ``(..., V)``, dtype of ``logits``
+        ``logits / temperature`` where kept, ``-inf`` elsewhere (computed in float32 for
+        half precision). ``softmax(filtered)`` is the distribution :func:`sample_logits` draws from.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> logits = np.log(np.array([0.5, 0.3, 0.1, 0.1]))
+    >>> np.exp(seqops.filter_logits(logits, top_p=0.7)).round(2).tolist()  # 0.5 < 0.7 <= 0.8
+    [0.5, 0.3, 0.0, 0.0]
+    >>> seqops.filter_logits(np.array([1.0, 3.0, 3.0, 2.0]), top_k=1).tolist()  # the tie is kept
+    [-inf, 3.0, 3.0, -inf]
+    >>> seqops.filter_logits(np.array([1.0, 2.0]), temperature=0.5).tolist()
+    [2.0, 4.0]
+    """
+    backend = _check_logits(logits)
+    options = _sampling_options(temperature, top_k, top_p, min_tokens_to_keep)
+    return ops.filter_logits.dispatch(backend, logits, **options)
+
+
 @public(ops.sample_logits)
 def sample_logits(
     logits: Array,
@@ -47,7 +99,8 @@ def sample_logits(
 ) -> Array:
     """Sample one token per row of ``logits``, after temperature, top-k and top-p filtering.
 
-    The filters apply in this order, as Hugging Face's warpers do:
+    The filtering is :func:`filter_logits` (dispatched: a fast path of the filter reaches
+    sampling). The filters apply in this order, as Hugging Face's warpers do:
 
     1. ``logits / temperature``;
     2. **top-k**: keep every token whose logit is ``>=`` the ``k``-th largest, with
@@ -58,10 +111,14 @@ def sample_logits(
        the ``min_tokens_to_keep`` most probable tokens are always kept.
 
     Top-p is Hugging Face's ``TopPLogitsWarper`` rule (drop a token when the ascending
-    cumulative probability up to it is ``<= 1 - top_p``), evaluated the same way in
-    floating point (same order of summation, same comparison), so both keep the same
-    tokens, at the boundary too. They differ only at ties: Hugging Face's cumulative sum
-    runs through a group of equal logits in sort order and may keep part of the group;
+    cumulative probability up to it is ``<= 1 - top_p``), evaluated the same way (same
+    order of summation, same comparison, in the compute dtype), so both keep the same
+    tokens, the one at the boundary included as soon as its cumulative probability is a
+    few ulps away from ``1 - top_p``. Closer than that, the last bit of the softmax decides,
+    and it differs between libraries (torch's fused ``softmax`` kernel and the portable
+    ``exp(z - max) / sum`` round differently): at an exact boundary either may keep the
+    token the other drops. Beyond that they differ only at ties: Hugging Face's cumulative
+    sum runs through a group of equal logits in sort order and may keep part of the group;
     here a group of equal logits is kept or dropped as a whole (its mass counts as "not
     strictly more probable" for each of its members), which keeps a superset of Hugging
     Face's tokens and does not depend on the sort order. ``top_p=1.0`` keeps everything.
@@ -113,9 +170,12 @@ def decode(
     top_k: int | None = None,
     top_p: float | None = None,
     min_tokens_to_keep: int = 1,
-    eos_token_id: int | None = None,
+    eos_token_id: int | Sequence[int] | None = None,
+    pad_token_id: int | None = None,
+    prompt: Array | None = None,
 ) -> Array:
-    """Generate ``max_new_tokens`` tokens with a user step function.
+    """Generate up to ``max_new_tokens`` tokens with a user step function, as Hugging Face's
+    ``generate`` does with a model.
 
     Each step calls ``logits, state = step(tokens, state)`` with the tokens of the
     previous step (``first_tokens`` at the first: typically the last prompt token, the
@@ -140,15 +200,32 @@ def decode(
         Split into one rng per step with the backend's ``split_rng`` (JAX:
         ``jax.random.split``), so steps draw independently and the same ``rng`` gives the
         same tokens.
-    eos_token_id : int, optional
-        Once a row emits it, all its later tokens are ``eos_token_id`` too (the steps
-        still run for every row: shapes stay fixed).
+    eos_token_id : int or sequence of int, optional
+        End-of-sequence tokens. Once a row emits one, its later tokens are
+        ``pad_token_id`` (``step`` still receives them: shapes stay fixed). Eagerly, the
+        loop stops after the step at which every row has finished (one host read per
+        step); under a trace (``jax.jit``, ``torch.compile``) all ``max_new_tokens`` steps
+        run.
+    pad_token_id : int, optional
+        What finished rows emit; default the first of ``eos_token_id``.
+    prompt : integer array, shape ``(batch, P)``, optional
+        Put in front of the new tokens in the result, as ``generate`` returns them (the
+        caller has already run the prompt through its model to build ``state``;
+        ``first_tokens`` is usually ``prompt[:, -1]``).
 
     Returns
     -------
-    ids : integer array, shape ``(batch, max_new_tokens)``
-        The generated tokens only (not ``first_tokens``), in the dtype and device of
-        ``first_tokens``; ``ids[:, t]`` is what step ``t`` chose.
+    ids : integer array, shape ``(batch, [P +] T)``
+        The tokens of ``prompt`` (if given) then those generated, ``T <= max_new_tokens``
+        the steps run; in the dtype and device of ``first_tokens``.
+
+    Notes
+    -----
+    Side by side with ``model.generate(input_ids, max_new_tokens=N, eos_token_id=E,
+    pad_token_id=P, do_sample=False)``: ``decode(step, state, input_ids[:, -1],
+    max_new_tokens=N, eos_token_id=E, pad_token_id=P, prompt=input_ids)`` where ``step``
+    runs the model on one token with its cache and ``state`` is the cache after the prompt
+    (prefilled with all of ``input_ids`` but the last token, which ``step`` then feeds).
 
     Examples
     --------
@@ -177,8 +254,32 @@ def decode(
             )
             raise ValueError(msg)
         options = _GREEDY
+    eos: tuple[int, ...] | None = None
     if eos_token_id is not None:
-        eos_token_id = check.integer("eos_token_id", eos_token_id, minimum=0)
+        many = isinstance(eos_token_id, (list, tuple))
+        eos = tuple(
+            check.integer(f"eos_token_id[{i}]" if many else "eos_token_id", e, minimum=0)
+            for i, e in enumerate(eos_token_id if many else [eos_token_id])
+        )
+        if not eos:
+            msg = "eos_token_id must be an int or a non-empty sequence of ints; got an empty sequence"
+            raise ValueError(msg)
+    if pad_token_id is not None:
+        pad_token_id = check.integer("pad_token_id", pad_token_id, minimum=0)
+        if eos is None:
+            msg = "pad_token_id applies after an eos_token_id: pass eos_token_id too"
+            raise ValueError(msg)
+    elif eos is not None:
+        pad_token_id = eos[0]
+    if prompt is not None:
+        resolve(first_tokens, prompt, names=("first_tokens", "prompt"))
+        check.require_integer(backend.namespace(), "prompt", prompt)
+        if check.shape_of(prompt)[:-1] != check.shape_of(first_tokens) or prompt.ndim == 0:
+            msg = (
+                f"prompt must have shape (*first_tokens.shape, P) = {(*check.shape_of(first_tokens), 'P')}; "
+                f"got {check.shape_of(prompt)}"
+            )
+            raise ValueError(msg)
     return ops.decode.dispatch(  # type: ignore[no-any-return]
         backend,
         _checked(step, tuple(first_tokens.shape), backend),
@@ -187,7 +288,9 @@ def decode(
         max_new_tokens=steps,
         strategy=strategy,
         rng=rng,
-        eos_token_id=eos_token_id,
+        eos_token_id=eos,
+        pad_token_id=pad_token_id,
+        prompt=prompt,
         **options,
     )
 
@@ -238,24 +341,22 @@ def _check_logits(logits: Array) -> Any:
 def _sampling_options(
     temperature: float, top_k: int | None, top_p: float | None, min_tokens_to_keep: int
 ) -> dict[str, Any]:
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)):
-        msg = f"temperature must be a Python number; got {type(temperature).__name__}"
-        raise TypeError(msg)
+    """The filter options of :func:`filter_logits`, :func:`sample_logits` and :func:`decode`,
+    checked and normalised (one set of rules for the three)."""
+    temperature = check.number("temperature", temperature)
     if not temperature > 0.0:
         msg = f"temperature must be > 0 (use greedy() for temperature 0); got {temperature}"
         raise ValueError(msg)
     if top_k is not None:
         top_k = check.integer("top_k", top_k, minimum=1)
     if top_p is not None:
-        if isinstance(top_p, bool) or not isinstance(top_p, (int, float)):
-            msg = f"top_p must be a Python number; got {type(top_p).__name__}"
-            raise TypeError(msg)
+        top_p = check.number("top_p", top_p)
         if not 0.0 < top_p <= 1.0:
             msg = f"top_p must be in (0, 1]; got {top_p}"
             raise ValueError(msg)
     return {
-        "temperature": float(temperature),
+        "temperature": temperature,
         "top_k": top_k,
-        "top_p": None if top_p is None else float(top_p),
+        "top_p": top_p,
         "min_tokens_to_keep": check.integer("min_tokens_to_keep", min_tokens_to_keep, minimum=1),
     }

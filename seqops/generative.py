@@ -1,4 +1,5 @@
-"""Variational autoencoders: reparameterization, KL divergences, likelihoods and the ELBO."""
+"""Variational autoencoders: reparameterization, KL divergences, likelihoods, the ELBO and the
+IWAE bound."""
 
 from __future__ import annotations
 
@@ -231,6 +232,53 @@ def bernoulli_log_likelihood(x: Array, logits: Array, /, *, axis: int | tuple[in
     """
     backend, shape = _resolve_floats(x=x, logits=logits)
     return ops.bernoulli_log_likelihood.dispatch(backend, x, logits, axis=_axes(axis, shape))  # type: ignore[no-any-return]
+
+
+@public(ops.iwae_bound)
+def iwae_bound(log_p_x_given_z: Array, log_p_z: Array, log_q_z: Array, /, *, axis: int = 0) -> Array:
+    """The importance-weighted bound ``log (1/K) Σ_k w_k`` on ``log p(x)`` (Burda et al., 2016).
+
+    ``log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x)`` for ``K`` samples ``z_k ~ q(z|x)``
+    along ``axis``. Its expectation is ``<= log p(x)``, rises with ``K`` and tends to
+    ``log p(x)``; ``K = 1`` is the one-sample ELBO estimate. Computed as a log-sum-exp with
+    the largest log-weight taken out, so it is stable in float32 for any finite log-weights.
+
+    Parameters
+    ----------
+    log_p_x_given_z, log_p_z, log_q_z : array, real floating, one dtype
+        Broadcastable to one shape ``(..., K, ...)``, the samples along ``axis`` (each term
+        already summed over its data and latent dimensions).
+    axis : int
+        The sample axis of the broadcast shape.
+
+    Returns
+    -------
+    bound : array, the broadcast shape without ``axis``
+        Dtype of ``log_p_x_given_z`` (half precision is computed in float32). Maximise it
+        (``-iwae_bound(...).mean()`` is the IWAE loss); gradients reach every input.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> log_w = np.log(np.array([[1.0, 3.0]]))  # K = 2 samples of one x, along axis 1
+    >>> zero = np.zeros((1, 2))
+    >>> np.exp(seqops.iwae_bound(log_w, zero, zero, axis=1)).tolist()  # mean of the weights
+    [2.0]
+    >>> log_w = np.array([-1e4, -1e4 + np.log(3.0)])  # exp(log_w) underflows to 0: no matter
+    >>> round(float(seqops.iwae_bound(log_w, np.zeros(2), np.zeros(2))), 6)  # -1e4 + log 2
+    -9999.306853
+    """
+    backend, shape = _resolve_floats(log_p_x_given_z=log_p_x_given_z, log_p_z=log_p_z, log_q_z=log_q_z)
+    if not shape:
+        msg = "iwae_bound needs a sample axis: the broadcast shape of its inputs is ()"
+        raise ValueError(msg)
+    k = check.integer("axis", axis, minimum=None)
+    if not -len(shape) <= k < len(shape):
+        msg = f"axis {k} is out of range for the broadcast shape {shape} of the log-densities"
+        raise ValueError(msg)
+    return ops.iwae_bound.dispatch(  # type: ignore[no-any-return]
+        backend, log_p_x_given_z, log_p_z, log_q_z, axis=k % len(shape) - len(shape)
+    )
 
 
 @public(ops.elbo)

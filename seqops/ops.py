@@ -51,6 +51,21 @@ def log_softmax(backend: Backend, x: Array, /, *, axis: int) -> Array:
     """As :data:`softmax`."""
 
 
+@declare
+def relu(backend: Backend, x: Array, /) -> Array:
+    """``x (...)`` real floating."""
+
+
+@declare
+def silu(backend: Backend, x: Array, /) -> Array:
+    """``x (...)`` real floating."""
+
+
+@declare
+def gelu(backend: Backend, x: Array, /, *, approximate: str) -> Array:
+    """``x (...)`` real floating; ``approximate`` ``"none"`` (exact erf form) or ``"tanh"``."""
+
+
 # -- attention ----------------------------------------------------------------------------
 @declare
 def scaled_dot_product_attention(
@@ -104,7 +119,16 @@ def sinusoidal_positional_encoding(
     ``arange(num_positions)``; ``dtype`` real floating."""
 
 
-@_composite(scaled_dot_product_attention)
+@declare
+def apply_rotary(
+    backend: Backend, x: Array, positions: Array, /, *, base: float, layout: str, rotary_dim: int
+) -> Array:
+    """``x (..., L, E)`` real floating; ``positions`` integer, broadcastable to ``(..., L)``;
+    ``layout`` ``"halves"`` or ``"interleaved"``; ``rotary_dim`` even, ``<= E`` (``E`` when
+    the public call gave ``None``)."""
+
+
+@_composite(scaled_dot_product_attention, apply_rotary)
 def multi_head_attention(
     backend: Backend,
     query: Array,
@@ -120,10 +144,21 @@ def multi_head_attention(
     dropout_p: float,
     rng: Any,
     need_weights: bool,
+    scale: float,
+    bias: Array | None,
+    num_kv_heads: int,
+    rotary: Any,
+    positions: Array | None,
+    kv_cache: Any,
 ) -> Any:
     """``params`` a :class:`seqops.MHAParams` of the inputs' dtype with shapes checked;
-    ``num_heads`` divides the projected widths; ``mask`` broadcastable to
-    ``(..., num_heads, L, S)``, ``key_padding_mask`` to ``(..., S)`` (True = real token)."""
+    ``num_kv_heads`` divides ``num_heads``, which divides the query width; ``mask`` and
+    ``bias`` broadcastable to ``(..., num_heads, L, S)``, ``key_padding_mask`` to ``(..., S)``
+    (True = real token), ``S`` the cache's ``max_len`` with ``kv_cache``; ``scale`` a float;
+    ``rotary`` a :class:`seqops.Rotary` with ``rotary_dim`` resolved (self-attention) or
+    ``None``; ``positions`` broadcastable to ``(..., L)`` or ``None``; ``kv_cache`` a
+    :class:`seqops.KVCache` with room for the new keys, or ``None`` (then the result is
+    ``(out, new_cache)``)."""
 
 
 @declare
@@ -134,6 +169,11 @@ def layer_norm(
 
 
 @declare
+def rms_norm(backend: Backend, x: Array, weight: Array | None, /, *, eps: float) -> Array:
+    """``x (..., E)``, ``weight`` ``(E,)`` or ``None``; ``eps`` a float ``>= 0``."""
+
+
+@_composite(relu, silu, gelu)
 def feed_forward(
     backend: Backend,
     x: Array,
@@ -146,7 +186,25 @@ def feed_forward(
     activation: str,
 ) -> Array:
     """``x (..., D)``, ``w1 (D, F)``, ``w2 (F, D_out)``; ``activation`` one of ``"relu"``,
-    ``"gelu"``, ``"gelu_tanh"``."""
+    ``"gelu"``, ``"gelu_tanh"``, ``"silu"`` (the alias ``"swish"`` resolved to ``"silu"``)."""
+
+
+@_composite(relu, silu, gelu)
+def gated_feed_forward(
+    backend: Backend,
+    x: Array,
+    w_gate: Array,
+    w_up: Array,
+    w_down: Array,
+    b_gate: Array | None,
+    b_up: Array | None,
+    b_down: Array | None,
+    /,
+    *,
+    activation: str,
+) -> Array:
+    """``x (..., D)``, ``w_gate``/``w_up (D, F)``, ``w_down (F, D_out)``, ``b_gate``/``b_up
+    (F,)``, ``b_down (D_out,)`` or ``None``; ``activation`` as :data:`feed_forward`'s."""
 
 
 @_composite(multi_head_attention, layer_norm, feed_forward)
@@ -163,8 +221,34 @@ def transformer_encoder_layer(
     key_padding_mask: Array | None,
     is_causal: bool,
     eps: float,
+    scale: float | None,
 ) -> Array:
-    """``x (..., L, D)``; ``params`` a :class:`seqops.EncoderLayerParams` with shapes checked."""
+    """``x (..., L, D)``; ``params`` a :class:`seqops.EncoderLayerParams` with shapes checked;
+    ``scale`` the attention's (``None``: ``1 / sqrt(head_dim)``)."""
+
+
+@_composite(multi_head_attention, layer_norm, feed_forward)
+def transformer_decoder_layer(
+    backend: Backend,
+    x: Array,
+    memory: Array,
+    params: Any,
+    /,
+    *,
+    num_heads: int,
+    norm_first: bool,
+    activation: str,
+    mask: Array | None,
+    key_padding_mask: Array | None,
+    is_causal: bool,
+    memory_mask: Array | None,
+    memory_key_padding_mask: Array | None,
+    scale: float | None,
+    eps: float,
+) -> Array:
+    """``x (..., L, D)``, ``memory (..., S, D_mem)``; ``params`` a
+    :class:`seqops.DecoderLayerParams` with shapes checked; masks broadcastable as the
+    public docstring says; ``scale`` both attentions' (``None``: ``1 / sqrt(head_dim)``)."""
 
 
 # -- recurrent ----------------------------------------------------------------------------
@@ -191,6 +275,28 @@ def lstm_cell(backend: Backend, x: Array, state: Any, w_ih: Array, w_hh: Array, 
 @declare
 def lstm(backend: Backend, xs: Array, state: Any, w_ih: Array, w_hh: Array, b: Array | None, /) -> Any:
     """``xs (T, ..., I)``; returns ``(hs (T, ..., H), (h_T, c_T))``."""
+
+
+@declare
+def gru_cell(
+    backend: Backend, x: Array, h: Array, w_ih: Array, w_hh: Array, b_ih: Array | None, b_hh: Array | None, /
+) -> Array:
+    """``x (..., I)``, ``h (..., H)``, gates r, z, n in ``w_ih (I, 3H)``, ``w_hh (H, 3H)``,
+    ``b_ih``/``b_hh (3H,)`` or ``None`` (each alone; ``b_hh``'s n block sits inside ``r * (...)``)."""
+
+
+@declare
+def gru(
+    backend: Backend,
+    xs: Array,
+    h0: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array | None,
+    b_hh: Array | None,
+    /,
+) -> Any:
+    """``xs (T, ..., I)`` time-major, ``h0 (..., H)``; returns ``(hs (T, ..., H), h_T)``."""
 
 
 @declare
@@ -234,6 +340,22 @@ def greedy(backend: Backend, logits: Array, /) -> Array:
 
 
 @declare
+def filter_logits(
+    backend: Backend,
+    logits: Array,
+    /,
+    *,
+    temperature: float,
+    top_k: int | None,
+    top_p: float | None,
+    min_tokens_to_keep: int,
+) -> Array:
+    """``logits (..., V)``, ``V >= 1``; the options checked (``temperature > 0``, ``top_k >= 1``
+    or ``None``, ``top_p`` in ``(0, 1]`` or ``None``, ``min_tokens_to_keep >= 1``). Returns
+    ``logits / temperature`` with ``-inf`` at the removed tokens, in ``logits``' dtype."""
+
+
+@_composite(filter_logits)
 def sample_logits(
     backend: Backend,
     logits: Array,
@@ -245,8 +367,7 @@ def sample_logits(
     top_p: float | None,
     min_tokens_to_keep: int,
 ) -> Array:
-    """``logits (..., V)``; ``rng`` given; the options checked (``top_k >= 1``,
-    ``top_p`` in ``(0, 1]``, ``temperature > 0``)."""
+    """``logits (..., V)``; ``rng`` given; the options checked as :data:`filter_logits`'s."""
 
 
 @_composite(greedy, sample_logits)
@@ -260,14 +381,18 @@ def decode(
     max_new_tokens: int,
     strategy: str,
     rng: Any,
-    eos_token_id: int | None,
+    eos_token_id: tuple[int, ...] | None,
+    pad_token_id: int | None,
+    prompt: Array | None,
     temperature: float,
     top_k: int | None,
     top_p: float | None,
     min_tokens_to_keep: int,
 ) -> Array:
     """``step(tokens, state) -> (logits, state)`` checks the logits it returns;
-    ``strategy`` ``"greedy"`` or ``"sample"`` (then ``rng`` given)."""
+    ``strategy`` ``"greedy"`` or ``"sample"`` (then ``rng`` given); ``eos_token_id`` a
+    non-empty tuple of ints or ``None``, ``pad_token_id`` an int when it is given;
+    ``prompt (..., P)`` integer, of ``first_tokens``' library and leading shape, or ``None``."""
 
 
 # -- vision -------------------------------------------------------------------------------
@@ -353,8 +478,24 @@ def window_attention(
     shift_size: int,
     relative_bias_table: Array | None,
 ) -> Array:
-    """``x (B, H, W, C)``, ``params`` a :class:`seqops.MHAParams`; ``relative_bias_table
-    ((2·ws − 1)², num_heads)`` or ``None``."""
+    """``x (B, H, W, C)`` of any H, W (the math pads them to multiples of ``window_size``),
+    ``params`` a :class:`seqops.MHAParams`; ``relative_bias_table ((2·ws − 1)², num_heads)``
+    or ``None``."""
+
+
+@_composite(layer_norm)
+def patch_merging(
+    backend: Backend,
+    x: Array,
+    weight: Array,
+    norm_weight: Array | None,
+    norm_bias: Array | None,
+    /,
+    *,
+    eps: float,
+) -> Array:
+    """``x (B, H, W, C)`` of any H, W, ``weight (4C, D_out)``, ``norm_weight``/``norm_bias
+    (4C,)`` or ``None``; ``eps`` a float ``>= 0``."""
 
 
 # -- generative ---------------------------------------------------------------------------
@@ -424,6 +565,14 @@ def gaussian_log_likelihood(
 @declare
 def bernoulli_log_likelihood(backend: Backend, x: Array, logits: Array, /, *, axis: tuple[int, ...]) -> Array:
     """As :data:`kl_normal_standard`."""
+
+
+@declare
+def iwae_bound(
+    backend: Backend, log_p_x_given_z: Array, log_p_z: Array, log_q_z: Array, /, *, axis: int
+) -> Array:
+    """The three of one real floating dtype, broadcastable to one shape of ``ndim >= 1``;
+    ``axis`` (the samples) a negative int of that broadcast shape."""
 
 
 @_composite(gaussian_log_likelihood, bernoulli_log_likelihood, kl_normal_standard)

@@ -1,8 +1,9 @@
-"""Recurrent family: Elman RNN and LSTM cells and time-major sequences.
+"""Recurrent family: Elman RNN, LSTM and GRU cells and time-major sequences.
 
 Weights are applied as ``x @ w`` with ``w (in, out)``. LSTM gates are packed **i, f, o, g**
-(torch and keras use i, f, g, o: convert with :mod:`seqops.convert`). Sequences loop over
-time through the backend's ``scan`` hook, so ``jax.jit`` compiles one step, not ``T``.
+(torch and keras use i, f, g, o: convert with :mod:`seqops.convert`); GRU gates **r, z, n**
+as torch's (keras packs z, r, h). Sequences loop over time through the backend's ``scan``
+hook, so ``jax.jit`` compiles one step, not ``T``.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ def rnn_cell(
     """
     backend = resolve(x, h, w_ih, w_hh, b, names=("x", "h", "w_ih", "w_hh", "b"))
     check.require_choice("nonlinearity", nonlinearity, NONLINEARITIES)
-    _check_step(backend.namespace(), "x", x, {"h": h}, w_ih, w_hh, b, gates=1)
+    _check_step(backend.namespace(), "x", x, {"h": h}, w_ih, w_hh, {"b": b}, gates=1)
     return ops.rnn_cell.dispatch(backend, x, h, w_ih, w_hh, b, nonlinearity=nonlinearity)
 
 
@@ -99,7 +100,7 @@ def rnn(
     """
     backend = resolve(xs, h0, w_ih, w_hh, b, names=("xs", "h0", "w_ih", "w_hh", "b"))
     check.require_choice("nonlinearity", nonlinearity, NONLINEARITIES)
-    _check_sequence(backend.namespace(), xs, {"h0": h0}, w_ih, w_hh, b, gates=1)
+    _check_sequence(backend.namespace(), xs, {"h0": h0}, w_ih, w_hh, {"b": b}, gates=1)
     return ops.rnn.dispatch(backend, xs, h0, w_ih, w_hh, b, nonlinearity=nonlinearity)
 
 
@@ -143,7 +144,7 @@ def lstm_cell(
     ((2, 4), 0.1673)
     """
     backend, (h, c) = _lstm_state(x, state, w_ih, w_hh, b, "x", ("h", "c"))
-    _check_step(backend.namespace(), "x", x, {"h": h, "c": c}, w_ih, w_hh, b, gates=4)
+    _check_step(backend.namespace(), "x", x, {"h": h, "c": c}, w_ih, w_hh, {"b": b}, gates=4)
     return ops.lstm_cell.dispatch(backend, x, (h, c), w_ih, w_hh, b)
 
 
@@ -187,8 +188,105 @@ def lstm(
     ((7, 2, 4), (2, 4))
     """
     backend, (h0, c0) = _lstm_state(xs, state, w_ih, w_hh, b, "xs", ("h0", "c0"))
-    _check_sequence(backend.namespace(), xs, {"h0": h0, "c0": c0}, w_ih, w_hh, b, gates=4)
+    _check_sequence(backend.namespace(), xs, {"h0": h0, "c0": c0}, w_ih, w_hh, {"b": b}, gates=4)
     return ops.lstm.dispatch(backend, xs, (h0, c0), w_ih, w_hh, b)
+
+
+@public(ops.gru_cell)
+def gru_cell(
+    x: Array,
+    h: Array,
+    /,
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array | None = None,
+    b_hh: Array | None = None,
+) -> Array:
+    """One GRU step, ``torch.nn.GRUCell``'s: gates packed **r, z, n**.
+
+    With ``[r_i, z_i, n_i] = x @ w_ih + b_ih`` and ``[r_h, z_h, n_h] = h @ w_hh + b_hh``:
+    ``r = sigmoid(r_i + r_h)``, ``z = sigmoid(z_i + z_h)``, ``n = tanh(n_i + r * n_h)``
+    and ``h' = (1 - z) * n + z * h``. Two biases, as torch's, because ``b_hh``'s n block
+    is scaled by ``r``.
+
+    Parameters
+    ----------
+    x : array, shape ``(..., I)``
+        Input of this step.
+    h : array, shape ``(..., H)``
+        Previous hidden state, same leading (batch) dimensions as ``x``.
+    w_ih : array, shape ``(I, 3H)``
+        Columns ``[0, H)`` feed the reset gate r, ``[H, 2H)`` the update gate z and
+        ``[2H, 3H)`` the candidate n (torch's ``weight_ih.T``).
+    w_hh : array, shape ``(H, 3H)``
+    b_ih, b_hh : array, shape ``(3H,)``, optional
+        Input-side and hidden-side biases; a missing one is zero. All arrays share
+        ``x``'s dtype.
+
+    Returns
+    -------
+    h_new : array, shape ``(..., H)``
+        Same library, device and dtype as ``x`` (half precision computes in float32).
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> x, h = np.ones((2, 3)), np.zeros((2, 4))
+    >>> h1 = seqops.gru_cell(x, h, np.full((3, 12), 0.1), np.zeros((4, 12)))
+    >>> h1.shape, float(h1[0, 0].round(4))
+    ((2, 4), 0.124)
+    """
+    names = ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh")
+    backend = resolve(x, h, w_ih, w_hh, b_ih, b_hh, names=names)
+    _check_step(backend.namespace(), "x", x, {"h": h}, w_ih, w_hh, {"b_ih": b_ih, "b_hh": b_hh}, gates=3)
+    return ops.gru_cell.dispatch(backend, x, h, w_ih, w_hh, b_ih, b_hh)
+
+
+@public(ops.gru)
+def gru(
+    xs: Array,
+    h0: Array,
+    /,
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array | None = None,
+    b_hh: Array | None = None,
+) -> tuple[Array, Array]:
+    """A GRU over a time-major sequence: :func:`gru_cell` at every step (``torch.nn.GRU``).
+
+    ``xs @ w_ih + b_ih`` is computed for all steps in one product; the recurrence runs
+    through the backend's ``scan`` (``jax.lax.scan`` on JAX: ``jit`` does not unroll it).
+
+    Parameters
+    ----------
+    xs : array, shape ``(T, ..., I)``
+        Inputs, time first (torch's ``batch_first=False``).
+    h0 : array, shape ``(..., H)``
+        Initial hidden state; its leading dimensions are ``xs.shape[1:-1]`` (torch's
+        ``h_0 (1, B, H)`` is ``h_0[0]``).
+    w_ih, w_hh, b_ih, b_hh
+        As in :func:`gru_cell`: ``(I, 3H)``, ``(H, 3H)``, ``(3H,)``, ``(3H,)``, gates r, z, n.
+
+    Returns
+    -------
+    hs : array, shape ``(T, ..., H)``
+        The hidden state after every step (``hs[-1]`` is ``h_T``).
+    h_T : array, shape ``(..., H)``
+        The final hidden state (``h0`` itself when ``T = 0``). Half precision carries the
+        state in float32 between steps and returns the input dtype.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> xs, h0 = np.ones((7, 2, 3)), np.zeros((2, 4))
+    >>> hs, h_last = seqops.gru(xs, h0, np.full((3, 12), 0.1), np.zeros((4, 12)))
+    >>> hs.shape, h_last.shape, float(h_last[0, 0].round(4))
+    ((7, 2, 4), (2, 4), 0.2853)
+    """
+    names = ("xs", "h0", "w_ih", "w_hh", "b_ih", "b_hh")
+    backend = resolve(xs, h0, w_ih, w_hh, b_ih, b_hh, names=names)
+    _check_sequence(backend.namespace(), xs, {"h0": h0}, w_ih, w_hh, {"b_ih": b_ih, "b_hh": b_hh}, gates=3)
+    return ops.gru.dispatch(backend, xs, h0, w_ih, w_hh, b_ih, b_hh)
 
 
 def _lstm_state(
@@ -209,12 +307,12 @@ def _check_sequence(
     states: dict[str, Array],
     w_ih: Array,
     w_hh: Array,
-    b: Array | None,
+    biases: dict[str, Array | None],
     *,
     gates: int,
 ) -> None:
     check.require_ndim("xs", xs, 2, "(T, ..., I)")
-    _check_step(xp, "xs", xs, states, w_ih, w_hh, b, gates=gates, batch=check.shape_of(xs)[1:-1])
+    _check_step(xp, "xs", xs, states, w_ih, w_hh, biases, gates=gates, batch=check.shape_of(xs)[1:-1])
 
 
 def _check_step(
@@ -224,17 +322,18 @@ def _check_step(
     states: dict[str, Array],
     w_ih: Array,
     w_hh: Array,
-    b: Array | None,
+    biases: dict[str, Array | None],
     *,
     gates: int,
     batch: tuple[int, ...] | None = None,
 ) -> None:
     """Dtypes and shapes of a cell (or sequence) input, its state and its weights.
 
-    ``gates`` is 1 for the RNN and 4 for the LSTM; the hidden size ``H`` is read from the
-    state, ``I`` from the input.
+    ``gates`` is 1 for the RNN, 3 for the GRU and 4 for the LSTM; ``biases`` names each
+    ``(gates·H,)`` bias (``b``, or the GRU's ``b_ih`` and ``b_hh``). The hidden size ``H``
+    is read from the state, ``I`` from the input.
     """
-    named = {x_name: x, **states, "w_ih": w_ih, "w_hh": w_hh, "b": b}
+    named = {x_name: x, **states, "w_ih": w_ih, "w_hh": w_hh, **biases}
     check.require_floating(xp, **named)
     check.require_same_dtype(**named)
     check.require_ndim(x_name, x, 1, "(..., I)")
@@ -251,7 +350,7 @@ def _check_step(
     expected = {
         "w_ih": (f"(I, {k}H)", (size_in, gates * hidden)),
         "w_hh": (f"(H, {k}H)", (hidden, gates * hidden)),
-        "b": (f"({k}H,)", (gates * hidden,)),
+        **{name: (f"({k}H,)", (gates * hidden,)) for name in biases},
     }
     for name, (layout, shape) in expected.items():
         w = named[name]

@@ -1,4 +1,5 @@
-"""Vision family: ViT patches and embedding, Swin windows, shifted-window masks and window attention.
+"""Vision family: ViT patches and embedding, Swin windows, shifted-window masks, window attention
+and patch merging.
 
 ViT functions take images ``(B, C, H, W)`` as timm and Hugging Face do; Swin functions take
 feature maps ``(B, H, W, C)`` and follow the official microsoft/Swin-Transformer code
@@ -379,17 +380,18 @@ def window_attention(
 ) -> Array:
     """Swin's (shifted) window multi-head self-attention (W-MSA / SW-MSA).
 
-    Shift ``x`` by ``shift_size`` (:func:`cyclic_shift`), split it into windows
+    Pad ``x`` with zeros at the bottom and right to multiples of ``window_size``, shift it
+    by ``shift_size`` (:func:`cyclic_shift`), split it into windows
     (:func:`window_partition`), run multi-head self-attention inside each window (heads as
     in :func:`seqops.multi_head_attention`, scale ``1/sqrt(head_dim)``) with the
     :func:`shifted_window_mask` when ``shift_size > 0`` and the relative position bias,
-    then merge the windows and shift back. Time and memory grow linearly with the number
-    of windows (logits ``(B, nW, heads, ws², ws²)``; never ``(H·W)²``).
+    then merge the windows, shift back and crop the padding. Time and memory grow linearly
+    with the number of windows (logits ``(B, nW, heads, ws², ws²)``; never ``(H·W)²``).
 
     Parameters
     ----------
     x : float array, shape ``(B, H, W, C)``
-        ``H`` and ``W`` divisible by ``window_size``.
+        Any ``H`` and ``W`` (see Notes for sizes that are not multiples of ``window_size``).
     params : MHAParams
         ``w_q``, ``w_k``, ``w_v`` ``(C, D)`` and ``w_o (D, D_out)``, biases optional. Swin's
         ``qkv`` linear (weight ``(3D, C)``) gives ``w_q = weight[:D].T``,
@@ -412,6 +414,14 @@ def window_attention(
     Tokens of different regions are masked out exactly (a boolean mask); Swin adds
     ``-100.0`` instead, which differs by weights below ``exp(-100) ≈ 4e-44``.
 
+    Sizes that are not multiples of ``window_size`` are handled as Hugging Face's
+    ``SwinLayer`` (``maybe_pad``) and the official Swin code padding after ``norm1`` do:
+    ``(-H) % ws`` zero rows at the bottom and ``(-W) % ws`` zero columns at the right, the
+    shifted-window mask computed on the padded size, and the output cropped back to
+    ``(H, W)``. The padded tokens are **not** masked out: they take part as keys and values
+    (projections of zero, i.e. ``b_k`` and ``b_v``) in the windows that hold them, with or
+    without a shift, exactly as in those references.
+
     Examples
     --------
     >>> import numpy as np, seqops
@@ -429,7 +439,7 @@ def window_attention(
     xp = backend.namespace()
     check.require_floating(xp, x=x, relative_bias_table=relative_bias_table)
     ws = _positive("window_size", window_size)
-    _check_images("x", x, ws, "window_size", True)
+    _require_ndim("x", x, 4, "(B, H, W, C)")  # any H, W: the math pads to multiples of ws
     # x is the query, key and value of a self-attention on (B, H, W, C)
     _check_mha(xp, x, x, x, params, num_heads)
     shift = _shift_size(shift_size, ws)
@@ -444,6 +454,76 @@ def window_attention(
         shift_size=shift,
         relative_bias_table=relative_bias_table,
     )
+
+
+@public(ops.patch_merging)
+def patch_merging(
+    x: Array,
+    /,
+    weight: Array,
+    norm_weight: Array | None = None,
+    norm_bias: Array | None = None,
+    *,
+    eps: float = 1e-5,
+) -> Array:
+    """Swin's patch merging: each 2 × 2 neighbourhood becomes one token, normalised, projected.
+
+    ``concat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)``
+    (Swin's order), then :func:`seqops.layer_norm` over the ``4C`` features (dispatched, so
+    its fast paths apply), then ``@ weight``. An odd ``H`` or ``W`` is padded with one zero
+    row or column at the bottom or right first, as the official Swin code and Hugging Face's
+    ``SwinPatchMerging.maybe_pad`` do.
+
+    Parameters
+    ----------
+    x : float array, shape ``(B, H, W, C)``
+        Feature map, ``H`` the rows. Hugging Face's ``(B, H·W, C)`` input is
+        ``x.reshape(B, H, W, C)``.
+    weight : array, shape ``(4C, D_out)``
+        The reduction, applied as ``x @ weight`` (Swin's ``reduction.weight (D_out, 4C)``
+        is ``weight.T``; Swin has no bias there and ``D_out = 2C``).
+    norm_weight, norm_bias : array, shape ``(4C,)``, optional
+        The layer norm's scale and shift; without them the norm has no affine part.
+    eps : float
+        Added to the variance of the norm (torch's ``LayerNorm`` default ``1e-5``).
+
+    Returns
+    -------
+    merged : array, shape ``(B, ⌈H/2⌉, ⌈W/2⌉, D_out)``
+        Same library, device and dtype as ``x``; token ``(i, j)`` gathers the pixels
+        ``(2i, 2j)``, ``(2i+1, 2j)``, ``(2i, 2j+1)``, ``(2i+1, 2j+1)`` in that order.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> x = np.arange(2 * 5 * 7 * 3, dtype=np.float64).reshape(2, 5, 7, 3)
+    >>> seqops.patch_merging(x, np.ones((12, 6))).shape
+    (2, 3, 4, 6)
+    >>> one = np.array([1.0, 2.0, 3.0, 4.0]).reshape(1, 2, 2, 1)  # C = 1: pixels in Swin's order
+    >>> seqops.patch_merging(one, np.eye(4), eps=0.0).round(4).tolist()
+    [[[[-1.3416, 0.4472, -0.4472, 1.3416]]]]
+    """
+    names = ("x", "weight", "norm_weight", "norm_bias")
+    backend = resolve(x, weight, norm_weight, norm_bias, names=names)
+    xp = backend.namespace()
+    named = dict(zip(names, (x, weight, norm_weight, norm_bias), strict=True))
+    check.require_floating(xp, **named)
+    check.require_same_dtype(**named)
+    _require_ndim("x", x, 4, "(B, H, W, C)")
+    features = 4 * x.shape[-1]
+    if weight.ndim != 2 or weight.shape[0] != features:
+        msg = (
+            f"`weight` must have shape (4C, D_out) = ({features}, D_out) for `x` of shape "
+            f"{check.shape_of(x)}; got {check.shape_of(weight)}"
+        )
+        raise ValueError(msg)
+    check.require_shape("norm_weight", norm_weight, (features,))
+    check.require_shape("norm_bias", norm_bias, (features,))
+    eps = check.number("eps", eps)
+    if not eps >= 0.0:
+        msg = f"eps must be >= 0; got {eps}"
+        raise ValueError(msg)
+    return ops.patch_merging.dispatch(backend, x, weight, norm_weight, norm_bias, eps=eps)
 
 
 def _positive(name: str, value: object) -> int:

@@ -31,6 +31,8 @@ ATTENTION_FAMILY = {
     "layer_norm",
     "feed_forward",
     "transformer_encoder_layer",
+    "transformer_decoder_layer",
+    "apply_rotary",
     "softmax",
     "log_softmax",
 }
@@ -39,6 +41,8 @@ RECURRENT_LM_FAMILY = {
     "rnn",
     "lstm_cell",
     "lstm",
+    "gru_cell",
+    "gru",
     "cross_entropy",
     "autoregressive_log_likelihood",
     "greedy",
@@ -57,6 +61,7 @@ VISION_FAMILY = {
     "shifted_window_mask",
     "relative_position_index",
     "window_attention",
+    "patch_merging",
 }
 GENERATIVE_FAMILY = {
     "pixelcnn_mask",
@@ -70,8 +75,17 @@ GENERATIVE_FAMILY = {
     "elbo",
 }
 DIFFERENTIABLE = {
+    "gelu",
+    "silu",
+    "rms_norm",
+    "iwae_bound",
+    "gated_feed_forward",
+    "relu",
     "vit_embed",
     "window_attention",
+    "patch_merging",
+    "gru_cell",
+    "gru",
     "masked_conv2d",
     "reparameterize",
     "kl_normal_standard",
@@ -83,6 +97,8 @@ DIFFERENTIABLE = {
     "scaled_dot_product_attention",
     "multi_head_attention",
     "transformer_encoder_layer",
+    "transformer_decoder_layer",
+    "apply_rotary",
     "layer_norm",
     "feed_forward",
     "softmax",
@@ -138,7 +154,7 @@ def test_results_name_the_implementation(report: Report) -> None:
     plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}
     assert tiled and tiled <= plain  # the tiled attention forced by a budget of 0, beside the plain
     # Only attention itself has a tiled implementation; the composites (multi-head attention,
-    # the encoder layer, window attention) dispatch their attention, and are checked once more
+    # the encoder and decoder layers, window attention) dispatch their attention, and are checked once more
     # over the tiled one.
     assert {case.split("[")[0] for case, _, _ in tiled} == {"scaled_dot_product_attention"}
     composite = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == over}
@@ -146,6 +162,7 @@ def test_results_name_the_implementation(report: Report) -> None:
     assert {case.split("[")[0] for case, _, _ in composite} == {
         "multi_head_attention",
         "transformer_encoder_layer",
+        "transformer_decoder_layer",
         "window_attention",
     }
     summary = report.summary()

@@ -268,7 +268,8 @@ def test_decode_eos_and_zero_steps(backend):
     table = backend.from_numpy(raw, dtype=backend.floating_dtypes()["float32"])
     first = xp.asarray(np.array([0, 2]))
     ids = seqops.decode(_table_step(backend, table)[0], 0, first, max_new_tokens=5, eos_token_id=3)
-    np.testing.assert_array_equal(backend.to_numpy(ids), [[1, 2, 3, 3, 3], [3, 3, 3, 3, 3]])
+    # eagerly the loop stops after the step at which every row has ended (as generate)
+    np.testing.assert_array_equal(backend.to_numpy(ids), [[1, 2, 3], [3, 3, 3]])
     empty = seqops.decode(_table_step(backend, table)[0], 0, first, max_new_tokens=0)
     assert tuple(empty.shape) == (2, 0) and empty.dtype == first.dtype and backend.owns(empty)
 
@@ -384,3 +385,33 @@ def test_decode_step_in_another_library(torch):
         TypeError, match=r"step 0 returned logits of library torch, but first_tokens are numpy"
     ):
         seqops.decode(lambda t, s: (torch.zeros(2, V), s), None, np.array([0, 1]), max_new_tokens=1)
+
+
+def test_decode_eos_pad_prompt_eagerly_and_under_jit() -> None:
+    """Eagerly the loop stops once every row has ended; under ``jax.jit`` every step runs, the
+    finished rows padded — the same tokens where both have them."""
+    table = np.log(np.array([[0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.8, 0.1, 0.1]]))  # 0 -> 1 -> 2 -> 0
+    prompt = np.array([[7, 0], [7, 1]])
+
+    def step(tokens, state):
+        return state[tokens], state
+
+    eager = seqops.decode(
+        step, table, prompt[:, -1], max_new_tokens=6, eos_token_id=2, pad_token_id=9, prompt=prompt
+    )
+    assert eager.tolist() == [[7, 0, 1, 2], [7, 1, 2, 9]]
+    with pytest.raises(ValueError, match="pad_token_id applies after an eos_token_id"):
+        seqops.decode(step, table, prompt[:, -1], max_new_tokens=2, pad_token_id=0)
+    with pytest.raises(ValueError, match=r"prompt must have shape \(\*first_tokens.shape, P\)"):
+        seqops.decode(step, table, prompt[:, -1], max_new_tokens=2, prompt=prompt[0])
+    jax = pytest.importorskip("jax")
+    jnp = jax.numpy
+
+    @jax.jit
+    def run(table, first, prompt):
+        return seqops.decode(
+            step, table, first, max_new_tokens=6, eos_token_id=2, pad_token_id=9, prompt=prompt
+        )
+
+    traced = np.asarray(run(jnp.asarray(table), jnp.asarray(prompt[:, -1]), jnp.asarray(prompt)))
+    assert traced.tolist() == [[7, 0, 1, 2, 9, 9, 9, 9], [7, 1, 2, 9, 9, 9, 9, 9]]

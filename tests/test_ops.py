@@ -172,7 +172,7 @@ def test_an_attention_fast_path_reaches_every_composite() -> None:
 
 def test_composites_declare_their_parts() -> None:
     ops = seqops.ops
-    assert ops.multi_head_attention.parts == (ops.scaled_dot_product_attention,)
+    assert ops.multi_head_attention.parts == (ops.scaled_dot_product_attention, ops.apply_rotary)
     assert ops.window_attention.parts == (ops.scaled_dot_product_attention,)
     assert set(ops.transformer_encoder_layer.parts) == {
         ops.multi_head_attention,

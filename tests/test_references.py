@@ -126,7 +126,7 @@ def test_mha_single_identity_head_is_sdpa(rng):
 
 def test_feed_forward_rejects_unknown_activation():
     with pytest.raises(ValueError):
-        ref.feed_forward(np.ones((1, 2)), np.eye(2), None, np.eye(2), None, activation="swish")
+        ref.feed_forward(np.ones((1, 2)), np.eye(2), None, np.eye(2), None, activation="swiglu")
 
 
 # --- Peer checks against torch (float64) -----------------------------------------------

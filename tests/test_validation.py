@@ -157,9 +157,10 @@ def test_mha_params_type() -> None:
 def test_feed_forward_bad_activation_and_shapes() -> None:
     x = arr(3, 4)
     with pytest.raises(
-        ValueError, match="`activation` must be one of 'relu', 'gelu', 'gelu_tanh'; got 'swish'"
+        ValueError,
+        match="`activation` must be one of 'relu', 'gelu', 'gelu_tanh', 'silu', 'swish'; got 'swiglu'",
     ):
-        seqops.feed_forward(x, arr(4, 8), None, arr(8, 4), None, activation="swish")
+        seqops.feed_forward(x, arr(4, 8), None, arr(8, 4), None, activation="swiglu")
     with pytest.raises(ValueError, match=r"`w2` must have shape \(8, 6\); got \(7, 6\)"):
         seqops.feed_forward(x, arr(4, 8), None, arr(7, 6), None)
 

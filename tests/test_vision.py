@@ -512,10 +512,10 @@ def _params(c=4, d=4):
             ValueError,
             r"shift_size must be in \[0, window_size\) = \[0, 2\); got 2",
         ),
-        (
-            lambda: seqops.window_attention(np.zeros((1, 6, 4, 4)), _params(), num_heads=2, window_size=4),
+        (  # any size is padded (tests/test_patch_merging.py); the map must still be 4-D
+            lambda: seqops.window_attention(np.zeros((6, 4, 4)), _params(), num_heads=2, window_size=4),
             ValueError,
-            "image height 6 is not divisible by window_size 4",
+            r"`x` must have 4 dimensions \(B, H, W, C\); got shape \(6, 4, 4\)",
         ),
         (
             lambda: seqops.window_attention(
@@ -527,7 +527,7 @@ def _params(c=4, d=4):
         (
             lambda: seqops.window_attention(np.zeros((1, 4, 4, 4)), _params(), num_heads=3, window_size=2),
             ValueError,
-            "num_heads=3 must divide the projected widths",
+            "num_heads=3 must divide the query width D=4",
         ),
         (
             lambda: seqops.window_attention(

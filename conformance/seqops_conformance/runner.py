@@ -210,9 +210,12 @@ def applies(case: Case, backend: seqops.Backend, dtype_name: str, transformation
     """Whether ``case`` is checked under ``transformation`` on ``backend`` in ``dtype_name``:
     eager everywhere; gradients for the cases marked ``grad`` on the backends with autodiff
     in the dtypes with a gradient tolerance; traced transformations where they have a
-    driver. (Declared limitations are checked too, and reported as skips.)"""
+    driver, for the cases whose result does not depend on values read eagerly
+    (``Case.traced``). (Declared limitations are checked too, and reported as skips.)"""
     if transformation == "eager":
         return True
+    if not case.traced and transformation != "grad":
+        return False
     if transformation == "grad":
         from seqops_conformance import grad
 

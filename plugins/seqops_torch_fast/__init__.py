@@ -3,9 +3,9 @@
 - ``scaled_dot_product_attention`` and ``multi_head_attention`` run
   ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient / math
   kernels, chosen by torch).
-- ``lstm`` and ``rnn`` run ``torch.lstm`` / ``torch.rnn_tanh`` / ``torch.rnn_relu`` (the
-  kernels behind ``torch.nn.LSTM``/``RNN``; cuDNN on CUDA) on weights converted to torch's
-  layout.
+- ``lstm``, ``rnn`` and ``gru`` run ``torch.lstm`` / ``torch.rnn_tanh`` / ``torch.rnn_relu``
+  / ``torch.gru`` (the kernels behind ``torch.nn.LSTM``/``RNN``/``GRU``; cuDNN on CUDA) on
+  weights converted to torch's layout.
 
 Each implementation accepts only the calls it computes exactly as the contract says and
 declines the others (with the reason shown by :func:`seqops.explain`) to the portable path.
@@ -34,6 +34,10 @@ HALF_RECURRENT_LIMITATIONS = (
     seqops.Limitation(HALF_RECURRENT, dtype="float16"),
     seqops.Limitation(HALF_RECURRENT, dtype="bfloat16"),
 )
+COMPOSITE = (
+    "a cache, rotary embeddings, a bias or grouped heads: the portable multi-head attention runs "
+    "them over the dispatched attention (torch-sdpa)"
+)
 EMPTY_SEQUENCE = "an empty sequence (T = 0)"
 EMPTY_BATCH = "an empty batch"
 
@@ -51,6 +55,9 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
         ),
         seqops.Implementation(
             ops.rnn, "torch-rnn", rnn, decline=decline_rnn, limitations=HALF_RECURRENT_LIMITATIONS
+        ),
+        seqops.Implementation(
+            ops.gru, "torch-gru", gru, decline=decline_gru, limitations=HALF_RECURRENT_LIMITATIONS
         ),
     ]
 
@@ -164,12 +171,24 @@ def _attention_mask(q: Any, k: Any, mask: Any, bias: Any, is_causal: bool) -> An
 
 # -- multi-head attention -------------------------------------------------------------
 def decline_mha(
-    backend: seqops.Backend, query: Any, *args: Any, dropout_p: float, need_weights: bool, **_: Any
+    backend: seqops.Backend,
+    query: Any,
+    *args: Any,
+    dropout_p: float,
+    need_weights: bool,
+    bias: Any,
+    num_heads: int,
+    num_kv_heads: int,
+    rotary: Any,
+    kv_cache: Any,
+    **_: Any,
 ) -> str | None:
     if need_weights:
         return NEED_WEIGHTS
     if dropout_p > 0.0:
         return DROPOUT
+    if kv_cache is not None or rotary is not None or bias is not None or num_kv_heads != num_heads:
+        return COMPOSITE
     if query.dtype not in _attention_dtypes():
         return f"dtype {query.dtype} is not one torch's attention kernels compute"
     return None
@@ -187,6 +206,7 @@ def mha(
     mask: Any,
     key_padding_mask: Any,
     is_causal: bool,
+    scale: float,
     **_: Any,
 ) -> Any:
     def project(x: Any, w: Any, b: Any) -> Any:
@@ -211,7 +231,7 @@ def mha(
         mask=allowed,
         bias=None,
         is_causal=is_causal,
-        scale=1.0 / math.sqrt(q.shape[-1]),
+        scale=scale,
         dropout_p=0.0,
         rng=None,
         enable_gqa=False,
@@ -239,6 +259,10 @@ def decline_lstm(backend: seqops.Backend, xs: Any, state: Any, *args: Any) -> st
 
 
 def decline_rnn(backend: seqops.Backend, xs: Any, h0: Any, *args: Any, **_: Any) -> str | None:
+    return _decline_recurrent(xs, h0)
+
+
+def decline_gru(backend: seqops.Backend, xs: Any, h0: Any, *args: Any) -> str | None:
     return _decline_recurrent(xs, h0)
 
 
@@ -286,4 +310,20 @@ def rnn(
         weights += [b, torch.zeros_like(b)]
     kernel = torch.rnn_relu if nonlinearity == "relu" else torch.rnn_tanh
     hs, h_last = kernel(x3, h0.reshape(1, size, hidden), weights, b is not None, 1, 0.0, True, False, False)
+    return hs.reshape(xs.shape[0], *batch, hidden), h_last.reshape(*batch, hidden)
+
+
+def gru(backend: seqops.Backend, xs: Any, h0: Any, w_ih: Any, w_hh: Any, b_ih: Any, b_hh: Any, /) -> Any:
+    torch = _torch()
+    hidden = h0.shape[-1]
+    x3, batch, size = _batched(xs, hidden)
+    # torch's gate order is ours (r, z, n); only the orientation differs: (3H, I), contiguous
+    weights = [w_ih.T.contiguous(), w_hh.T.contiguous()]
+    has_biases = b_ih is not None or b_hh is not None
+    if has_biases:  # torch takes both biases or neither
+        weights += [
+            torch.zeros_like(b_hh) if b_ih is None else b_ih,
+            torch.zeros_like(b_ih) if b_hh is None else b_hh,
+        ]
+    hs, h_last = torch.gru(x3, h0.reshape(1, size, hidden), weights, has_biases, 1, 0.0, True, False, False)
     return hs.reshape(xs.shape[0], *batch, hidden), h_last.reshape(*batch, hidden)

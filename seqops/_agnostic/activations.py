@@ -64,6 +64,13 @@ def relu(xp: Namespace, x: Array, /) -> Array:
     return xp.maximum(x, 0.0)
 
 
+def silu(xp: Namespace, x: Array, /) -> Array:
+    """SiLU (swish) ``x σ(x)``; ``σ`` from ``e = exp(-|x|) <= 1``, which never overflows (nor
+    does its gradient): ``σ(x) = 1 / (1 + e)`` for ``x >= 0``, ``e / (1 + e)`` otherwise."""
+    e = xp.exp(-xp.abs(x))
+    return x * xp.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
 def gelu(xp: Namespace, x: Array, /, *, erf: Callable[[Array], Array]) -> Array:
     """Exact GELU ``x Φ(x) = x/2 (1 + erf(x/√2))``."""
     return 0.5 * x * (1.0 + erf(x * (1.0 / math.sqrt(2.0))))

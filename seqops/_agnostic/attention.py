@@ -226,28 +226,101 @@ def multi_head_attention(
     params: Any,
     *,
     num_heads: int,
+    num_kv_heads: int,
     mask: Array | None,
     key_padding_mask: Array | None,
     is_causal: bool,
+    scale: float,
+    bias: Array | None,
     need_weights: bool,
     attend: Callable[..., Any],
+    rotate: Callable[[Array], Array] | None = None,
+    cache: tuple[Array, Array, Any] | None = None,
 ) -> Any:
     """Project, attend per head, merge and project out; see :func:`seqops.multi_head_attention`.
 
-    ``attend(q, k, v, *, mask, bias, is_causal, scale, return_weights)`` computes the
-    per-head attention (``seqops.scaled_dot_product_attention``'s contract, dispatched).
+    ``attend(q, k, v, *, mask, bias, is_causal, scale, enable_gqa, return_weights)`` computes
+    the per-head attention (``seqops.scaled_dot_product_attention``'s contract, dispatched);
+    ``rotate`` turns the projected queries and keys ``(..., heads, L, dh)`` (rotary
+    embeddings); with ``cache = (keys, values, length)`` the new keys and values are written
+    into it and ``(out, (keys, values, length + S))`` is returned.
     """
     q = split_heads(xp, linear(xp, query, params.w_q, params.b_q), num_heads)  # (..., H, L, dh)
-    k = split_heads(xp, linear(xp, key, params.w_k, params.b_k), num_heads)  # (..., H, S, dh)
-    v = split_heads(xp, linear(xp, value, params.w_v, params.b_v), num_heads)  # (..., H, S, dv)
+    k = split_heads(xp, linear(xp, key, params.w_k, params.b_k), num_kv_heads)  # (..., Hkv, S, dh)
+    v = split_heads(xp, linear(xp, value, params.w_v, params.b_v), num_kv_heads)  # (..., Hkv, S, dv)
+    if rotate is not None:
+        q, k = rotate(q), rotate(k)
     allowed = mask
+    updated = None
+    if cache is not None:
+        keys, values, length = cache
+        new = k.shape[-2]
+        k, v = write_cache(xp, keys, k, length), write_cache(xp, values, v, length)  # (..., Hkv, M, d)
+        updated = (k, v, length + new)
+        # query i sits at position length + i: it sees the filled positions, causally or not
+        seen = cache_mask(xp, q.shape[-2], k.shape[-2], length, new, is_causal, array_api_compat.device(k))
+        allowed = seen if allowed is None else xp.logical_and(allowed, seen)
+        is_causal = False
     if key_padding_mask is not None:
         kpm = key_padding_mask[..., None, None, :]  # (..., 1, 1, S)
         allowed = kpm if allowed is None else xp.logical_and(allowed, kpm)
     attended = attend(
-        q, k, v, mask=allowed, bias=None, is_causal=is_causal, scale=1.0 / math.sqrt(q.shape[-1]),
-        return_weights=need_weights,
+        q, k, v, mask=allowed, bias=bias, is_causal=is_causal, scale=scale,
+        enable_gqa=num_kv_heads != num_heads, return_weights=need_weights,
     )  # fmt: skip
     heads, weights = attended if need_weights else (attended, None)
     out = linear(xp, merge_heads(xp, heads), params.w_o, params.b_o)
+    if updated is not None:
+        return out, updated
     return (out, weights) if need_weights else out
+
+
+def write_cache(xp: Namespace, buffer: Array, new: Array, length: Any) -> Array:
+    """``buffer (..., M, d)`` with ``new (..., S, d)`` written at rows ``[length, length + S)``,
+    by a gather and a ``where`` (no in-place update, so it traces, differentiates and works
+    with ``length`` a traced 0-d array); rows past ``M`` are dropped."""
+    size, count = buffer.shape[-2], new.shape[-2]
+    if count == 0:
+        return buffer
+    offset = xp.arange(size, device=array_api_compat.device(buffer)) - length  # (M,)
+    inside = xp.logical_and(offset >= 0, offset < count)
+    gathered = xp.take(new, xp.clip(offset, 0, count - 1), axis=-2)  # (..., M, d)
+    return xp.where(inside[:, None], gathered, buffer)
+
+
+def cache_mask(
+    xp: Namespace, q_len: int, size: int, length: Any, new: int, is_causal: bool, device: Device
+) -> Array:
+    """``(L, M)``: query ``i`` (at position ``length + i``) may see key position ``j``."""
+    j = xp.arange(size, device=device)[None, :]
+    seen = j < length + new
+    if is_causal:
+        seen = xp.logical_and(seen, j <= length + xp.arange(q_len, device=device)[:, None])
+    return xp.broadcast_to(seen, (q_len, size))
+
+
+def apply_rotary(
+    xp: Namespace, x: Array, positions: Array, /, *, base: float, layout: str, rotary_dim: int
+) -> Array:
+    """Rotate the first ``rotary_dim`` features of ``x (..., L, E)`` by the angles
+    ``positions (..., L) · base^(-2i/rotary_dim)``; see :func:`seqops.apply_rotary`."""
+    dtype = x.dtype
+    angle_dtype = xp.float64 if dtype == xp.float64 else xp.float32  # at least float32
+    half = rotary_dim // 2
+    exponents = xp.arange(0, rotary_dim, 2, dtype=angle_dtype, device=array_api_compat.device(x))
+    inv_freq = 1.0 / (base ** (exponents / rotary_dim))  # (d/2,)
+    angles = xp.astype(positions, angle_dtype)[..., None] * inv_freq  # (..., L, d/2)
+    cos, sin = xp.cos(angles), xp.sin(angles)
+    rotated = xp.astype(x[..., :rotary_dim], angle_dtype)
+    if layout == "halves":  # pairs (i, i + d/2): Hugging Face's rotate_half
+        x1, x2 = rotated[..., :half], rotated[..., half:]
+        out = xp.concat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    else:  # pairs (2i, 2i + 1): GPT-J, the RoFormer paper
+        x1, x2 = rotated[..., 0::2], rotated[..., 1::2]
+        pairs = xp.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)  # (..., L, d/2, 2)
+        out = xp.reshape(pairs, (*pairs.shape[:-2], rotary_dim))
+    out = xp.astype(out, dtype, copy=False)
+    if rotary_dim == x.shape[-1]:
+        return out
+    passed = xp.broadcast_to(x[..., rotary_dim:], (*out.shape[:-1], x.shape[-1] - rotary_dim))
+    return xp.concat([out, passed], axis=-1)

@@ -81,13 +81,20 @@ def decode(
     *,
     max_new_tokens: int,
     choose: Callable[[Array, int], Array],
-    eos_token_id: int | None,
+    eos_token_id: tuple[int, ...] | None,
+    pad_token_id: int | None,
+    prompt: Array | None,
+    all_finished: Callable[[Array], bool],
     device: Device,
 ) -> Array:
-    """Run ``step`` ``max_new_tokens`` times, feeding back the chosen tokens.
+    """Run ``step`` up to ``max_new_tokens`` times, feeding back the chosen tokens.
 
-    ``choose(logits, t)`` picks the tokens of step ``t``. A Python loop: the step function
-    may change the shapes in its state (a growing cache); ``jax.jit`` unrolls it.
+    ``choose(logits, t)`` picks the tokens of step ``t``. Once a row has chosen one of
+    ``eos_token_id``, its later tokens are ``pad_token_id`` (still fed to ``step``: shapes
+    stay fixed); the loop stops early when ``all_finished(finished)`` says every row is
+    done (it answers ``False`` while tracing, so a trace runs every step). A Python loop:
+    the step function may change the shapes in its state (a growing cache); ``jax.jit``
+    unrolls it. ``prompt (..., P)``, if given, is put in front of the result.
     """
     tokens = first_tokens
     finished = None
@@ -96,11 +103,17 @@ def decode(
         logits, state = step(tokens, state)
         tokens = xp.astype(choose(logits, t), first_tokens.dtype)
         if eos_token_id is not None:
-            # A finished row keeps emitting eos (fixed shapes, so jit-friendly).
             if finished is not None:
-                tokens = xp.where(finished, eos_token_id, tokens)
-            finished = tokens == eos_token_id
+                tokens = xp.where(finished, xp.asarray(pad_token_id, dtype=tokens.dtype, device=device), tokens)
+            ended = tokens == eos_token_id[0]
+            for other in eos_token_id[1:]:
+                ended = xp.logical_or(ended, tokens == other)
+            finished = ended if finished is None else xp.logical_or(finished, ended)
         generated.append(tokens)
-    if not generated:
-        return xp.zeros((*first_tokens.shape, 0), dtype=first_tokens.dtype, device=device)
-    return xp.stack(generated, axis=-1)
+        if finished is not None and t + 1 < max_new_tokens and all_finished(finished):
+            break
+    if generated:
+        out = xp.stack(generated, axis=-1)
+    else:
+        out = xp.zeros((*first_tokens.shape, 0), dtype=first_tokens.dtype, device=device)
+    return out if prompt is None else xp.concat([xp.astype(prompt, out.dtype), out], axis=-1)

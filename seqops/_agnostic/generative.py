@@ -152,6 +152,24 @@ def gaussian_log_likelihood(
     return xp.astype(-0.5 * xp.sum(terms, axis=axis), x.dtype, copy=False)
 
 
+def iwae_bound(
+    xp: Namespace, log_p_x_given_z: Array, log_p_z: Array, log_q_z: Array, /, *, axis: int
+) -> Array:
+    """``log mean_k exp(log w_k)`` over ``axis``, ``log w = log p(x|z) + log p(z) − log q(z|x)``.
+
+    The largest log-weight is taken out of the sum (``m + log mean exp(log w − m)``), so the
+    exponentials lie in ``(0, 1]`` with at least one equal to 1: no finite log-weight
+    overflows, and they cannot all underflow. A row whose largest log-weight is not finite
+    (all ``-inf``) is shifted by 0 and gives ``-inf``.
+    """
+    a, b, c = _up(xp, log_p_x_given_z, log_p_z, log_q_z)
+    log_w = a + b - c  # the broadcast shape, samples along axis
+    top = xp.max(log_w, axis=axis, keepdims=True)
+    top = xp.where(xp.isfinite(top), top, 0.0)
+    bound = xp.log(xp.mean(xp.exp(log_w - top), axis=axis)) + xp.squeeze(top, axis=axis)
+    return xp.astype(bound, log_p_x_given_z.dtype, copy=False)
+
+
 def reduce(xp: Namespace, values: Array, /, *, reduction: str) -> Array:
     """``"none"``, ``"sum"`` or ``"mean"`` over every axis."""
     if reduction == "sum":

@@ -1,9 +1,11 @@
-"""Elman RNN and LSTM cells and sequences (pure Array API).
+"""Elman RNN, LSTM and GRU cells and sequences (pure Array API).
 
 Weights are applied as ``x @ w`` with ``w (in, out)``. LSTM gates are packed in the order
 **i, f, o, g** along the last axis of ``w_ih (I, 4H)``, ``w_hh (H, 4H)`` and ``b (4H,)``, so
-the three sigmoid gates are one contiguous slice. Sequences are time-major and looped by
-the ``scan`` the backend supplies (``jax.lax.scan`` on JAX, a Python loop elsewhere).
+the three sigmoid gates are one contiguous slice; GRU gates **r, z, n** (torch's order, the
+two sigmoid gates first) in ``w_ih (I, 3H)``, ``w_hh (H, 3H)``, ``b_ih``/``b_hh (3H,)``.
+Sequences are time-major and looped by the ``scan`` the backend supplies (``jax.lax.scan``
+on JAX, a Python loop elsewhere).
 
 Half-precision inputs compute in float32, carry the state in float32 from step to step
 and return their own dtype.
@@ -47,6 +49,15 @@ def _lstm_update(xp: Namespace, gates: Array, c: Array) -> tuple[Array, Array]:
     return ifo[..., 2 * hidden :] * xp.tanh(c_new), c_new
 
 
+def _gru_update(xp: Namespace, gi: Array, gh: Array, h: Array) -> Array:
+    """``h'`` from ``gi = x @ w_ih + b_ih`` and ``gh = h @ w_hh + b_hh`` (both ``(..., 3H)``,
+    order r, z, n) and ``h``."""
+    hidden = h.shape[-1]
+    rz = sigmoid(xp, gi[..., : 2 * hidden] + gh[..., : 2 * hidden])  # (..., 2H): reset, update
+    n = xp.tanh(gi[..., 2 * hidden :] + rz[..., :hidden] * gh[..., 2 * hidden :])
+    return n + rz[..., hidden:] * (h - n)  # (1 - z) * n + z * h
+
+
 def rnn_cell(
     xp: Namespace,
     x: Array,
@@ -86,11 +97,29 @@ def lstm_cell(
     return xp.astype(h_new, dtype, copy=False), xp.astype(c_new, dtype, copy=False)
 
 
+def gru_cell(
+    xp: Namespace,
+    x: Array,
+    h: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array | None,
+    b_hh: Array | None,
+    /,
+) -> Array:
+    """One GRU step, ``h'``; see :func:`seqops.gru_cell`."""
+    dtype = x.dtype
+    x, h, w_ih, w_hh, b_ih, b_hh = _cast(xp, compute_dtype(xp, dtype), x, h, w_ih, w_hh, b_ih, b_hh)
+    h_new = _gru_update(xp, linear(xp, x, w_ih, b_ih), linear(xp, h, w_hh, b_hh), h)
+    return xp.astype(h_new, dtype, copy=False)
+
+
 # Scan steps are module-level functions that carry ``w_hh`` (unchanged) with the state: a
 # fresh closure per call would make an eager ``jax.lax.scan`` retrace and recompile on every
 # call (~60 ms), while a stable function hits JAX's trace cache (~0.3 ms).
 RnnCarry = tuple[Array, Array]  # (h, w_hh)
 LstmCarry = tuple[Array, Array, Array]  # (h, c, w_hh)
+GruCarry = tuple[Array, Array, Array]  # (h, w_hh, b_hh)
 
 
 def _tanh_rnn_step(carry: RnnCarry, xw_t: Array) -> tuple[RnnCarry, Array]:
@@ -112,6 +141,20 @@ def _lstm_step(carry: LstmCarry, xw_t: Array) -> tuple[LstmCarry, Array]:
     xp = array_api_compat.array_namespace(h)
     h, c = _lstm_update(xp, xw_t + xp.matmul(h, w_hh), c)
     return (h, c, w_hh), h
+
+
+def _gru_step(carry: GruCarry, xw_t: Array) -> tuple[GruCarry, Array]:
+    h, w_hh, b_hh = carry
+    xp = array_api_compat.array_namespace(h)
+    h = _gru_update(xp, xw_t, xp.matmul(h, w_hh) + b_hh, h)
+    return (h, w_hh, b_hh), h
+
+
+def _gru_step_no_hidden_bias(carry: RnnCarry, xw_t: Array) -> tuple[RnnCarry, Array]:
+    h, w_hh = carry
+    xp = array_api_compat.array_namespace(h)
+    h = _gru_update(xp, xw_t, xp.matmul(h, w_hh), h)
+    return (h, w_hh), h
 
 
 def _empty_outputs(xp: Namespace, xs: Array, hidden: int) -> Array:
@@ -162,3 +205,29 @@ def lstm(
     (h_last, c_last, _), hs = scan(_lstm_step, (h0, c0, w_hh), linear(xp, xs, w_ih, b))
     h_last, c_last, hs = (xp.astype(a, dtype, copy=False) for a in (h_last, c_last, hs))
     return hs, (h_last, c_last)
+
+
+def gru(
+    xp: Namespace,
+    xs: Array,
+    h0: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array | None,
+    b_hh: Array | None,
+    /,
+    *,
+    scan: Scan,
+) -> tuple[Array, Array]:
+    """``(hs, h_T)`` of a GRU over the leading (time) axis; see :func:`seqops.gru`."""
+    dtype = xs.dtype
+    if xs.shape[0] == 0:
+        return _empty_outputs(xp, xs, h0.shape[-1]), h0
+    xs, h0, w_ih, w_hh, b_ih, b_hh = _cast(xp, compute_dtype(xp, dtype), xs, h0, w_ih, w_hh, b_ih, b_hh)
+    xw = linear(xp, xs, w_ih, b_ih)  # (T, ..., 3H): every step's input side in one product
+    # b_hh rides in the carry: its n block is scaled by r, so it cannot join xw
+    if b_hh is None:
+        (h_last, _), hs = scan(_gru_step_no_hidden_bias, (h0, w_hh), xw)
+    else:
+        (h_last, _, _), hs = scan(_gru_step, (h0, w_hh, b_hh), xw)
+    return xp.astype(hs, dtype, copy=False), xp.astype(h_last, dtype, copy=False)

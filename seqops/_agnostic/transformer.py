@@ -25,6 +25,16 @@ def layer_norm(xp: Namespace, x: Array, /, weight: Array | None, bias: Array | N
     return xp.astype(y, dtype, copy=False)
 
 
+def rms_norm(xp: Namespace, x: Array, /, weight: Array | None, *, eps: float) -> Array:
+    """``x / sqrt(mean(x², -1) + eps) * weight`` over the last axis (no centring)."""
+    dtype = x.dtype
+    x = xp.astype(x, compute_dtype(xp, dtype), copy=False)
+    y = x / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + eps)  # (..., E) / (..., 1)
+    if weight is not None:
+        y = y * xp.astype(weight, y.dtype, copy=False)
+    return xp.astype(y, dtype, copy=False)
+
+
 def feed_forward(
     xp: Namespace,
     x: Array,
@@ -38,6 +48,25 @@ def feed_forward(
 ) -> Array:
     """``activation(x @ w1 + b1) @ w2 + b2``."""
     return linear(xp, activation(linear(xp, x, w1, b1)), w2, b2)
+
+
+def gated_feed_forward(
+    xp: Namespace,
+    x: Array,
+    /,
+    w_gate: Array,
+    w_up: Array,
+    w_down: Array,
+    b_gate: Array | None,
+    b_up: Array | None,
+    b_down: Array | None,
+    *,
+    activation: Activation,
+) -> Array:
+    """``(activation(x @ w_gate + b_gate) * (x @ w_up + b_up)) @ w_down + b_down`` (the GLU
+    family: SwiGLU with SiLU, GeGLU with GELU)."""
+    hidden = activation(linear(xp, x, w_gate, b_gate)) * linear(xp, x, w_up, b_up)  # (..., F)
+    return linear(xp, hidden, w_down, b_down)
 
 
 def transformer_encoder_layer(
@@ -59,3 +88,27 @@ def transformer_encoder_layer(
         return x + feed_forward(norm2(x))
     x = norm1(x + self_attention(x))
     return norm2(x + feed_forward(x))
+
+
+def transformer_decoder_layer(
+    x: Array,
+    /,
+    *,
+    norm_first: bool,
+    self_attention: Activation,
+    cross_attention: Activation,
+    feed_forward: Activation,
+    norm1: Activation,
+    norm2: Activation,
+    norm3: Activation,
+) -> Array:
+    """The decoder layer's wiring (torch's ``TransformerDecoderLayer``): masked self-attention,
+    cross-attention to the memory and feed-forward, each with a residual, post-norm or
+    pre-norm; the sublayers are given (dispatched by the built-in implementation)."""
+    if norm_first:
+        x = x + self_attention(norm1(x))
+        x = x + cross_attention(norm2(x))
+        return x + feed_forward(norm3(x))
+    x = norm1(x + self_attention(x))
+    x = norm2(x + cross_attention(x))
+    return norm3(x + feed_forward(x))

@@ -2,7 +2,8 @@
 
 Layouts follow the references: images ``(B, C, H, W)`` for ViT (timm/Hugging Face), feature
 maps ``(B, H, W, C)`` for Swin (microsoft/Swin-Transformer ``window_partition``).
-Sizes are already validated by the public layer (divisibility included).
+Sizes are already validated by the public layer (divisibility included, where required: the
+window attention and the patch merging pad any size themselves).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
+import array_api_extra as xpx
 
 from seqops._agnostic.attention import linear, merge_heads, split_heads
 from seqops._lib.typing import Array, Device, DType, Namespace
@@ -97,6 +99,16 @@ def cyclic_shift(xp: Namespace, x: Array, /, shift: int) -> Array:
     return xp.roll(x, shift=(-shift, -shift), axis=(1, 2))
 
 
+def _pad_bottom_right(xp: Namespace, x: Array, multiple: int) -> Array:
+    """``(B, H, W, C)`` with zero rows at the bottom and zero columns at the right up to
+    multiples of ``multiple`` (Hugging Face's ``maybe_pad``); ``x`` itself when none are needed."""
+    _, h, w, _ = x.shape
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if not (pad_h or pad_w):
+        return x
+    return xpx.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)), xp=xp)
+
+
 def _region_labels(xp: Namespace, size: int, window_size: int, shift_size: int, device: Device) -> Array:
     """Swin's slice label of each row (column): 0 for ``[0, -ws)``, 1 for ``[-ws, -s)``, 2 after."""
     at = xp.arange(size, device=device)
@@ -157,10 +169,14 @@ def window_attention(
     attention (``seqops.scaled_dot_product_attention``'s contract, dispatched).
 
     Memory and time are linear in the number of windows: logits are ``(B, nW, heads, N, N)``
-    with ``N = ws²``.
+    with ``N = ws²``. A size that is not a multiple of ``ws`` is zero-padded at the bottom and
+    right first and cropped at the end; the shifted-window mask is the padded map's and the
+    padded tokens stay unmasked (Hugging Face's ``SwinLayer``).
     """
     ws, n = window_size, window_size * window_size
-    b, h, w, _ = x.shape
+    height, width = x.shape[1], x.shape[2]
+    x = _pad_bottom_right(xp, x, ws)
+    b, h, w, _ = x.shape  # the padded size
     device = array_api_compat.device(x)
     if shift_size:
         x = cyclic_shift(xp, x, shift_size)
@@ -183,5 +199,20 @@ def window_attention(
     attended = attend(q, k, v, mask=mask, bias=bias, is_causal=False, scale=scale, return_weights=False)
     # (B, nW, heads, N, dv)
     out = linear(xp, merge_heads(xp, attended), params.w_o, params.b_o)
-    out = window_reverse(xp, xp.reshape(out, (-1, ws, ws, out.shape[-1])), ws, h, w)  # (B, H, W, D_out)
-    return cyclic_shift(xp, out, -shift_size) if shift_size else out
+    out = window_reverse(xp, xp.reshape(out, (-1, ws, ws, out.shape[-1])), ws, h, w)  # (B, Hp, Wp, D_out)
+    if shift_size:
+        out = cyclic_shift(xp, out, -shift_size)
+    return out if (h, w) == (height, width) else out[:, :height, :width, :]  # (B, H, W, D_out)
+
+
+def patch_merging(xp: Namespace, x: Array, /, weight: Array, *, norm: Callable[[Array], Array]) -> Array:
+    """Swin's patch merging of ``x (B, H, W, C)`` -> ``(B, ⌈H/2⌉, ⌈W/2⌉, D_out)``: the 2 × 2
+    neighbourhood of each output token in Swin's order (row offset fastest), ``norm`` over
+    its ``4C`` features (the dispatched layer norm, its parameters bound), then ``@ weight``."""
+    x = _pad_bottom_right(xp, x, 2)
+    b, h, w, c = x.shape
+    x = xp.reshape(x, (b, h // 2, 2, w // 2, 2, c))  # (B, H/2, dr, W/2, dc, C)
+    # Swin's concat order [(0,0), (1,0), (0,1), (1,1)] is block dc·2 + dr: dc before dr
+    x = xp.permute_dims(x, (0, 1, 3, 4, 2, 5))  # (B, H/2, W/2, dc, dr, C)
+    x = xp.reshape(x, (b, h // 2, w // 2, 4 * c))
+    return xp.matmul(norm(x), weight)

@@ -4,8 +4,9 @@ One module per op family (named like the public ``seqops/<family>.py``) holds mo
 functions with each op's contract signature (:mod:`seqops.ops`), which run the
 framework-free math of :mod:`seqops._agnostic` with the namespace of the backend. The
 backend supplies what the standard lacks: random draws, native ``erf``, ``scan``, value
-reads. Composites (multi-head attention, the encoder layer, window attention, decoding,
-the ELBO) dispatch their parts through :mod:`seqops.ops`, so a fast path of a part reaches
+reads. Composites (multi-head attention, the encoder layer, window attention, the
+feed-forward blocks over their activation, sampling over the logits filter, decoding, the
+ELBO) dispatch their parts through :mod:`seqops.ops`, so a fast path of a part reaches
 every composite. The plain implementations accept every call; ``portable-tiled`` (the
 memory-efficient attention) declines calls whose scores fit the memory budget.
 """

@@ -190,22 +190,54 @@ def multi_head_attention(
     dropout_p: float,
     rng: Any,
     need_weights: bool,
+    scale: float,
+    bias: Array | None,
+    num_kv_heads: int,
+    rotary: Any,
+    positions: Array | None,
+    kv_cache: Any,
 ) -> Any:
-    # The per-head attention is dispatched: a fast path (or the tiled path) for attention
-    # serves every composite built on it.
+    # The per-head attention and the rotary embeddings are dispatched: a fast path (or the
+    # tiled path) for either serves every composite built on it.
+    xp = backend.namespace()
     attend = functools.partial(
-        ops.scaled_dot_product_attention.dispatch, backend, dropout_p=dropout_p, rng=rng, enable_gqa=False
+        ops.scaled_dot_product_attention.dispatch, backend, dropout_p=dropout_p, rng=rng
     )
-    return attention.multi_head_attention(
-        backend.namespace(),
+    filled = 0 if kv_cache is None else kv_cache.length
+    rotate = None
+    if rotary is not None:
+        if positions is None:
+            positions = xp.arange(query.shape[-2], device=backend.device(query)) + filled  # (L,)
+        at = positions[..., None, :]  # (..., 1, L): the same positions for every head
+
+        def rotate(t: Array) -> Array:
+            return ops.apply_rotary.dispatch(
+                backend, t, at, base=rotary.base, layout=rotary.layout, rotary_dim=rotary.rotary_dim
+            )
+
+    cache = None if kv_cache is None else (kv_cache.keys, kv_cache.values, filled)
+    result = attention.multi_head_attention(
+        xp,
         query,
         key,
         value,
         params,
         num_heads=num_heads,
+        num_kv_heads=num_kv_heads,
         mask=mask,
         key_padding_mask=key_padding_mask,
         is_causal=is_causal,
+        scale=scale,
+        bias=bias,
         need_weights=need_weights,
         attend=attend,
+        rotate=rotate,
+        cache=cache,
     )
+    if kv_cache is None:
+        return result
+    out, (keys, values, length) = result
+    return out, type(kv_cache)(keys, values, length)
+
+
+namespaced(ops.apply_rotary, attention.apply_rotary)

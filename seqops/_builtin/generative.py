@@ -1,5 +1,5 @@
 """Built-in implementations of the VAE family: reparameterization, Gaussian KLs, likelihoods,
-and the ELBO over its dispatched parts.
+the IWAE bound, and the ELBO over its dispatched parts.
 
 What the standard lacks comes from the backend: Gaussian noise (``random_normal``) and the
 reading of a value for the eager positive-definiteness error of ``kl_mvn``.
@@ -35,6 +35,7 @@ namespaced(ops.kl_normal_standard, generative.kl_normal_standard)
 namespaced(ops.kl_normal_normal, generative.kl_normal_normal)
 namespaced(ops.gaussian_log_likelihood, generative.gaussian_log_likelihood)
 namespaced(ops.bernoulli_log_likelihood, generative.bernoulli_log_likelihood)
+namespaced(ops.iwae_bound, generative.iwae_bound)
 
 
 @implement(ops.kl_mvn)

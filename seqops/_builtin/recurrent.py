@@ -1,5 +1,5 @@
-"""Built-in implementations of the recurrent family: cells, and sequences through the
-backend's ``scan`` (``lax.scan`` on JAX, so ``jit`` does not unroll the time loop)."""
+"""Built-in implementations of the recurrent family (RNN, LSTM, GRU): cells, and sequences
+through the backend's ``scan`` (``lax.scan`` on JAX, so ``jit`` does not unroll the time loop)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from seqops.contract import Backend
 
 namespaced(ops.rnn_cell, recurrent.rnn_cell)
 namespaced(ops.lstm_cell, recurrent.lstm_cell)
+namespaced(ops.gru_cell, recurrent.gru_cell)
 
 
 @implement(ops.rnn)
@@ -27,3 +28,17 @@ def rnn(
 @implement(ops.lstm)
 def lstm(backend: Backend, xs: Array, state: Any, w_ih: Array, w_hh: Array, b: Array | None, /) -> Any:
     return recurrent.lstm(backend.namespace(), xs, state, w_ih, w_hh, b, scan=backend.scan)
+
+
+@implement(ops.gru)
+def gru(
+    backend: Backend,
+    xs: Array,
+    h0: Array,
+    w_ih: Array,
+    w_hh: Array,
+    b_ih: Array | None,
+    b_hh: Array | None,
+    /,
+) -> Any:
+    return recurrent.gru(backend.namespace(), xs, h0, w_ih, w_hh, b_ih, b_hh, scan=backend.scan)

@@ -1,5 +1,5 @@
 """Built-in implementations of the vision family (ViT patching, Swin windows), the window
-attention over the dispatched attention."""
+attention over the dispatched attention and the patch merging over the dispatched layer norm."""
 
 from __future__ import annotations
 
@@ -47,3 +47,20 @@ def window_attention(
         relative_bias_table=relative_bias_table,
         attend=attend,
     )
+
+
+@implement(ops.patch_merging)
+def patch_merging(
+    backend: Backend,
+    x: Array,
+    weight: Array,
+    norm_weight: Array | None,
+    norm_bias: Array | None,
+    /,
+    *,
+    eps: float,
+) -> Array:
+    def norm(merged: Array) -> Array:
+        return ops.layer_norm.dispatch(backend, merged, norm_weight, norm_bias, eps=eps)
+
+    return vision.patch_merging(backend.namespace(), x, weight, norm=norm)

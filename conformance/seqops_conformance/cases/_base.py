@@ -58,6 +58,10 @@ class Case:
     exact : bool
         Floating outputs must equal the reference exactly (tolerance 0): data movement
         (patches, windows, shifts) and 0/1 or 0/-100 masks, which no rounding may touch.
+    traced : bool
+        Also checked under the traced transformations (``jit``, ``vmap``, ``compile``);
+        ``False`` where the contract makes the eager result depend on values read on the
+        host (``decode`` stopping once every row has ended runs every step under a trace).
     call : callable, optional
         What is checked instead of ``seqops.<op>``: a composition of public ops (e.g.
         ``elbo`` of a decoder of ``reparameterize``), with the same argument conventions
@@ -73,6 +77,7 @@ class Case:
     grad: bool = False
     exact: bool = False
     call: Callable[..., Any] | None = None
+    traced: bool = True
 
     def __post_init__(self) -> None:
         if self.op not in _DECLARED:  # a typo fails when the cases load, naming it
@@ -130,13 +135,23 @@ def _add(
     grad: Sequence[str] = (),
     compare: str = "close",
     exact: bool = False,
+    eager_only: Sequence[str] = (),
 ) -> None:
     """Register one case of ``op`` per ``{name: build}`` entry; the cases named in
-    ``grad`` also get gradient checks."""
-    unknown = set(grad) - set(builds)
-    assert not unknown, f"gradient checks of unknown {op} cases {unknown}"
+    ``grad`` also get gradient checks, those in ``eager_only`` no traced transformation."""
+    unknown = (set(grad) | set(eager_only)) - set(builds)
+    assert not unknown, f"options of unknown {op} cases {unknown}"
     CASES.extend(
-        Case(op, name, build, reference, compare=compare, grad=name in grad, exact=exact)
+        Case(
+            op,
+            name,
+            build,
+            reference,
+            compare=compare,
+            grad=name in grad,
+            exact=exact,
+            traced=name not in eager_only,
+        )
         for name, build in builds.items()
     )
 

@@ -1,4 +1,4 @@
-"""Cases of softmax and log-softmax."""
+"""Cases of softmax, log-softmax and the elementwise activations (ReLU, SiLU, GELU)."""
 
 from __future__ import annotations
 
@@ -36,3 +36,43 @@ for _op, _reference in (("softmax", ref.softmax), ("log_softmax", ref.log_softma
         # coarse for central differences of a softmax with a near-tie.
         grad=("axis 1 of 3",),
     )
+
+
+# -- the elementwise activations ------------------------------------------------------------------
+def _values(rng):
+    # Normals of scale 2 on the (4, 9) shape of the softmax cases (shared compilations on JAX).
+    return (_normal(rng, 4, 9, scale=2.0),), {}
+
+
+def _with(build, **options):
+    def built(rng):
+        args, kwargs = build(rng)
+        return args, {**kwargs, **options}
+
+    return built
+
+
+_add(
+    "relu",
+    {"normal": _values, "large magnitude": _large_logits},
+    _single(ref.relu),
+    grad=("normal",),
+)
+_add(
+    "silu",
+    # Large magnitudes: exp(-x) of x = -1e4 overflows a naive 1 / (1 + exp(-x)).
+    {"normal": _values, "large magnitude": _large_logits},
+    _single(ref.silu),
+    grad=("normal",),
+)
+_add(
+    "gelu",
+    {
+        "exact": _values,
+        "tanh": _with(_values, approximate="tanh"),
+        "exact large magnitude": _large_logits,
+        "tanh large magnitude": _with(_large_logits, approximate="tanh"),
+    },
+    _single(ref.gelu),
+    grad=("exact", "tanh"),
+)

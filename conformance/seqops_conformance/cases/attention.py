@@ -133,7 +133,10 @@ _add(
 
 
 def _ref_mha(query, key, value, params, *, need_weights=False, **options):
-    out, weights = ref.multi_head_attention(query, key, value, params, **options)
+    found = ref.multi_head_attention(query, key, value, params, **options)
+    if options.get("kv_cache") is not None:
+        return found[0], found[2]  # (out, (keys, values, length))
+    out, weights = found
     return (out, weights) if need_weights else (out,)
 
 
@@ -145,7 +148,10 @@ def _mha_params(rng, d_in, d_kv, width, value_width, d_out, bias=True):
     return seqops.MHAParams(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)
 
 
-def _mha(rng, *, lead=(2,), length=5, source=None, bias=True, mask=None, padding=None, **options):
+def _mha(
+    rng, *, lead=(2,), length=5, source=None, bias=True, mask=None, padding=None, head_bias=False, at=None,
+    **options,
+):  # fmt: skip
     """Self attention when ``source`` is None, else cross attention of widths 8 -> 12 -> 6;
     a random ``mask`` of the given shape; ``padding`` gives the real lengths of each batch
     element's keys (0 = fully padded)."""
@@ -161,7 +167,44 @@ def _mha(rng, *, lead=(2,), length=5, source=None, bias=True, mask=None, padding
         kwargs["mask"] = _bools(rng, *mask)
     if padding is not None:
         kwargs["key_padding_mask"] = np.arange(key.shape[-2]) < np.array(padding)[:, None]
+    kwargs = _with_options(
+        kwargs, rng, lead=lead, length=length, source=key.shape[-2], head_bias=head_bias, at=at
+    )
     return (query, key, value, params), kwargs
+
+
+def _with_options(kwargs, rng, *, lead, length, source, head_bias=False, at=None):
+    if head_bias:
+        kwargs["bias"] = _normal(rng, *lead, kwargs["num_heads"], length, source)
+    if at is not None:
+        kwargs["positions"] = at
+    return kwargs
+
+
+def _gqa(rng, *, lead=(2,), length=5, **options):
+    """Self attention with 4 query heads of 2 and 2 key/value heads of 3."""
+    x = _normal(rng, *lead, length, 8, scale=1.0)
+    w_q, b_q = _linear_weights(rng, 8, 8)
+    w_k, b_k = _linear_weights(rng, 8, 4)
+    w_v, b_v = _linear_weights(rng, 8, 6)
+    w_o, b_o = _linear_weights(rng, 12, 8)
+    params = seqops.MHAParams(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)
+    return (x, x, x, params), {"num_heads": 4, "num_kv_heads": 2, **options}
+
+
+def _cached(rng, *, length, new, rotary=None, is_causal=True, padding=False, size=8):
+    """A step of cached decoding: ``new`` tokens after ``length`` cached ones (the cache rows
+    past ``length`` hold garbage that must not be read), GQA when ``rotary`` is given."""
+    (x, _, _, params), kwargs = _gqa(rng, length=new) if rotary is not None else _mha(rng, length=new)
+    heads = kwargs.get("num_kv_heads", kwargs["num_heads"])
+    dh, dv = params.w_k.shape[1] // heads, params.w_v.shape[1] // heads
+    keys, values = _normal(rng, 2, heads, size, dh, scale=1.0), _normal(rng, 2, heads, size, dv, scale=1.0)
+    kwargs |= {"kv_cache": seqops.KVCache(keys, values, np.asarray(length)), "is_causal": is_causal}
+    if rotary is not None:
+        kwargs["rotary"] = rotary
+    if padding:
+        kwargs["key_padding_mask"] = np.arange(size) != 1  # cached position 1 is padding
+    return (x, x, x, params), kwargs
 
 
 _add(
@@ -177,8 +220,42 @@ _add(
         "key padding, one fully padded": partial(_mha, source=7, padding=[5, 0]),
         "causal": partial(_mha, is_causal=True),
         "weights mask padding": partial(_mha, source=7, mask=(5, 7), padding=[7, 3], need_weights=True),
+        "scale and bias": partial(_mha, is_causal=True, scale=0.2, head_bias=True),
+        "grouped heads (GQA)": partial(_gqa, is_causal=True),
+        "rotary halves": partial(_mha, is_causal=True, rotary=seqops.Rotary()),
+        "rotary interleaved partial, positions": partial(
+            _mha,
+            rotary=seqops.Rotary(base=100.0, layout="interleaved", rotary_dim=2),
+            at=np.array([3, 0, 9, 4, 7]),
+        ),
+        "cache prefill": partial(_cached, length=0, new=5),
+        "cache step, GQA, rotary": partial(_cached, length=4, new=1, rotary=seqops.Rotary()),
+        "cache chunk, not causal, padding": partial(_cached, length=2, new=3, is_causal=False, padding=True),
     },
     _ref_mha,
     # Self attention: query, key and value are one array, whose gradient sums three paths.
-    grad=("self", "key padding, one fully padded"),
+    grad=("self", "key padding, one fully padded", "scale and bias", "grouped heads (GQA)", "rotary halves"),
+)
+
+
+# -- rotary position embeddings --------------------------------------------------------------------
+
+
+def _rotary(lead, positions, rng, **options):
+    return (_normal(rng, *lead, 5, 8, scale=1.0), positions), options
+
+
+_add(
+    "apply_rotary",
+    {
+        "halves (L,)": partial(_rotary, (2, 3), np.arange(5)),
+        "interleaved offset": partial(_rotary, (2, 3), np.arange(5) + 11, layout="interleaved"),
+        "per-sequence positions, partial": partial(
+            _rotary, (2, 3), np.array([[[0, 1, 2, 3, 4]], [[7, 3, 0, 2, 100]]]), rotary_dim=4, base=500.0
+        ),
+        "interleaved partial": partial(_rotary, (2,), np.arange(5), layout="interleaved", rotary_dim=6),
+        "empty L=0": lambda rng: ((_normal(rng, 2, 0, 8), np.arange(0)), {}),
+    },
+    _single(ref.apply_rotary),
+    grad=("halves (L,)", "per-sequence positions, partial"),
 )

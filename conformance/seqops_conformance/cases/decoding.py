@@ -1,4 +1,4 @@
-"""Cases of decoding: greedy, sample_logits and decode."""
+"""Cases of decoding: greedy, filter_logits, sample_logits and decode."""
 
 from __future__ import annotations
 
@@ -35,6 +35,37 @@ _add(
         ),
     },
     ref.greedy,
+)
+
+
+def _filter(rng, **options):
+    return (_distinct_logits(rng, _N, _L),), options
+
+
+_add(
+    "filter_logits",
+    {
+        "no filter": _filter,
+        "temperature 0.7": partial(_filter, temperature=0.7),
+        "top_k=4": partial(_filter, top_k=4),
+        "top_p=0.7 temperature 0.8": partial(_filter, top_p=0.7, temperature=0.8),
+        "top_k=4 top_p=0.7 temperature 1.3": partial(_filter, top_k=4, top_p=0.7, temperature=1.3),
+        "top_p=0.5 min_tokens_to_keep=2": partial(_filter, top_p=0.5, min_tokens_to_keep=2),
+        "top_k=1 min_tokens_to_keep=3": partial(_filter, top_k=1, min_tokens_to_keep=3),
+        # Ties with the k-th value are all kept (k=2: row 0 keeps 3, 3; row 1 its four equal
+        # logits; row 2 keeps 2, 0.5, 0.5), exactly representable in every dtype. Top-p keeps
+        # a group of equal logits whole (probabilities 2/5, 1/5, 1/5, 1/5 and top_p=0.5: the
+        # mass above each 1/5 is 2/5 < 0.5, so all four stay, where Hugging Face keeps two).
+        "ties: top_k=2": partial(
+            _fixed,
+            (np.array([[1.0, 3.0, 3.0, 0.0], [-1.0, -1.0, -1.0, -1.0], [0.5, 0.25, 0.5, 2.0]]),),
+            {"top_k": 2},
+        ),
+        "ties: top_p=0.5": partial(
+            _fixed, (np.array([[np.log(2.0), 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]),), {"top_p": 0.5}
+        ),
+    },
+    ref.filter_logits,
 )
 
 
@@ -90,17 +121,24 @@ def _decode(generator, /, **options):
     }
 
 
-def _ref_decode(step, state, first_tokens, *, max_new_tokens, eos_token_id=None, **options):
-    """A hand loop: feed back ``greedy(step(tokens))``; after eos, a row emits eos."""
+def _ref_decode(
+    step, state, first_tokens, *, max_new_tokens, eos_token_id=None, pad_token_id=None, prompt=None, **options
+):
+    """A hand loop, as Hugging Face's ``generate``: feed back ``greedy(step(tokens))``; after an
+    eos, a row emits ``pad_token_id`` (default the first eos); stop once every row is done."""
+    eos = [] if eos_token_id is None else list(np.atleast_1d(eos_token_id))
+    pad = eos[0] if pad_token_id is None and eos else pad_token_id
     tokens, out = np.asarray(first_tokens), []
     done = np.zeros(tokens.shape, dtype=bool)
     for _ in range(max_new_tokens):
         logits, state = step(tokens, state)
-        tokens = np.where(done, eos_token_id if eos_token_id is not None else 0, ref.greedy(logits))
-        if eos_token_id is not None:
-            done |= tokens == eos_token_id
+        tokens = np.where(done, pad if eos else 0, ref.greedy(logits))
+        done |= np.isin(tokens, eos)
         out.append(tokens)
-    return np.stack(out, axis=-1)
+        if eos and done.all():
+            break
+    ids = np.stack(out, axis=-1) if out else np.zeros((*tokens.shape, 0), dtype=tokens.dtype)
+    return ids if prompt is None else np.concatenate([np.asarray(prompt), ids], axis=-1)
 
 
 _add(
@@ -108,6 +146,12 @@ _add(
     {
         "greedy bigram": _decode,
         "eos": partial(_decode, eos_token_id=3),
+        "eos list, pad, prompt": partial(
+            _decode, eos_token_id=[3, 5], pad_token_id=0, prompt=np.array([[1, 2]] * 4)
+        ),
+        "all rows end early": partial(_decode, eos_token_id=list(range(_V)), pad_token_id=1),
     },
     _ref_decode,
+    # Eagerly the loop stops once every row has ended; under a trace every step runs.
+    eager_only=("eos list, pad, prompt", "all rows end early"),
 )

@@ -1,4 +1,4 @@
-"""Cases of the VAE family: reparameterize, KL divergences, likelihoods, ELBO."""
+"""Cases of the VAE family: reparameterize, KL divergences, likelihoods, IWAE bound, ELBO."""
 
 from __future__ import annotations
 
@@ -102,6 +102,27 @@ _add(
     _single(ref.bernoulli_log_likelihood),
     # Not "logits ±1e4": a step of 1e-6 · 1e4 is 1e-2, and the log-sigmoid is flat there.
     grad=("binary",),
+)
+
+
+def _iwae(rng, *, shapes=((5, 3), (5, 3), (5, 3)), offset=0.0, **options):
+    """Log-densities of ``K = 5`` samples (axis 0) for a batch of 3; ``offset`` shifts
+    ``log p(x|z)`` (a log-likelihood of many data dimensions is large and negative)."""
+    log_px, log_pz, log_qz = (_normal(rng, *shape, scale=1.0) for shape in shapes)
+    return (offset + log_px, log_pz, log_qz), options
+
+
+_add(
+    "iwae_bound",
+    {
+        "axis 0": _iwae,
+        "axis -1 log_p_z broadcast (5,)": partial(_iwae, shapes=((3, 5), (5,), (3, 5)), axis=-1),
+        "K=1 (the ELBO estimate)": partial(_iwae, shapes=((1, 3), (1, 3), (1, 3))),
+        # exp(-3000) underflows every dtype: only the shifted log-sum-exp stays finite.
+        "log-weights near -3000": partial(_iwae, offset=-3000.0),
+    },
+    _single(ref.iwae_bound),
+    grad=("axis 0", "axis -1 log_p_z broadcast (5,)"),
 )
 
 

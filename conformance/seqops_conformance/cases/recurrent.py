@@ -1,4 +1,4 @@
-"""Cases of the recurrent family: RNN and LSTM cells and sequences."""
+"""Cases of the recurrent family: RNN, LSTM and GRU cells and sequences."""
 
 from __future__ import annotations
 
@@ -81,4 +81,42 @@ _add(
     },
     ref.lstm,
     grad=("bias",),
+)
+
+
+def _gru(rng, *, steps=None, lead=(_B,), b_ih=True, b_hh=True):
+    """``gru_cell`` inputs when ``steps`` is None, else ``gru`` inputs; either bias may be absent."""
+    x = _normal(rng, *(() if steps is None else (steps,)), *lead, _I, scale=1.0)
+    h = _normal(rng, *lead, _H)
+    w_ih, w_hh, bias_ih = _recurrent_weights(rng, 3, b_ih)
+    bias_hh = _normal(rng, 3 * _H, scale=0.2) if b_hh else None
+    return (x, h, w_ih, w_hh, bias_ih, bias_hh), {}
+
+
+_add(
+    "gru_cell",
+    {
+        "biases": _gru,
+        "no biases": partial(_gru, b_ih=False, b_hh=False),
+        "b_hh only": partial(_gru, b_ih=False),
+        "unbatched": partial(_gru, lead=()),
+    },
+    ref.gru_cell,
+    grad=("biases",),
+)
+
+
+_add(
+    "gru",
+    {
+        "biases": partial(_gru, steps=_T),
+        "no biases": partial(_gru, steps=_T, b_ih=False, b_hh=False),
+        "b_ih only": partial(_gru, steps=_T, b_hh=False),
+        "batch dims (2,3)": partial(_gru, steps=_T, lead=(2, 3)),
+        "unbatched": partial(_gru, steps=_T, lead=()),
+        "T=1": partial(_gru, steps=1),
+        "empty sequence T=0": partial(_gru, steps=0),
+    },
+    ref.gru,
+    grad=("biases", "batch dims (2,3)", "T=1"),
 )

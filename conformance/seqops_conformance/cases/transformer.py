@@ -1,4 +1,5 @@
-"""Cases of the transformer family: layer norm, feed-forward, multi-head attention, encoder layer."""
+"""Cases of the transformer family: layer and RMS norm, (gated) feed-forward, multi-head attention,
+encoder layer."""
 
 from __future__ import annotations
 
@@ -39,6 +40,29 @@ _add(
 )
 
 
+def _rms_norm(rng, *, weight=True, offset=0.0, eps=None, zero_rows=()):
+    """Inputs ``(3, 5, 16)`` as layer norm's; the rows indexed by ``zero_rows`` are zero (mean
+    square 0: the output is 0, ``eps`` keeps it finite)."""
+    x = offset + _normal(rng, 3, 5, 16, scale=1.0)
+    for row in zero_rows:
+        x[row] = 0.0
+    kwargs = {} if eps is None else {"eps": eps}
+    return (x, 1.0 + _normal(rng, 16, scale=0.2) if weight else None), kwargs
+
+
+_add(
+    "rms_norm",
+    {
+        "plain": partial(_rms_norm, weight=False),
+        "weight": _rms_norm,
+        "offset mean eps": partial(_rms_norm, offset=8.0, eps=1e-3),
+        "zero rows": partial(_rms_norm, zero_rows=((0, 1), (2, 4))),
+    },
+    _single(ref.rms_norm),
+    grad=("weight", "offset mean eps"),
+)
+
+
 def _feed_forward(rng, *, activation, biases=(True, True)):
     w1, b1 = _linear_weights(rng, 8, 16, biases[0])
     w2, b2 = _linear_weights(rng, 16, 6, biases[1])
@@ -53,9 +77,35 @@ _add(
         "gelu_tanh": partial(_feed_forward, activation="gelu_tanh"),
         "gelu no biases": partial(_feed_forward, activation="gelu", biases=(False, False)),
         "relu b1 only": partial(_feed_forward, activation="relu", biases=(True, False)),
+        "silu": partial(_feed_forward, activation="silu"),
+        "swish (silu) no biases": partial(_feed_forward, activation="swish", biases=(False, False)),
     },
     _single(ref.feed_forward),
-    grad=("gelu", "gelu_tanh"),
+    grad=("gelu", "gelu_tanh", "silu"),
+)
+
+
+def _gated_feed_forward(rng, *, biases=False, **options):
+    """The shapes of the feed-forward cases: ``x (2, 5, 8)``, ``F = 16``, ``D_out = 6``."""
+    w_gate, b_gate = _linear_weights(rng, 8, 16, biases)
+    w_up, b_up = _linear_weights(rng, 8, 16, biases)
+    w_down, b_down = _linear_weights(rng, 16, 6, biases)
+    x = _normal(rng, 2, 5, 8, scale=1.0)
+    return (x, w_gate, w_up, w_down, b_gate, b_up, b_down), options
+
+
+_add(
+    "gated_feed_forward",
+    {
+        "swiglu (default, no biases)": _gated_feed_forward,
+        "silu biases": partial(_gated_feed_forward, biases=True, activation="silu"),
+        "swish": partial(_gated_feed_forward, activation="swish"),
+        "geglu gelu biases": partial(_gated_feed_forward, biases=True, activation="gelu"),
+        "geglu gelu_tanh": partial(_gated_feed_forward, activation="gelu_tanh"),
+        "relu biases": partial(_gated_feed_forward, biases=True, activation="relu"),
+    },
+    _single(ref.gated_feed_forward),
+    grad=("silu biases", "geglu gelu_tanh"),
 )
 
 
@@ -87,8 +137,43 @@ _add(
         "causal gelu_tanh": partial(_encoder, is_causal=True, activation="gelu_tanh"),
         "mask norm_first": partial(_encoder, mask=True, norm_first=True),
         "no norm affine": partial(_encoder, norm_affine=False),
+        "scale (GPT-2 per layer)": partial(_encoder, is_causal=True, scale=0.125),
     },
     _single(ref.transformer_encoder_layer),
     # Pre-norm with GELU; the pieces of the post-norm layer have their own gradient checks.
     grad=("norm_first gelu",),
+)
+
+
+def _decoder(rng, *, length=5, source=7, norm_affine=True, mask=False, padding=False, **options):
+    """Self-attention over ``x (2, L, 8)``, cross-attention to a memory of width 10."""
+    x = _normal(rng, 2, length, 8, scale=1.0)
+    memory = _normal(rng, 2, source, 10, scale=1.0)
+    self_attn = _mha_params(rng, 8, 8, 8, 8, 8)
+    cross_attn = _mha_params(rng, 8, 10, 8, 8, 8)
+    w1, b1 = _linear_weights(rng, 8, 16)
+    w2, b2 = _linear_weights(rng, 16, 8)
+    norms = [float(i % 2 == 0) + _normal(rng, 8, scale=0.2) for i in range(6 if norm_affine else 0)]
+    params = seqops.DecoderLayerParams(self_attn, cross_attn, w1, b1, w2, b2, *norms)
+    kwargs = {"num_heads": 2, **options}
+    if mask:
+        kwargs["mask"] = _bools(rng, length, length)
+        kwargs["memory_mask"] = _bools(rng, 2, 1, length, source)
+    if padding:
+        kwargs["key_padding_mask"] = np.arange(length) < np.array([length, 3])[:, None]
+        kwargs["memory_key_padding_mask"] = np.arange(source) < np.array([2, source])[:, None]
+    return (x, memory, params), kwargs
+
+
+_add(
+    "transformer_decoder_layer",
+    {
+        "post-norm causal relu": _decoder,
+        "norm_first gelu": partial(_decoder, norm_first=True, activation="gelu"),
+        "masks and padding": partial(_decoder, mask=True, padding=True),
+        "not causal, scale": partial(_decoder, is_causal=False, scale=0.3, norm_affine=False),
+        "one step L=1": partial(_decoder, length=1),
+    },
+    _single(ref.transformer_decoder_layer),
+    grad=("norm_first gelu", "masks and padding"),
 )

@@ -1,4 +1,4 @@
-"""Cases of the vision family: ViT patches and embedding, Swin windows and window attention."""
+"""Cases of the vision family: ViT patches and embedding, Swin windows, window attention and patch merging."""
 
 from __future__ import annotations
 
@@ -109,12 +109,12 @@ _add(
 )
 
 
-def _window_attention(rng, *, shift=0, table=False, bias=True):
-    x = _normal(rng, 2, 4, 6, 8, scale=1.0)
+def _window_attention(rng, *, shift=0, table=False, bias=True, size=(4, 6), ws=2):
+    x = _normal(rng, 2, *size, 8, scale=1.0)
     params = _mha_params(rng, 8, 8, 8, 8, 8, bias)
-    kwargs: dict[str, Any] = {"num_heads": 2, "window_size": 2, "shift_size": shift}
+    kwargs: dict[str, Any] = {"num_heads": 2, "window_size": ws, "shift_size": shift}
     if table:
-        kwargs["relative_bias_table"] = _normal(rng, 9, 2, scale=1.0)
+        kwargs["relative_bias_table"] = _normal(rng, (2 * ws - 1) ** 2, 2, scale=1.0)
     return (x, params), kwargs
 
 
@@ -123,7 +123,35 @@ _add(
     {
         "W-MSA no biases": partial(_window_attention, bias=False),
         "SW-MSA shift 1 relative bias": partial(_window_attention, shift=1, table=True),
+        # 5 x 7 with windows of 3: padded to 6 x 9 (Hugging Face's SwinLayer), then cropped
+        "W-MSA padded 5x7 ws=3": partial(_window_attention, size=(5, 7), ws=3),
+        "SW-MSA padded 5x7 ws=3 shift 1 relative bias": partial(
+            _window_attention, size=(5, 7), ws=3, shift=1, table=True
+        ),
     },
     _single(ref.window_attention),
-    grad=("SW-MSA shift 1 relative bias",),
+    grad=("SW-MSA shift 1 relative bias", "SW-MSA padded 5x7 ws=3 shift 1 relative bias"),
+)
+
+
+def _patch_merging(rng, *, size=(4, 6), norm_weight=True, norm_bias=True, **options):
+    """``x (2, H, W, 3)``, the reduction ``(12, 6)`` (Swin's 4C -> 2C) and the norm's affine."""
+    x = _normal(rng, 2, *size, 3, scale=1.0)
+    weight, _ = _linear_weights(rng, 12, 6, bias=False)
+    gamma = 1.0 + _normal(rng, 12, scale=0.2) if norm_weight else None
+    beta = _normal(rng, 12, scale=0.2) if norm_bias else None
+    return (x, weight, gamma, beta), options
+
+
+_add(
+    "patch_merging",
+    {
+        "norm affine": _patch_merging,
+        "no norm affine": partial(_patch_merging, norm_weight=False, norm_bias=False),
+        "norm weight only eps 1e-3": partial(_patch_merging, norm_bias=False, eps=1e-3),
+        "odd 5x7 (zero-padded)": partial(_patch_merging, size=(5, 7)),
+        "1x1 (zero-padded)": partial(_patch_merging, size=(1, 1)),
+    },
+    _single(ref.patch_merging),
+    grad=("norm affine", "odd 5x7 (zero-padded)"),
 )

@@ -9,8 +9,9 @@ Inputs are cast to float64; the sizes used in tests are small.
 One module per op family, named like the library's; this package re-exports them all.
 """
 
-from seqops_conformance.references.activations import log_softmax, softmax
+from seqops_conformance.references.activations import gelu, log_softmax, relu, silu, softmax
 from seqops_conformance.references.attention import (
+    apply_rotary,
     causal_mask,
     multi_head_attention,
     padding_mask,
@@ -18,11 +19,12 @@ from seqops_conformance.references.attention import (
     sinusoidal_positional_encoding,
 )
 from seqops_conformance.references.clipping import clip_grad_norm, clip_grad_value
-from seqops_conformance.references.decoding import greedy, sampling_support
+from seqops_conformance.references.decoding import filter_logits, greedy, sampling_support
 from seqops_conformance.references.generative import (
     bernoulli_log_likelihood,
     elbo,
     gaussian_log_likelihood,
+    iwae_bound,
     kl_mvn,
     kl_normal_normal,
     kl_normal_standard,
@@ -30,10 +32,18 @@ from seqops_conformance.references.generative import (
 )
 from seqops_conformance.references.losses import autoregressive_log_likelihood, cross_entropy
 from seqops_conformance.references.pixelcnn import masked_conv2d, pixelcnn_mask
-from seqops_conformance.references.recurrent import lstm, lstm_cell, rnn, rnn_cell
-from seqops_conformance.references.transformer import feed_forward, layer_norm, transformer_encoder_layer
+from seqops_conformance.references.recurrent import gru, gru_cell, lstm, lstm_cell, rnn, rnn_cell
+from seqops_conformance.references.transformer import (
+    feed_forward,
+    gated_feed_forward,
+    layer_norm,
+    rms_norm,
+    transformer_decoder_layer,
+    transformer_encoder_layer,
+)
 from seqops_conformance.references.vision import (
     cyclic_shift,
+    patch_merging,
     patchify,
     relative_position_index,
     shifted_window_mask,
@@ -45,6 +55,7 @@ from seqops_conformance.references.vision import (
 )
 
 __all__ = [
+    "apply_rotary",
     "autoregressive_log_likelihood",
     "bernoulli_log_likelihood",
     "causal_mask",
@@ -54,8 +65,14 @@ __all__ = [
     "cyclic_shift",
     "elbo",
     "feed_forward",
+    "filter_logits",
+    "gated_feed_forward",
     "gaussian_log_likelihood",
+    "gelu",
     "greedy",
+    "gru",
+    "gru_cell",
+    "iwae_bound",
     "kl_mvn",
     "kl_normal_normal",
     "kl_normal_standard",
@@ -66,17 +83,22 @@ __all__ = [
     "masked_conv2d",
     "multi_head_attention",
     "padding_mask",
+    "patch_merging",
     "patchify",
     "pixelcnn_mask",
     "relative_position_index",
+    "relu",
     "reparameterize",
+    "rms_norm",
     "rnn",
     "rnn_cell",
     "sampling_support",
     "scaled_dot_product_attention",
     "shifted_window_mask",
+    "silu",
     "sinusoidal_positional_encoding",
     "softmax",
+    "transformer_decoder_layer",
     "transformer_encoder_layer",
     "unpatchify",
     "vit_embed",

@@ -1,4 +1,4 @@
-"""Float64 references of the activations family: softmax and log-softmax."""
+"""Float64 references of the activations family: softmax, log-softmax, ReLU, SiLU and GELU."""
 
 import math
 
@@ -52,3 +52,40 @@ def log_softmax(x, axis=-1):
         shifted = x[idx] - np.max(x[idx])
         out[idx] = shifted - math.log(math.fsum(np.exp(shifted)))
     return np.moveaxis(out, -1, axis)
+
+
+def _elementwise(fn, x):
+    x = np.asarray(x, dtype=np.float64)
+    out = np.empty_like(x)
+    for idx in np.ndindex(x.shape):
+        out[idx] = fn(float(x[idx]))
+    return out
+
+
+def relu(x):
+    """``max(x, 0)`` element by element."""
+    return _elementwise(lambda v: v if v > 0.0 else 0.0, x)
+
+
+def _silu(v):
+    # x / (1 + e^-x), with e^-x taken from the side that cannot overflow.
+    if v >= 0.0:
+        return v / (1.0 + math.exp(-v))
+    e = math.exp(v)
+    return v * e / (1.0 + e)
+
+
+def silu(x):
+    """``x / (1 + exp(-x))`` element by element (``math.exp``, never overflowing)."""
+    return _elementwise(_silu, x)
+
+
+def gelu(x, approximate="none"):
+    """``x Φ(x)`` with ``Φ(x) = erfc(-x/√2) / 2`` (``math.erfc``), or the tanh form
+    ``x/2 (1 + tanh(√(2/π) (x + 0.044715 x³)))`` when ``approximate="tanh"``."""
+    if approximate == "tanh":
+        c = math.sqrt(2.0 / math.pi)
+        return _elementwise(lambda v: 0.5 * v * (1.0 + math.tanh(c * (v + 0.044715 * v**3))), x)
+    if approximate != "none":
+        raise ValueError(f"approximate must be 'none' or 'tanh', got {approximate!r}")
+    return _elementwise(lambda v: v * 0.5 * math.erfc(-v / math.sqrt(2.0)), x)

@@ -215,62 +215,107 @@ def _linear(x, w, b):
     return y
 
 
+def apply_rotary(x, positions, base=10000.0, layout="halves", rotary_dim=None):
+    """Rotary embeddings as complex multiplication: feature pair ``p`` (``(p, p + d/2)`` for
+    ``"halves"``, ``(2p, 2p + 1)`` for ``"interleaved"``) is the complex number ``a + ib``,
+    multiplied by ``exp(i · position · base^(-2p/d))``; features past ``d`` unchanged.
+
+    Returns float64 of the broadcast shape of ``x`` and ``positions[..., None]``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    d = x.shape[-1] if rotary_dim is None else rotary_dim
+    pos = np.asarray(positions, dtype=np.float64)
+    out = np.array(np.broadcast_to(x, np.broadcast_shapes(x.shape, (*pos.shape, 1))))
+    for p in range(d // 2):
+        a, b = (p, p + d // 2) if layout == "halves" else (2 * p, 2 * p + 1)
+        z = (out[..., a] + 1j * out[..., b]) * np.exp(1j * pos * base ** (-2.0 * p / d))
+        out[..., a], out[..., b] = z.real, z.imag
+    return out
+
+
 def multi_head_attention(
-    query, key, value, params, num_heads, mask=None, key_padding_mask=None, is_causal=False
-):
+    query, key, value, params, num_heads, mask=None, key_padding_mask=None, is_causal=False,
+    scale=None, bias=None, num_kv_heads=None, rotary=None, positions=None, kv_cache=None,
+):  # fmt: skip
     """Multi-head attention with contiguous head slices.
 
-    Projects ``query``/``key``/``value`` with ``x @ w + b``, splits the projected width
-    into ``num_heads`` contiguous slices (head ``h`` is columns ``h*dh:(h+1)*dh``), runs
-    :func:`scaled_dot_product_attention` per head with scale ``1/sqrt(dh)``, concatenates
-    the heads in order and applies ``@ w_o + b_o``. A query row with no allowed key
-    contributes zeros before the output projection (so its output is ``b_o``).
+    Projects ``query``/``key``/``value`` with ``x @ w + b``, splits the projected widths
+    into heads (head ``h`` is columns ``h*dh:(h+1)*dh``; ``num_kv_heads`` key/value heads,
+    query head ``h`` reading key/value head ``h // (num_heads // num_kv_heads)``), rotates
+    queries and keys by :func:`apply_rotary` (``rotary = (base, layout, rotary_dim)``) at
+    ``positions`` (default ``arange(L)`` after the cache), runs
+    :func:`scaled_dot_product_attention` per head with ``scale`` (default ``1/sqrt(dh)``) and
+    ``bias``, concatenates the heads in order and applies ``@ w_o + b_o``. A query row with no
+    allowed key contributes zeros before the output projection (so its output is ``b_o``).
 
-    Parameters
-    ----------
-    query : array_like, shape (..., L, D)
-    key : array_like, shape (..., S, D)
-    value : array_like, shape (..., S, D)
-    params : object
-        Has attributes ``w_q``, ``w_k``, ``w_v``, ``w_o`` (each ``(D_in, D_out)``) and
-        ``b_q``, ``b_k``, ``b_v``, ``b_o`` (each ``(D_out,)`` or None).
-    num_heads : int
-        Number of heads; must divide the projected widths.
-    mask : array_like of bool, optional
-        True = attend; broadcastable to ``(..., heads, L, S)`` (``(L, S)`` included).
-    key_padding_mask : array_like of bool, shape (..., S), optional
-        True = real token (attend), the opposite of torch's convention.
-    is_causal : bool, default False
-        Top-left causal masking.
+    With ``kv_cache = (keys, values, length)`` (``(..., Hkv, M, d)`` buffers), the keys the
+    queries see are the cached rows ``[0, length)`` followed by the new ones, queries sitting
+    at positions ``length + i`` (causal: key ``j <= length + i``); masks and ``bias`` cover
+    the ``M`` buffer rows and are cut to the ``length + S`` seen. The new cache is the buffers
+    with rows ``[length, length + S)`` replaced by the new keys/values.
 
     Returns
     -------
     out : ndarray, float64, shape (..., L, D_out)
     weights : ndarray, float64, shape (..., heads, L, S)
-        Per-head attention probabilities.
+        Per-head attention probabilities (``S`` the keys seen).
+    new_cache : tuple, only with ``kv_cache``
+        ``(keys, values, length + S)``.
     """
+    kv_heads = num_heads if num_kv_heads is None else num_kv_heads
     q = _linear(np.asarray(query, dtype=np.float64), params.w_q, params.b_q)
     k = _linear(np.asarray(key, dtype=np.float64), params.w_k, params.b_k)
     v = _linear(np.asarray(value, dtype=np.float64), params.w_v, params.b_v)
-    for name, width in (("query/key", q.shape[-1]), ("value", v.shape[-1])):
-        if width % num_heads != 0:
-            raise ValueError(f"{name} width {width} not divisible by num_heads={num_heads}")
-    dh, dv = q.shape[-1] // num_heads, v.shape[-1] // num_heads
+    if q.shape[-1] % num_heads or k.shape[-1] % kv_heads or v.shape[-1] % kv_heads:
+        raise ValueError("the projected widths are not divisible by the heads")
+    dh, dv = q.shape[-1] // num_heads, v.shape[-1] // kv_heads
 
-    def split(x, width):
-        return np.stack([x[..., h * width : (h + 1) * width] for h in range(num_heads)], axis=-3)
+    def split(x, heads, width):
+        return np.stack([x[..., h * width : (h + 1) * width] for h in range(heads)], axis=-3)
 
+    q, k, v = split(q, num_heads, dh), split(k, kv_heads, dh), split(v, kv_heads, dv)
+    filled = 0 if kv_cache is None else int(np.asarray(kv_cache[2]))
+    if rotary is not None:
+        base, layout, rotary_dim = rotary
+        at = np.arange(q.shape[-2]) + filled if positions is None else np.asarray(positions)
+        at = at[..., None, :]  # the same positions for every head
+        q = apply_rotary(q, at, base, layout, rotary_dim)
+        k = apply_rotary(k, at, base, layout, rotary_dim)
+    new_cache = None
+    offset = 0
+    if kv_cache is not None:
+        keys, values = (np.array(np.asarray(a, dtype=np.float64)) for a in kv_cache[:2])
+        new = k.shape[-2]
+        keys[..., filled : filled + new, :] = k
+        values[..., filled : filled + new, :] = v
+        new_cache = (keys, values, np.asarray(filled + new))
+        seen = filled + new
+        k, v, offset = keys[..., :seen, :], values[..., :seen, :], filled
+
+        def cut(a):
+            return None if a is None else np.asarray(a)[..., :seen]
+
+        mask, bias, key_padding_mask = cut(mask), cut(bias), cut(key_padding_mask)
+    if kv_heads != num_heads:  # each query head reads its group's key/value head
+        group = num_heads // kv_heads
+        k, v = np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)
     if key_padding_mask is not None:
         # (..., S) -> (..., 1, 1, S): the same keys are hidden for every head and query.
         kpm = np.asarray(key_padding_mask, dtype=bool)[..., None, None, :]
         mask = kpm if mask is None else np.logical_and(np.asarray(mask, dtype=bool), kpm)
+    if is_causal and offset:
+        causal = np.arange(k.shape[-2])[None, :] <= offset + np.arange(q.shape[-2])[:, None]
+        mask = causal if mask is None else np.logical_and(np.asarray(mask, dtype=bool), causal)
+        is_causal = False
     heads_out, weights = scaled_dot_product_attention(
-        split(q, dh),
-        split(k, dh),
-        split(v, dv),
+        q,
+        k,
+        v,
         mask=mask,
+        bias=bias,
         is_causal=is_causal,
-        scale=1.0 / math.sqrt(dh),
+        scale=1.0 / math.sqrt(dh) if scale is None else scale,
     )
     concat = np.concatenate([heads_out[..., h, :, :] for h in range(num_heads)], axis=-1)
-    return _linear(concat, params.w_o, params.b_o), weights
+    out = _linear(concat, params.w_o, params.b_o)
+    return (out, weights) if new_cache is None else (out, weights, new_cache)

@@ -1,4 +1,5 @@
-"""Float64 references of decoding: the greedy choice and the support of sampling."""
+"""Float64 references of decoding: the greedy choice, the support of sampling and the filtered
+logits."""
 
 import math
 
@@ -54,3 +55,11 @@ def sampling_support(logits, temperature=1.0, top_k=None, top_p=None, min_tokens
             alive = survivors
         keep[idx] = alive
     return keep
+
+
+def filter_logits(logits, temperature=1.0, top_k=None, top_p=None, min_tokens_to_keep=1):
+    """``logits / temperature`` where :func:`sampling_support` keeps a token, ``-inf`` elsewhere."""
+    keep = sampling_support(
+        logits, temperature=temperature, top_k=top_k, top_p=top_p, min_tokens_to_keep=min_tokens_to_keep
+    )
+    return np.where(keep, np.asarray(logits, dtype=np.float64) / temperature, -math.inf)

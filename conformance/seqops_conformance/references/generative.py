@@ -1,4 +1,5 @@
-"""Float64 references of the VAE family: reparameterization, KL divergences, likelihoods, ELBO."""
+"""Float64 references of the VAE family: reparameterization, KL divergences, likelihoods, ELBO,
+IWAE bound."""
 
 import math
 
@@ -113,3 +114,24 @@ def elbo(x, recon, mu, log_var, likelihood="bernoulli", axis=-1, reduction="none
     if reduction == "mean":
         return math.fsum(per_example.ravel()) / per_example.size
     return per_example
+
+
+def iwae_bound(log_p_x_given_z, log_p_z, log_q_z, axis=0):
+    """``log (1/K) Σ_k exp(log w_k)`` over ``axis``, one slice at a time.
+
+    ``log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x)``; per slice, with ``m`` the
+    largest log-weight, ``m + log(fsum(exp(log w_k − m))) − log K``.
+    """
+    given = (log_p_x_given_z, log_p_z, log_q_z)
+    arrays = np.broadcast_arrays(*(np.asarray(a, dtype=np.float64) for a in given))
+    moved = [np.moveaxis(a, axis, -1) for a in arrays]
+    out = np.zeros(moved[0].shape[:-1])
+    for idx in np.ndindex(out.shape):
+        a, b, c = (m[idx] for m in moved)
+        log_w = [float(a[k]) + float(b[k]) - float(c[k]) for k in range(a.shape[0])]
+        top = max(log_w)
+        if math.isinf(top) and top < 0:
+            out[idx] = -math.inf
+            continue
+        out[idx] = top + math.log(math.fsum(math.exp(w - top) for w in log_w)) - math.log(len(log_w))
+    return out

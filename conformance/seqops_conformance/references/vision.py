@@ -1,4 +1,5 @@
-"""Float64 references of the vision family: ViT patches and embedding, Swin windows and window attention."""
+"""Float64 references of the vision family: ViT patches and embedding, Swin windows, window
+attention and patch merging."""
 
 import math
 
@@ -88,10 +89,14 @@ def relative_position_index(window_size):
 def window_attention(x, params, num_heads, window_size, shift_size=0, relative_bias_table=None):
     """Swin (shifted) window self-attention, one window and one head at a time.
 
-    Window ``(r, c)`` of image ``b`` holds the pixels ``((r·ws + i + shift) % H,
-    (c·ws + j + shift) % W)`` (the cyclic shift); each head attends within the window
+    A size that is not a multiple of ``ws`` is first zero-padded at the bottom and right to
+    ``(Hp, Wp)`` (Hugging Face's ``SwinLayer.maybe_pad``); everything below runs on the
+    padded map, whose padded pixels stay unmasked, and the output is cropped to ``(H, W)``.
+
+    Window ``(r, c)`` of image ``b`` holds the pixels ``((r·ws + i + shift) % Hp,
+    (c·ws + j + shift) % Wp)`` (the cyclic shift); each head attends within the window
     (:func:`scaled_dot_product_attention`, scale ``1/sqrt(head_dim)``) with the
-    :func:`shifted_window_mask` when ``shift_size > 0`` and the bias
+    :func:`shifted_window_mask` of ``(Hp, Wp)`` when ``shift_size > 0`` and the bias
     ``table[relative_position_index[s, t], head]``; the output goes back to the same pixels.
 
     Returns
@@ -99,8 +104,12 @@ def window_attention(x, params, num_heads, window_size, shift_size=0, relative_b
     ndarray, float64, shape ``(B, H, W, D_out)``
     """
     x = np.asarray(x, dtype=np.float64)
-    batch, height, width, _ = x.shape
+    batch, rows, cols, channels = x.shape
     ws = window_size
+    height, width = -(-rows // ws) * ws, -(-cols // ws) * ws  # rounded up to multiples of ws
+    padded = np.zeros((batch, height, width, channels))
+    padded[:, :rows, :cols] = x
+    x = padded
     n = ws * ws
     allowed = shifted_window_mask(height, width, ws, shift_size) if shift_size else None
     index = relative_position_index(ws)
@@ -136,6 +145,39 @@ def window_attention(x, params, num_heads, window_size, shift_size=0, relative_b
             out = np.zeros((batch, height, width, projected.shape[-1]))
         for t, (y, z) in enumerate(pixels):
             out[b, y, z] = projected[t]
+    return out[:, :rows, :cols]
+
+
+def patch_merging(x, weight, norm_weight=None, norm_bias=None, eps=1e-5):
+    """Swin's patch merging, one output token at a time: ``(B, H, W, C)`` → ``(B, ⌈H/2⌉, ⌈W/2⌉, D_out)``.
+
+    Token ``(i, j)`` lists the pixels ``(2i + dr, 2j + dc)`` for ``(dr, dc)`` = (0, 0),
+    (1, 0), (0, 1), (1, 1) (Swin's order), a pixel past the edge reading zeros; the ``4C``
+    values are normalised with their mean and biased variance (``math.fsum``), scaled by
+    ``norm_weight`` and shifted by ``norm_bias`` when given, then ``Σ_f v_f · weight[f, d]``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(weight, dtype=np.float64)
+    gamma = None if norm_weight is None else np.asarray(norm_weight, dtype=np.float64)
+    beta = None if norm_bias is None else np.asarray(norm_bias, dtype=np.float64)
+    batch, height, width, channels = x.shape
+    out_h, out_w = (height + 1) // 2, (width + 1) // 2
+    out = np.zeros((batch, out_h, out_w, w.shape[1]))
+    for b, i, j in np.ndindex(batch, out_h, out_w):
+        values = []
+        for dr, dc in ((0, 0), (1, 0), (0, 1), (1, 1)):
+            y, z = 2 * i + dr, 2 * j + dc
+            inside = y < height and z < width
+            values.extend(float(x[b, y, z, ch]) if inside else 0.0 for ch in range(channels))
+        mean = math.fsum(values) / len(values)
+        var = math.fsum((v - mean) ** 2 for v in values) / len(values)
+        normed = [(v - mean) / math.sqrt(var + eps) for v in values]
+        if gamma is not None:
+            normed = [v * float(g) for v, g in zip(normed, gamma, strict=True)]
+        if beta is not None:
+            normed = [v + float(s) for v, s in zip(normed, beta, strict=True)]
+        for d in range(w.shape[1]):
+            out[b, i, j, d] = math.fsum(v * float(w[f, d]) for f, v in enumerate(normed))
     return out
 
 
