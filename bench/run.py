@@ -216,6 +216,23 @@ def dispatch_per_op(*, rounds: int, number: int) -> dict[str, dict[str, Any]]:
     return found
 
 
+def case_ops_table(args: argparse.Namespace) -> dict[str, Any]:
+    """Every op with a native alternative × {NumPy, torch, JAX jit}: seqops / native (bench/ops_table.py)."""
+    sys.path.insert(0, str(HERE))
+    import ops_table
+
+    found = ops_table.table(interleaved, repeats=3 if args.quick else 11)
+    ratios = [e["ratio"] for libs in found.values() for e in libs.values() if "ratio" in e]
+    return {
+        "what": "seqops / the native call, float32, per op and library (medians of interleaved rounds)",
+        "implementation": "(per row)",
+        "table": found,
+        "ratio": max(ratios),
+        "target": "every ratio <= 1.10 (issue 13)",
+        "met": max(ratios) <= 1.10,
+    }
+
+
 def case_mha_composite(args: argparse.Namespace) -> dict[str, Any]:
     """torch-mha-sdpa (the composite-level fast path) against the portable multi-head attention
     over the dispatched torch-sdpa part: kept only while it is faster (issue 11)."""
@@ -649,6 +666,7 @@ CPU_CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "attn_memory": case_attn_memory,
     "mha_memory": case_mha_memory,
     "mha_composite": case_mha_composite,
+    "ops_table": case_ops_table,
 }
 GPU_CASES: dict[str, Callable[[argparse.Namespace], dict[str, Any]]] = {
     "gpu_attn_torch": case_gpu_attn_torch,
