@@ -256,11 +256,10 @@ def decode(
         options = _GREEDY
     eos: tuple[int, ...] | None = None
     if eos_token_id is not None:
-        many = isinstance(eos_token_id, (list, tuple))
-        eos = tuple(
-            check.integer(f"eos_token_id[{i}]" if many else "eos_token_id", e, minimum=0)
-            for i, e in enumerate(eos_token_id if many else [eos_token_id])
-        )
+        if isinstance(eos_token_id, (list, tuple)):
+            eos = tuple(check.integer(f"eos_token_id[{i}]", e, minimum=0) for i, e in enumerate(eos_token_id))
+        else:
+            eos = (check.integer("eos_token_id", eos_token_id, minimum=0),)
         if not eos:
             msg = "eos_token_id must be an int or a non-empty sequence of ints; got an empty sequence"
             raise ValueError(msg)

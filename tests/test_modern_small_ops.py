@@ -570,3 +570,14 @@ def test_new_ops_keep_library_device_dtype(backend, rng, dtype_name, tol):
         np.testing.assert_array_equal(np.isfinite(got), np.isfinite(expected), err_msg=name)
         finite = np.isfinite(expected)
         np.testing.assert_allclose(got[finite], expected[finite], rtol=tol, atol=tol, err_msg=name)
+
+
+@pytest.mark.parametrize("fn", ["softmax", "log_softmax"])
+def test_softmax_over_an_empty_axis_is_empty(fn: str) -> None:
+    import warnings
+
+    x = np.zeros((3, 0), dtype=np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = getattr(seqops, fn)(x)
+    assert out.shape == (3, 0) and out.dtype == np.float32

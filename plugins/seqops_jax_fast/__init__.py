@@ -1,8 +1,24 @@
-"""Fast path on the JAX backend: ``jax.nn.dot_product_attention`` (cuDNN on GPU where it
-applies, XLA otherwise) for ``scaled_dot_product_attention``.
+"""Fast paths on the JAX backend.
 
-It takes ``(B, T, N, H)`` arrays, so ``(..., L, E)`` inputs are broadcast over their leading
-dimensions, flattened to ``B`` and moved to its layout (heads are dim -3 with
+- ``scaled_dot_product_attention``: ``jax.nn.dot_product_attention``, as two
+  implementations asked in this order: ``jax-cudnn-attention`` (``implementation="cudnn"``,
+  cuDNN's flash attention) where the call qualifies — a CUDA GPU, float16/bfloat16, a head
+  dim that is a multiple of 8 and at most 128 (256 from compute capability 9.0), even
+  sequence lengths when there is a mask or bias (cuDNN's rule for the backward pass), equal
+  lengths when causal — and ``jax-dot-product-attention`` (``implementation="xla"``,
+  explicitly) otherwise; ``seqops.explain`` shows why cuDNN was not taken.
+- ``masked_conv2d`` (``conv.py``): one ``lax.conv_general_dilated`` with the masked weight,
+  ~0.93x of calling it directly against 4.5x for the portable im2col (jitted, CPU), so
+  accepted everywhere.
+
+Measured and not kept (``bench.py`` here prints every candidate's jitted ratio): the
+portable ``softmax``/``log_softmax``, ``layer_norm``, ``rms_norm``, the activations,
+``cross_entropy`` (a ``take_along_axis`` gather) and top-k ``filter_logits`` (a ``lax.top_k``
+selection) already run within 1.10x of ``jax.nn``/``lax`` under ``jax.jit`` on CPU, and a
+fast path compiled to the same kernels.
+
+The attention takes ``(B, T, N, H)`` arrays, so ``(..., L, E)`` inputs are broadcast over
+their leading dimensions, flattened to ``B`` and moved to its layout (heads are dim -3 with
 ``enable_gqa``, else ``N = 1``). Where it differs from the contract it is corrected or
 declined:
 
@@ -13,18 +29,23 @@ declined:
 - no dropout, no weights, values as wide as the keys only: declined otherwise;
 - on CPU it is declined: there the jitted portable path is faster (55.6 ms against 110 ms,
   B=2 H=8 N=1024 D=64 fp32, ``bench/results/cpu-2026-11-26.md``). ``ACCEPT_ON_CPU = True``
-  (for tests and for measuring) lifts that rule.
+  (for tests and for measuring) lifts that rule for the XLA implementation; float16 then
+  runs eagerly only: under ``jax.jit`` XLA's CPU ``dot_general`` rejects the F16_F16_F32
+  precision ``jax.nn.dot_product_attention`` asks for (JAX 0.10).
 
-Importing this module does not import JAX.
+Importing this package does not import JAX.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from typing import Any
+from typing import Any, Literal
 
 import seqops
+
+from . import conv
+from ._shapes import SYMBOLIC, static
 
 DROPOUT = "dropout with an explicit rng: jax.nn.dot_product_attention has no dropout"
 WEIGHTS = "return_weights=True: jax.nn.dot_product_attention does not return the weights"
@@ -32,6 +53,11 @@ FLOAT64 = "float64: jax.nn.dot_product_attention computes the logits in float32 
 VALUE_WIDTH = "values of another width than the keys (Ev != E)"
 EMPTY = "an empty query or key sequence"
 ON_CPU = "on CPU the jitted portable attention is faster than jax.nn.dot_product_attention"
+
+CUDNN_NO_GPU = "cuDNN attention needs a CUDA GPU"
+CUDNN_DTYPE = "cuDNN attention takes float16/bfloat16 only"
+CUDNN_ODD_LENGTH = "cuDNN attention with a mask or bias needs even sequence lengths (its backward pass)"
+CUDNN_CAUSAL_LENGTHS = "cuDNN's causal mask is not checked for L != S: XLA keeps the top-left alignment"
 
 #: Accept calls on the CPU backend too (off: measured slower there).
 ACCEPT_ON_CPU = False
@@ -44,14 +70,34 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
     limitations = [seqops.Limitation(FLOAT64, dtype="float64")]
     if not ACCEPT_ON_CPU:
         limitations.append(seqops.Limitation(ON_CPU, device="cpu"))
+
+    cudnn_limitations = (
+        seqops.Limitation(CUDNN_NO_GPU, device="cpu"),
+        seqops.Limitation(CUDNN_DTYPE, dtype="float32"),
+        seqops.Limitation(CUDNN_DTYPE, dtype="float64"),
+    )
+    ops = seqops.ops
     return [
         seqops.Implementation(
-            seqops.ops.scaled_dot_product_attention,
+            ops.scaled_dot_product_attention,
+            "jax-cudnn-attention",
+            sdpa_cudnn,
+            decline=decline_cudnn,
+            limitations=cudnn_limitations,
+        ),
+        seqops.Implementation(
+            ops.scaled_dot_product_attention,
             "jax-dot-product-attention",
             sdpa,
             decline=decline_sdpa,
             limitations=tuple(limitations),
-        )
+        ),
+        seqops.Implementation(
+            ops.masked_conv2d,
+            "jax-conv-general-dilated",
+            conv.masked_conv2d,
+            decline=conv.decline_masked_conv2d,
+        ),
     ]
 
 
@@ -62,7 +108,26 @@ def _on_cpu() -> bool:
     return jax.default_backend() == "cpu"
 
 
+@functools.cache
+def _cuda_capability() -> tuple[int, ...] | None:
+    """The compute capability of the default CUDA device, ``None`` when JAX runs elsewhere
+    (CPU, TPU, ROCm). Tests replace this predicate to check the GPU branch on a CPU."""
+    import jax
+
+    if jax.default_backend() != "gpu":
+        return None
+    device = jax.devices()[0]
+    if "cuda" not in getattr(device.client, "platform_version", "").lower():
+        return None
+    capability = getattr(device, "compute_capability", None)
+    try:
+        return tuple(int(part) for part in str(capability).split("."))
+    except ValueError:
+        return None
+
+
 _HALF_AND_SINGLE = ("float16", "bfloat16", "float32")
+_HALF = ("float16", "bfloat16")
 
 
 def decline_sdpa(
@@ -72,6 +137,11 @@ def decline_sdpa(
         return WEIGHTS
     if not ACCEPT_ON_CPU and _on_cpu():
         return ON_CPU
+    return _unsupported(q, k, v, dropout_p)
+
+
+def _unsupported(q: Any, k: Any, v: Any, dropout_p: float) -> str | None:
+    """What neither implementation of jax.nn.dot_product_attention computes per contract."""
     if dropout_p > 0.0:
         return DROPOUT
     if q.dtype.name == "float64":
@@ -82,6 +152,46 @@ def decline_sdpa(
         return VALUE_WIDTH
     if q.shape[-2] == 0 or k.shape[-2] == 0:
         return EMPTY
+    return None
+
+
+def decline_cudnn(
+    backend: seqops.Backend,
+    q: Any,
+    k: Any,
+    v: Any,
+    /,
+    *,
+    mask: Any,
+    bias: Any,
+    is_causal: bool,
+    dropout_p: float,
+    return_weights: bool,
+    **_: Any,
+) -> str | None:
+    """``None`` where cuDNN's flash attention computes the call (the conditions of
+    ``jax._src.cudnn.fused_attention_stablehlo.check_is_flash_attention`` for fp16/bf16),
+    else why not; the XLA implementation is asked next."""
+    if return_weights:
+        return WEIGHTS
+    capability = _cuda_capability()
+    if capability is None:
+        return CUDNN_NO_GPU
+    reason = _unsupported(q, k, v, dropout_p)
+    if reason is not None:
+        return reason
+    if q.dtype.name not in _HALF:
+        return CUDNN_DTYPE
+    head, length, source = q.shape[-1], q.shape[-2], k.shape[-2]
+    if not static(head, length, source):
+        return SYMBOLIC
+    head_max = 256 if capability >= (9, 0) else 128
+    if head > head_max or head % 8:
+        return f"cuDNN attention needs a head dim that is a multiple of 8 and <= {head_max}, not {head}"
+    if (mask is not None or bias is not None) and (length % 2 or source % 2):
+        return CUDNN_ODD_LENGTH
+    if is_causal and length != source:
+        return CUDNN_CAUSAL_LENGTHS
     return None
 
 
@@ -98,6 +208,39 @@ def sdpa(
     scale: float,
     enable_gqa: bool,
     **_: Any,
+) -> Any:
+    """``jax.nn.dot_product_attention(..., implementation="xla")``."""
+    return _attention(q, k, v, mask, bias, is_causal, scale, enable_gqa, "xla")
+
+
+def sdpa_cudnn(
+    backend: seqops.Backend,
+    q: Any,
+    k: Any,
+    v: Any,
+    /,
+    *,
+    mask: Any,
+    bias: Any,
+    is_causal: bool,
+    scale: float,
+    enable_gqa: bool,
+    **_: Any,
+) -> Any:
+    """``jax.nn.dot_product_attention(..., implementation="cudnn")``."""
+    return _attention(q, k, v, mask, bias, is_causal, scale, enable_gqa, "cudnn")
+
+
+def _attention(
+    q: Any,
+    k: Any,
+    v: Any,
+    mask: Any,
+    bias: Any,
+    is_causal: bool,
+    scale: float,
+    enable_gqa: bool,
+    implementation: Literal["xla", "cudnn"],
 ) -> Any:
     import jax
     import jax.numpy as jnp
@@ -126,7 +269,14 @@ def sdpa(
         allowed = finite if allowed is None else allowed & finite
         bias = jnp.where(allowed, bias, jnp.zeros((), bias.dtype))
     out = jax.nn.dot_product_attention(
-        to_bthn(q), to_bthn(k), to_bthn(v), bias=bias, mask=allowed, scale=scale, is_causal=is_causal
+        to_bthn(q),
+        to_bthn(k),
+        to_bthn(v),
+        bias=bias,
+        mask=allowed,
+        scale=scale,
+        is_causal=is_causal,
+        implementation=implementation,
     )  # (B, L, N, E)
     if allowed is not None:
         if is_causal:

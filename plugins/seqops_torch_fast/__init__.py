@@ -1,11 +1,21 @@
-"""Fast paths on the torch backend: torch's fused attention and native recurrent kernels.
+"""Fast paths on the torch backend: torch's fused attention, native recurrent kernels, and
+the native kernels of the pointwise ops, losses, the masked convolution and top-k.
 
 - ``scaled_dot_product_attention`` and ``multi_head_attention`` run
   ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient / math
   kernels, chosen by torch).
 - ``lstm``, ``rnn`` and ``gru`` run ``torch.lstm`` / ``torch.rnn_tanh`` / ``torch.rnn_relu``
   / ``torch.gru`` (the kernels behind ``torch.nn.LSTM``/``RNN``/``GRU``; cuDNN on CUDA) on
-  weights converted to torch's layout.
+  weights converted to torch's layout. They have no ``torch.func`` batching rule: tensors
+  batched by ``torch.func.vmap`` are declined (the portable path is vmapped instead).
+- ``softmax``, ``log_softmax``, ``relu``, ``silu``, ``gelu``, ``layer_norm``, ``rms_norm``
+  (:mod:`.pointwise`), ``cross_entropy`` and ``autoregressive_log_likelihood``
+  (:mod:`.losses`), ``masked_conv2d`` (:mod:`.conv`), ``filter_logits`` and
+  ``sample_logits`` with top-k (:mod:`.decoding`, ``torch.topk`` instead of a full sort),
+  ``bernoulli_log_likelihood`` (:mod:`.generative`, ``binary_cross_entropy_with_logits``).
+  The composites (``feed_forward``, ``gated_feed_forward``, the transformer layers) reach
+  them through their dispatched parts. ``python bench/torch_fast.py`` prints
+  their ratios to the native torch calls.
 
 Each implementation accepts only the calls it computes exactly as the contract says and
 declines the others (with the reason shown by :func:`seqops.explain`) to the portable path.
@@ -22,6 +32,8 @@ import math
 from typing import Any
 
 import seqops
+
+from . import conv, decoding, generative, losses, pointwise
 
 # Reasons shown by seqops.explain.
 DROPOUT = "dropout with an explicit rng: torch's fused dropout draws from its own generator"
@@ -40,6 +52,7 @@ COMPOSITE = (
 )
 EMPTY_SEQUENCE = "an empty sequence (T = 0)"
 EMPTY_BATCH = "an empty batch"
+VMAPPED = "a tensor batched by torch.func.vmap: torch's recurrent kernels have no batching rule"
 
 
 @seqops.hookimpl
@@ -59,6 +72,11 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
         seqops.Implementation(
             ops.gru, "torch-gru", gru, decline=decline_gru, limitations=HALF_RECURRENT_LIMITATIONS
         ),
+        *pointwise.implementations(),
+        *losses.implementations(),
+        *conv.implementations(),
+        *decoding.implementations(),
+        *generative.implementations(),
     ]
 
 
@@ -244,9 +262,18 @@ def mha(
 
 
 # -- recurrent ------------------------------------------------------------------------
-def _decline_recurrent(xs: Any, h0: Any) -> str | None:
+def _vmapped(x: Any) -> bool:
+    """Whether ``x`` is batched by ``torch.func.vmap`` (never asked while Dynamo traces: it
+    cannot trace the check, and a compiled graph holds no batched tensor)."""
+    torch = _torch()
+    return not torch.compiler.is_compiling() and torch._C._functorch.is_batchedtensor(x)
+
+
+def _decline_recurrent(xs: Any, h0: Any, *others: Any) -> str | None:
     if xs.dtype not in (_torch().float32, _torch().float64):
         return HALF_RECURRENT if xs.dtype.itemsize == 2 else f"dtype {xs.dtype} is not supported"
+    if any(_vmapped(x) for x in (xs, h0, *others) if x is not None):
+        return VMAPPED
     if xs.shape[0] == 0:
         return EMPTY_SEQUENCE
     if h0.numel() == 0:
@@ -255,15 +282,15 @@ def _decline_recurrent(xs: Any, h0: Any) -> str | None:
 
 
 def decline_lstm(backend: seqops.Backend, xs: Any, state: Any, *args: Any) -> str | None:
-    return _decline_recurrent(xs, state[0])
+    return _decline_recurrent(xs, state[0], state[1], *args)
 
 
 def decline_rnn(backend: seqops.Backend, xs: Any, h0: Any, *args: Any, **_: Any) -> str | None:
-    return _decline_recurrent(xs, h0)
+    return _decline_recurrent(xs, h0, *args)
 
 
 def decline_gru(backend: seqops.Backend, xs: Any, h0: Any, *args: Any) -> str | None:
-    return _decline_recurrent(xs, h0)
+    return _decline_recurrent(xs, h0, *args)
 
 
 def _batched(xs: Any, hidden: int) -> tuple[Any, tuple[int, ...], int]:

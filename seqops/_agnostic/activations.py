@@ -25,6 +25,8 @@ def _stable_shift(xp: Namespace, x: Array, axis: int) -> Array:
 
 def softmax(xp: Namespace, x: Array, /, *, axis: int = -1) -> Array:
     """``exp(x) / sum(exp(x))`` along ``axis``; same shape and dtype as ``x``."""
+    if x.shape[axis] == 0:  # an empty axis has no max: nothing to normalise
+        return x
     z = _stable_shift(xp, xp.astype(x, compute_dtype(xp, x.dtype), copy=False), axis)
     e = xp.exp(z)
     return xp.astype(e / xp.sum(e, axis=axis, keepdims=True), x.dtype, copy=False)
@@ -32,6 +34,8 @@ def softmax(xp: Namespace, x: Array, /, *, axis: int = -1) -> Array:
 
 def log_softmax(xp: Namespace, x: Array, /, *, axis: int = -1) -> Array:
     """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``."""
+    if x.shape[axis] == 0:
+        return x
     z = _stable_shift(xp, xp.astype(x, compute_dtype(xp, x.dtype), copy=False), axis)
     out = z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))
     return xp.astype(out, x.dtype, copy=False)

@@ -10,6 +10,9 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat
+import array_api_extra as xpx
+
 from seqops._agnostic.activations import compute_dtype, softmax
 from seqops._lib.typing import Array, Device, Namespace
 
@@ -36,7 +39,8 @@ def filter_logits(
     equal logits together, so the result does not depend on the order of ties.
 
     * top-k: keep every logit ``>=`` the ``k``-th largest, ``k = min(max(top_k,
-      min_tokens_to_keep), V)`` (Hugging Face ``TopKLogitsWarper``).
+      min_tokens_to_keep), V)`` (Hugging Face ``TopKLogitsWarper``); alone, without a sort
+      (:func:`kth_largest`).
     * top-p, on the softmax of what top-k kept: with the tokens sorted by increasing
       logit and ``cum`` the running sum of their probabilities (Hugging Face's order of
       summation), a token is dropped iff ``cum`` at the last token of equal logit is
@@ -49,6 +53,9 @@ def filter_logits(
     if top_k is None and (top_p is None or top_p >= 1.0):
         return z
     vocab = z.shape[-1]
+    if top_k is not None and (top_p is None or top_p >= 1.0):  # top-k alone: no sort
+        k = min(max(top_k, min_tokens_to_keep), vocab)
+        return xp.where(z >= kth_largest(xp, z, k), z, -math.inf)
     ascending = xp.sort(z, axis=-1)  # (..., V)
     if top_k is not None:
         k = min(max(top_k, min_tokens_to_keep), vocab)
@@ -63,6 +70,33 @@ def filter_logits(
         # token equal to it (a tie split by the sort) is kept too.
         threshold = xp.min(xp.where(kept, ascending, math.inf), axis=-1, keepdims=True)
     return xp.where(z >= threshold, z, -math.inf)
+
+
+_XPX_PARTITION = getattr(xpx, "partition", None)  # added in array-api-extra 0.9.1
+
+
+def kth_largest(xp: Namespace, x: Array, k: int, /) -> Array:
+    """The ``k``-th largest entry of each row (last axis) counting ties, ``(..., 1)``; ``1 <= k <= V``.
+
+    The same value as ``sort(x)[..., V - k]`` (a tie at the ``k``-th place gives that value)
+    without the ``O(V log V)`` sort where the namespace has a selection: NumPy, CuPy and JAX
+    partition ``-x`` at ``k - 1`` (``array_api_extra.partition`` delegates to their
+    ``partition``: introselect, ``O(V)``; JAX's is ``lax.top_k`` of ``k``), torch takes
+    ``topk`` (its partition in array-api-extra scatters through boolean masks, slower than
+    a sort). Any other namespace (array-api-strict) sorts.
+    """
+    if (
+        array_api_compat.is_numpy_namespace(xp)
+        or array_api_compat.is_cupy_namespace(xp)
+        or array_api_compat.is_jax_namespace(xp)
+    ):
+        if _XPX_PARTITION is None:  # array-api-extra < 0.9.1: the partition it would delegate to
+            return -xp.partition(-x, k - 1, axis=-1)[..., k - 1 : k]
+        return -_XPX_PARTITION(-x, k - 1, axis=-1, xp=xp)[..., k - 1 : k]
+    if array_api_compat.is_torch_namespace(xp):
+        return xp.topk(x, k, dim=-1, largest=True, sorted=True).values[..., k - 1 : k]
+    vocab = x.shape[-1]
+    return xp.sort(x, axis=-1)[..., vocab - k : vocab - k + 1]
 
 
 def gumbel_argmax(xp: Namespace, filtered: Array, uniform: Array, /) -> Array:
@@ -104,7 +138,9 @@ def decode(
         tokens = xp.astype(choose(logits, t), first_tokens.dtype)
         if eos_token_id is not None:
             if finished is not None:
-                tokens = xp.where(finished, xp.asarray(pad_token_id, dtype=tokens.dtype, device=device), tokens)
+                tokens = xp.where(
+                    finished, xp.asarray(pad_token_id, dtype=tokens.dtype, device=device), tokens
+                )
             ended = tokens == eos_token_id[0]
             for other in eos_token_id[1:]:
                 ended = xp.logical_or(ended, tokens == other)

@@ -1,8 +1,9 @@
 """Cross-entropy and sequence log-likelihood, in pure Array API code.
 
 The class axis is the last one here (the public layer moves it). Targets are picked out
-with a one-hot comparison rather than a gather: it needs nothing beyond the standard's
-oldest revision and differentiates everywhere. A target outside ``[0, C)`` (and not
+with ``take_along_axis`` (Array API 2024.12; a gather, differentiable in torch and JAX) of
+the targets clipped into ``[0, C)``; a namespace without it gets a one-hot comparison (the
+standard's oldest revision, ``O(N·C)`` more work). A target outside ``[0, C)`` (and not
 ignored) gives NaN: the public layer raises an error for it first whenever the values can
 be read, so NaN is what remains under ``jax.jit``, where they cannot.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import math
 
-from seqops._agnostic.activations import compute_dtype, log_softmax
+from seqops._agnostic.activations import _stable_shift, compute_dtype
 from seqops._lib.typing import Array, Device, Namespace
 
 
@@ -20,9 +21,34 @@ def pick(xp: Namespace, values: Array, targets: Array, *, device: Device) -> Arr
 
     Entries whose target is outside ``[0, C)`` are 0.
     """
+    if not hasattr(xp, "take_along_axis"):
+        return pick_one_hot(xp, values, targets, device=device)
+    num_classes = values.shape[-1]
+    index = xp.clip(targets, 0, num_classes - 1)
+    info = getattr(xp, "__array_namespace_info__", None)
+    if info is not None:  # torch gathers with int64 indices only: its default indexing dtype
+        index = xp.astype(index, info().default_dtypes(device=device)["indexing"], copy=False)
+    if values.ndim == 1:  # a class weight (C,) picked by targets of any shape
+        flat = xp.take(values, xp.reshape(index, (-1,)), axis=0)
+        picked = xp.reshape(flat, targets.shape)
+    else:
+        picked = xp.take_along_axis(values, index[..., None], axis=-1)[..., 0]
+    return xp.where(_in_range(targets, num_classes), picked, 0.0)
+
+
+def pick_one_hot(xp: Namespace, values: Array, targets: Array, *, device: Device) -> Array:
+    """:func:`pick` as a one-hot product (namespaces without ``take_along_axis``)."""
     classes = xp.arange(values.shape[-1], dtype=targets.dtype, device=device)
     hit = targets[..., None] == classes  # (..., C)
     return xp.sum(xp.where(hit, values, 0.0), axis=-1)
+
+
+def _shifted_logsumexp(xp: Namespace, x: Array) -> tuple[Array, Array]:
+    """``(z, lse)`` with ``log_softmax(x) == z - lse[..., None]`` over the last axis: ``z`` is
+    ``x`` shifted by its row max (:func:`log_softmax`'s shift), ``lse (...)`` the log of
+    ``Σ exp(z)``. The losses pick from ``z`` and never build ``z - lse`` (a pass over ``(..., C)``)."""
+    z = _stable_shift(xp, x, -1)
+    return z, xp.log(xp.sum(xp.exp(z), axis=-1))
 
 
 def _in_range(targets: Array, num_classes: int) -> Array:
@@ -49,7 +75,7 @@ def cross_entropy(
     """
     dtype = compute_dtype(xp, logits.dtype)
     num_classes = logits.shape[-1]
-    logp = log_softmax(xp, xp.astype(logits, dtype, copy=False))  # (..., C)
+    z, lse = _shifted_logsumexp(xp, xp.astype(logits, dtype, copy=False))  # log p = z - lse
     valid = _in_range(targets, num_classes)
     bad = ~valid
     if ignore_index is not None:
@@ -58,7 +84,7 @@ def cross_entropy(
         bad = bad & ~ignored
     w = None if weight is None else xp.astype(weight, dtype, copy=False)  # (C,)
     # where(), not a product with a 0/1 mask: an ignored -inf log-probability must give 0.
-    nll = xp.where(valid, -pick(xp, logp, targets, device=device), 0.0)
+    nll = xp.where(valid, lse - pick(xp, z, targets, device=device), 0.0)
     if w is None:
         target_weight = xp.astype(valid, dtype)
         loss = nll
@@ -66,7 +92,11 @@ def cross_entropy(
         target_weight = xp.where(valid, pick(xp, w, targets, device=device), 0.0)
         loss = xp.where(valid, target_weight * nll, 0.0)
     if label_smoothing > 0.0:
-        smooth = -xp.sum(logp if w is None else logp * w, axis=-1)
+        # -Σ_c w[c]·log p_c = Σ_c w[c]·(lse - z_c): two non-negative terms (z <= 0 <= lse, w >= 0).
+        if w is None:
+            smooth = num_classes * lse - xp.sum(z, axis=-1)
+        else:
+            smooth = xp.sum(w) * lse - xp.sum(z * w, axis=-1)
         loss = (1.0 - label_smoothing) * loss + xp.where(valid, (label_smoothing / num_classes) * smooth, 0.0)
     loss = xp.where(bad, math.nan, loss)
     if reduction == "sum":
@@ -81,7 +111,7 @@ def autoregressive_log_likelihood(
 ) -> Array:
     """``Σ_t log softmax(logits[..., t, :])[targets[..., t]]``: ``(..., T, V)``, ``(..., T)`` → ``(...)``."""
     dtype = compute_dtype(xp, logits.dtype)
-    logp = log_softmax(xp, xp.astype(logits, dtype, copy=False))  # (..., T, V)
-    picked = pick(xp, logp, targets, device=device)  # (..., T)
+    z, lse = _shifted_logsumexp(xp, xp.astype(logits, dtype, copy=False))  # log p = z - lse
+    picked = pick(xp, z, targets, device=device) - lse  # (..., T)
     picked = xp.where(_in_range(targets, logits.shape[-1]), picked, math.nan)
     return xp.astype(xp.sum(picked, axis=-1), logits.dtype, copy=False)

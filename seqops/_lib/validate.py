@@ -111,9 +111,27 @@ def require_shape(name: str, x: Array | None, shape: tuple[int, ...]) -> None:
 
 
 def broadcast_to_target(name: str, x: Array | None, target: tuple[int, ...], layout: str) -> None:
-    """Check ``x`` broadcasts to ``target`` without enlarging it."""
+    """Check ``x`` broadcasts to ``target`` without enlarging it.
+
+    A hot path (every attention mask): the valid call is recognised by comparing sizes in
+    place, ~0.2 µs on a torch mask against ~3 µs for :func:`broadcast` (sets, a tuple per
+    axis). No cache: nothing to hash, so symbolic sizes (``jax.export``, Dynamo's dynamic
+    shapes) are compared exactly as :func:`broadcast` compares them, and nothing seen
+    before can accept another call. Anything else takes the full check, which raises.
+    """
     if x is None:
         return
+    shape = x.shape  # on torch a torch.Size: indexed, never sliced (slicing builds another)
+    if shape == target:
+        return
+    i = len(target) - len(shape)
+    if i >= 0:
+        for size in shape:
+            if size != 1 and size != target[i]:
+                break
+            i += 1
+        else:
+            return
     try:
         result = broadcast(shape_of(x), target)
     except ValueError:

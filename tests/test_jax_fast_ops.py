@@ -1,0 +1,249 @@
+"""The jax-fast plugin's fast paths beyond the XLA attention: ``masked_conv2d`` through
+``lax.conv_general_dilated``, and the cuDNN/XLA choice of ``jax.nn.dot_product_attention``
+(checked with a stubbed "on a CUDA GPU" predicate: no GPU here). Tiny shapes: eager JAX
+compiles per shape."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pytest
+
+import seqops
+
+jax = pytest.importorskip("jax")
+jnp = jax.numpy
+
+if seqops.registry.pm.get_plugin("jax-fast") is None:
+    pytest.skip("plugin 'jax-fast' is not loaded (disabled or not installed)", allow_module_level=True)
+
+import seqops_jax_fast  # noqa: E402
+from seqops_jax_fast import conv  # noqa: E402
+
+BACKEND = next(backend for backend, _ in seqops.backends() if backend.name == "jax")
+CONV = "jax-conv-general-dilated"
+CUDNN = "jax-cudnn-attention"
+XLA = "jax-dot-product-attention"
+TOL = {
+    "float64": {"rtol": 1e-12, "atol": 1e-12},
+    "float32": {"rtol": 1e-5, "atol": 1e-5},
+    "float16": {"rtol": 2e-3, "atol": 2e-3},
+    "bfloat16": {"rtol": 1e-2, "atol": 1e-2},
+}
+rng = np.random.default_rng(13)
+
+
+@contextlib.contextmanager
+def without_plugin() -> Iterator[None]:
+    plugin = seqops.registry.pm.get_plugin("jax-fast")
+    seqops.unregister_plugin("jax-fast")
+    try:
+        yield
+    finally:
+        seqops.register_plugin(plugin, name="jax-fast")
+
+
+def _close(actual: Any, expected: Any, dtype_name: str) -> None:
+    assert actual.dtype == expected.dtype
+    tol = TOL[dtype_name]
+    np.testing.assert_allclose(
+        np.asarray(actual, dtype=np.float64),
+        np.asarray(expected, dtype=np.float64),
+        rtol=tol["rtol"],
+        atol=tol["atol"],
+    )
+
+
+def _normal(shape: tuple[int, ...], dtype: Any) -> Any:
+    return jnp.asarray(rng.standard_normal(shape), dtype=dtype)
+
+
+# -- masked_conv2d ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize(
+    ("mask_type", "groups", "kernel", "with_bias"),
+    [("A", 1, (3, 3), True), ("B", 3, (5, 3), False), ("A", 3, (1, 1), True)],
+)
+def test_masked_conv2d_matches_portable(
+    dtype_name: str, mask_type: str, groups: int, kernel: tuple[int, int], with_bias: bool
+) -> None:
+    dtype = getattr(jnp, dtype_name)
+    x = _normal((2, 3, 5, 4), dtype)
+    w = _normal((6, 3, *kernel), dtype)
+    b = _normal((6,), dtype) if with_bias else None
+    options: dict[str, Any] = {"mask_type": mask_type, "color_groups": groups}
+    assert seqops.explain(seqops.masked_conv2d, x, w, b, **options).chosen == CONV
+    out = seqops.masked_conv2d(x, w, b, **options)
+    with without_plugin():
+        expected = seqops.masked_conv2d(x, w, b, **options)
+    assert out.shape == (2, 6, 5, 4)
+    _close(out, expected, dtype_name)
+
+
+def test_masked_conv2d_under_jit_and_grad() -> None:
+    x, w, b = (
+        _normal((1, 3, 4, 4), jnp.float64),
+        _normal((3, 3, 3, 3), jnp.float64),
+        _normal((3,), jnp.float64),
+    )
+
+    def loss(x: Any, w: Any, b: Any) -> Any:
+        return jnp.sum(jnp.sin(seqops.masked_conv2d(x, w, b, mask_type="B", color_groups=3)))
+
+    value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(x, w, b)
+    with without_plugin():
+        expected_value, expected_grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(x, w, b)
+    _close(value, expected_value, "float64")
+    for a, e in zip(grads, expected_grads, strict=True):
+        _close(a, e, "float64")
+    # masked taps get no gradient: the weight enters only through the mask
+    keep = conv.pixelcnn_keep(3, 3, 3, 3, "B", 3)
+    assert bool(jnp.all(jnp.where(keep, 0.0, grads[1]) == 0))
+
+
+def test_masked_conv2d_declines_empty_sizes() -> None:
+    x, w = jnp.ones((0, 2, 3, 3), jnp.float32), jnp.ones((2, 2, 3, 3), jnp.float32)
+    explanation = seqops.explain(seqops.masked_conv2d, x, w)
+    assert explanation.chosen != CONV and conv.EMPTY in str(explanation)
+
+
+def test_masked_conv2d_declines_symbolic_shapes_under_export() -> None:
+    (batch,) = jax.export.symbolic_shape("b")
+    spec_x = jax.ShapeDtypeStruct((batch, 2, 4, 4), jnp.float32)
+    spec_w = jax.ShapeDtypeStruct((2, 2, 3, 3), jnp.float32)
+    assert (
+        conv.decline_masked_conv2d(BACKEND, spec_x, spec_w, None, mask_type="A", color_groups=1)
+        == conv.SYMBOLIC
+    )
+
+    seen: list[str | None] = []
+
+    def f(x: Any, w: Any) -> Any:
+        seen.append(seqops.explain(seqops.masked_conv2d, x, w).chosen)
+        return seqops.masked_conv2d(x, w)
+
+    exported = jax.export.export(jax.jit(f))(spec_x, spec_w)
+    assert seen == ["portable"] and exported.out_avals[0].shape[1:] == (2, 4, 4)
+
+
+def test_pixelcnn_keep_is_the_public_mask() -> None:
+    for kernel, cin, cout, mask_type, groups in [((3, 5), 6, 3, "A", 3), ((5, 5), 2, 4, "B", 1)]:
+        expected = seqops.pixelcnn_mask(
+            kernel, cin, cout, mask_type=mask_type, color_groups=groups, dtype=jnp.float32
+        )
+        np.testing.assert_array_equal(
+            conv.pixelcnn_keep(*kernel, cin, cout, mask_type, groups), np.asarray(expected) == 1
+        )
+
+
+# -- attention: cuDNN where it qualifies, XLA otherwise ------------------------------------
+
+
+@pytest.fixture
+def on_gpu(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Pretend JAX runs on a CUDA GPU of compute capability 9.0 (a stub: nothing is run there)."""
+    monkeypatch.setattr(seqops_jax_fast, "_cuda_capability", lambda: (9, 0))
+    monkeypatch.setattr(seqops_jax_fast, "_on_cpu", lambda: False)
+    return monkeypatch
+
+
+def _qkv(length: int, source: int, head: int, dtype: Any) -> tuple[Any, Any, Any]:
+    q = jnp.ones((2, length, head), dtype)
+    k = jnp.ones((2, source, head), dtype)
+    return q, k, k
+
+
+@pytest.mark.parametrize("dtype_name", ["float16", "bfloat16"])
+def test_cudnn_is_chosen_where_the_call_qualifies(on_gpu: Any, dtype_name: str) -> None:
+    q, k, v = _qkv(4, 6, 64, getattr(jnp, dtype_name))
+    f = seqops.scaled_dot_product_attention
+    assert seqops.explain(f, q, k, v).chosen == CUDNN
+    assert seqops.explain(f, q, k, v, mask=jnp.ones((4, 6), bool)).chosen == CUDNN
+    q, k, v = _qkv(6, 6, 256, getattr(jnp, dtype_name))  # Hopper: head dim up to 256
+    assert seqops.explain(f, q, k, v, is_causal=True).chosen == CUDNN
+
+
+@pytest.mark.parametrize(
+    ("length", "source", "head", "dtype_name", "options", "capability", "reason"),
+    [
+        (4, 4, 64, "float32", {}, (9, 0), seqops_jax_fast.CUDNN_DTYPE),
+        (4, 4, 74, "float16", {}, (9, 0), "a multiple of 8 and <= 256, not 74"),
+        (4, 4, 160, "float16", {}, (8, 0), "a multiple of 8 and <= 128, not 160"),
+        (5, 4, 64, "float16", {"mask": jnp.ones((5, 4), bool)}, (9, 0), seqops_jax_fast.CUDNN_ODD_LENGTH),
+        (
+            4,
+            3,
+            64,
+            "bfloat16",
+            {"bias": jnp.zeros((4, 3), jnp.bfloat16)},
+            (9, 0),
+            seqops_jax_fast.CUDNN_ODD_LENGTH,
+        ),
+        (4, 6, 64, "float16", {"is_causal": True}, (9, 0), seqops_jax_fast.CUDNN_CAUSAL_LENGTHS),
+        (4, 4, 64, "float16", {}, None, seqops_jax_fast.CUDNN_NO_GPU),
+    ],
+)
+def test_xla_is_chosen_otherwise_with_the_reason(
+    on_gpu: Any,
+    length: int,
+    source: int,
+    head: int,
+    dtype_name: str,
+    options: dict[str, Any],
+    capability: tuple[int, int] | None,
+    reason: str,
+) -> None:
+    on_gpu.setattr(seqops_jax_fast, "_cuda_capability", lambda: capability)
+    q, k, v = _qkv(length, source, head, getattr(jnp, dtype_name))
+    explanation = seqops.explain(seqops.scaled_dot_product_attention, q, k, v, **options)
+    assert explanation.chosen == XLA and reason in str(explanation)
+
+
+def test_both_decline_what_neither_computes(on_gpu: Any) -> None:
+    q, k, v = _qkv(4, 4, 64, jnp.float16)
+    f = seqops.scaled_dot_product_attention
+    explanation = seqops.explain(f, q, k, v, dropout_p=0.5, rng=1)
+    assert explanation.chosen not in (CUDNN, XLA) and str(explanation).count(seqops_jax_fast.DROPOUT) == 2
+    explanation = seqops.explain(f, q, k, v, return_weights=True)
+    assert explanation.chosen not in (CUDNN, XLA) and str(explanation).count(seqops_jax_fast.WEIGHTS) == 2
+
+
+def test_on_this_cpu_cudnn_declines_with_its_reason() -> None:
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"JAX runs on {jax.default_backend()}")
+    q, k, v = _qkv(4, 4, 64, jnp.float16)
+    explanation = seqops.explain(seqops.scaled_dot_product_attention, q, k, v)
+    assert seqops_jax_fast.CUDNN_NO_GPU in str(explanation) and explanation.chosen not in (CUDNN, XLA)
+
+
+def test_each_requests_its_implementation_explicitly(on_gpu: Any) -> None:
+    requested: list[str | None] = []
+    native = jax.nn.dot_product_attention
+
+    def spy(*args: Any, implementation: str | None = None, **kwargs: Any) -> Any:
+        requested.append(implementation)
+        return native(*args, implementation="xla", **kwargs)  # the CPU computes XLA's
+
+    on_gpu.setattr(jax.nn, "dot_product_attention", spy)
+    q, k, v = _qkv(4, 4, 8, jnp.float32)  # float32: cuDNN declines, XLA runs
+    out = seqops.scaled_dot_product_attention(q, k, v)
+    q16, k16, v16 = _qkv(4, 4, 8, jnp.float16)
+    options: dict[str, Any] = dict(mask=None, bias=None, is_causal=False, scale=8**-0.5, enable_gqa=False)
+    out16 = seqops_jax_fast.sdpa_cudnn(BACKEND, q16, k16, v16, **options)
+    assert requested == ["xla", "cudnn"]
+    np.testing.assert_allclose(np.asarray(out), 1.0)
+    np.testing.assert_allclose(np.asarray(out16, dtype=np.float32), 1.0)
+
+
+def test_declines_answer_on_symbolic_shapes(on_gpu: Any) -> None:
+    (length,) = jax.export.symbolic_shape("l")
+    q = jax.ShapeDtypeStruct((2, length, 64), jnp.float16)
+    k = jax.ShapeDtypeStruct((2, 4, 64), jnp.float16)
+    options: dict[str, Any] = dict(mask=None, bias=None, is_causal=False, dropout_p=0.0, return_weights=False)
+    assert seqops_jax_fast.decline_cudnn(BACKEND, q, k, k, **options) == seqops_jax_fast.SYMBOLIC
+    assert seqops_jax_fast.decline_sdpa(BACKEND, q, k, k, **options) is None

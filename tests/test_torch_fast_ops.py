@@ -1,0 +1,351 @@
+"""torch-fast's pointwise ops, losses, masked convolution and top-k (``plugins/seqops_torch_fast``):
+``seqops.explain`` picks them on typical calls and gives the reason on the declined ones, their
+results equal the portable path's, and ``torch.func.vmap`` reaches the recurrent ops (declined by
+torch-lstm/-rnn/-gru: their kernels have no batching rule)."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+
+import seqops
+
+torch = pytest.importorskip("torch")
+fast = pytest.importorskip("seqops_torch_fast")
+
+DTYPES = ("float64", "float32", "float16", "bfloat16")
+TOL = {
+    "float64": {"rtol": 1e-12, "atol": 1e-12},
+    "float32": {"rtol": 2e-5, "atol": 2e-6},
+    "float16": {"rtol": 2e-3, "atol": 2e-3},  # one rounding of the output apart
+    "bfloat16": {"rtol": 1.6e-2, "atol": 1.6e-2},
+}
+
+
+@contextlib.contextmanager
+def portable() -> Iterator[None]:
+    """The block without torch-fast (the portable path)."""
+    plugin = seqops.registry.pm.get_plugin("torch-fast")
+    if plugin is None:
+        pytest.skip("torch-fast is not loaded")
+    seqops.unregister_plugin("torch-fast")
+    try:
+        yield
+    finally:
+        seqops.register_plugin(plugin, name="torch-fast")
+
+
+def runs(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> str:
+    """The implementation ``seqops.explain`` says runs the call."""
+    return seqops.explain(fn, *args, **kwargs).chosen  # type: ignore[no-any-return]
+
+
+def reason(fn: Callable[..., Any], name: str, *args: Any, **kwargs: Any) -> str | None:
+    """Why implementation ``name`` declines the call (None if it accepts)."""
+    explanation = seqops.explain(fn, *args, **kwargs)
+    for candidate, decision in explanation.decisions:
+        if candidate.split(" (")[0] == name:
+            return decision.removeprefix("declines: ") if decision.startswith("declines: ") else None
+    raise AssertionError(f"{name} not offered: {explanation}")
+
+
+def same_as_portable(fn: Callable[..., Any], *args: Any, dtype: str = "float32", **kwargs: Any) -> None:
+    out = fn(*args, **kwargs)
+    with portable():
+        expected = fn(*args, **kwargs)
+    assert out.dtype == expected.dtype and out.shape == expected.shape
+    torch.testing.assert_close(out.double(), expected.double(), equal_nan=True, **TOL[dtype])
+
+
+def _randn(*shape: int, dtype: str = "float32", scale: float = 1.0) -> Any:
+    g = torch.Generator().manual_seed(sum(shape) + len(shape))
+    return (scale * torch.randn(*shape, generator=g, dtype=torch.float64)).to(getattr(torch, dtype))
+
+
+# -- softmax, activations, norms --------------------------------------------------------------
+POINTWISE: dict[str, tuple[Callable[..., Any], dict[str, Any]]] = {
+    "torch-softmax": (seqops.softmax, {}),
+    "torch-log-softmax": (seqops.log_softmax, {"axis": 0}),
+    "torch-relu": (seqops.relu, {}),
+    "torch-silu": (seqops.silu, {}),
+    "torch-gelu": (seqops.gelu, {}),
+    "torch-gelu tanh": (seqops.gelu, {"approximate": "tanh"}),
+}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("name", POINTWISE)
+def test_pointwise_runs_natively_and_equals_portable(name: str, dtype: str) -> None:
+    fn, kwargs = POINTWISE[name]
+    x = _randn(6, 33, dtype=dtype, scale=3.0)
+    assert runs(fn, x, **kwargs) == name.split()[0]
+    same_as_portable(fn, x, dtype=dtype, **kwargs)
+
+
+@pytest.mark.parametrize("shape", [(0, 5), ()])
+@pytest.mark.parametrize("fn", [seqops.softmax, seqops.log_softmax])
+def test_softmax_empty_and_0d(fn: Callable[..., Any], shape: tuple[int, ...]) -> None:
+    x = _randn(*shape) if shape else torch.tensor(0.5)
+    same_as_portable(fn, x, axis=-1 if shape else 0)
+    # An empty softmax axis: the empty result (the portable path raises there on torch: amax
+    # of an empty axis, reported).
+    assert fn(torch.zeros(4, 0)).shape == (4, 0)
+
+
+def test_softmax_large_and_masked_rows() -> None:
+    x = torch.tensor([[1e4, 1e4 - 1.0, -1e4], [-math.inf, 0.0, 1.0], [-math.inf] * 3], dtype=torch.float32)
+    same_as_portable(seqops.softmax, x)
+    same_as_portable(seqops.log_softmax, x)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("affine", [True, False])
+def test_norms_equal_portable(dtype: str, affine: bool) -> None:
+    x = _randn(3, 4, 64, dtype=dtype, scale=2.0) + 1.0
+    w = _randn(64, dtype=dtype) if affine else None
+    b = _randn(64, dtype=dtype) if affine else None
+    assert runs(seqops.layer_norm, x, w, b) == "torch-layer-norm"
+    assert runs(seqops.rms_norm, x, w) == "torch-rms-norm"
+    same_as_portable(seqops.layer_norm, x, w, b, dtype=dtype, eps=1e-5)
+    same_as_portable(seqops.rms_norm, x, w, dtype=dtype, eps=1e-6)
+    same_as_portable(seqops.layer_norm, x[:0], w, b, dtype=dtype)  # an empty batch
+
+
+def test_norms_decline_an_empty_axis() -> None:
+    x = torch.zeros(3, 0)
+    assert reason(seqops.layer_norm, "torch-layer-norm", x) == fast.pointwise.EMPTY_AXIS
+    assert reason(seqops.rms_norm, "torch-rms-norm", x) == fast.pointwise.EMPTY_AXIS
+
+
+def test_feed_forward_reaches_the_fast_activation(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, w1, w2 = _randn(2, 5, 8), _randn(8, 16), _randn(16, 8)
+    seqops.gelu(x)  # torch's kernels looked up
+    calls: list[int] = []
+    native = fast.pointwise._K["gelu"]
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        return native(*args, **kwargs)
+
+    monkeypatch.setitem(fast.pointwise._K, "gelu", counted)
+    same_as_portable(seqops.feed_forward, x, w1, None, w2, None, activation="gelu")
+    assert calls == [1]
+
+
+# -- losses ---------------------------------------------------------------------------------
+def _classes(*lead: int, classes: int = 11) -> tuple[Any, Any]:
+    g = torch.Generator().manual_seed(3)
+    return _randn(*lead, classes, scale=2.0), torch.randint(0, classes, lead, generator=g)
+
+
+CE_OPTIONS = [
+    {},
+    {"reduction": "sum"},
+    {"reduction": "none"},
+    {"weight": True},
+    {"ignore_index": 2},
+    {"ignore_index": -1, "label_smoothing": 0.2, "weight": True},
+    {"ignore_index": -1, "label_smoothing": 0.3, "weight": True, "reduction": "none"},
+    {"ignore_index": 3, "label_smoothing": 0.1, "reduction": "sum", "weight": True},
+]
+
+
+@pytest.mark.parametrize("options", CE_OPTIONS, ids=str)
+@pytest.mark.parametrize("lead", [(7,), (3, 5), ()], ids=str)
+def test_cross_entropy_equals_portable(lead: tuple[int, ...], options: dict[str, Any]) -> None:
+    logits, targets = _classes(*lead)
+    if "ignore_index" in options and lead:
+        targets.view(-1)[::3] = options["ignore_index"]
+    kwargs = dict(options)
+    if kwargs.get("weight"):
+        kwargs["weight"] = torch.rand(11, generator=torch.Generator().manual_seed(1)) + 0.5
+    assert runs(seqops.cross_entropy, logits, targets, **kwargs) == "torch-cross-entropy"
+    same_as_portable(seqops.cross_entropy, logits, targets, **kwargs)
+
+
+def test_cross_entropy_class_axis_1_half_and_int32_targets() -> None:
+    logits, targets = _classes(2, 6)
+    torch_layout = logits.movedim(-1, 1).contiguous()  # (N, C, L)
+    same_as_portable(seqops.cross_entropy, torch_layout, targets, axis=1, reduction="none")
+    same_as_portable(seqops.cross_entropy, torch_layout, targets.to(torch.int32), axis=1)
+    for dtype in ("float16", "bfloat16"):
+        same_as_portable(seqops.cross_entropy, logits.to(getattr(torch, dtype)), targets, dtype=dtype)
+
+
+def test_cross_entropy_all_ignored_and_empty_give_the_portable_nan() -> None:
+    logits, targets = _classes(4)
+    ignored = torch.full((4,), 5)
+    for reduction in ("mean", "sum", "none"):
+        same_as_portable(seqops.cross_entropy, logits, ignored, ignore_index=5, reduction=reduction)
+        same_as_portable(seqops.cross_entropy, logits[:0], targets[:0], reduction=reduction)
+    assert math.isnan(float(seqops.cross_entropy(logits, ignored, ignore_index=5)))
+
+
+def test_cross_entropy_unread_targets_out_of_range_give_nan() -> None:
+    # What the public layer cannot check (torch.func, torch.compile below) arrives: NaN, as portable.
+    logits, targets = _classes(2, 4)
+    targets[1, 1] = 11
+    for reduction in ("mean", "none"):
+        for fn in (seqops.cross_entropy, seqops.autoregressive_log_likelihood):
+            kwargs = {"reduction": reduction} if fn is seqops.cross_entropy else {}
+            if kwargs or reduction == "mean":
+                out = torch.func.vmap(lambda x, t, fn=fn, kwargs=kwargs: fn(x, t, **kwargs))(logits, targets)
+                assert torch.isnan(out[1]).any() and not torch.isnan(out[0]).any()
+    with pytest.raises(ValueError, match="out-of-range"):
+        seqops.cross_entropy(logits, targets)
+
+
+def test_cross_entropy_declines_a_weight_that_requires_grad() -> None:
+    logits, targets = _classes(4)
+    weight = torch.ones(11, requires_grad=True)
+    assert reason(seqops.cross_entropy, "torch-cross-entropy", logits, targets, weight=weight) == (
+        fast.losses.WEIGHT_GRAD
+    )
+    grad = torch.func.grad(lambda w: seqops.cross_entropy(logits, targets, weight=w))(torch.ones(11))
+    assert grad.shape == (11,)
+    # (the public layer cannot take such an ignore_index on torch today: asked directly)
+    declined = fast.losses.decline_cross_entropy(
+        None, logits, targets, weight=None, ignore_index=2**70, label_smoothing=0.0, reduction="mean"
+    )
+    assert declined == fast.losses.IGNORE_RANGE
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_autoregressive_log_likelihood_equals_portable(dtype: str) -> None:
+    logits, targets = _classes(2, 3, 5)
+    logits = logits.to(getattr(torch, dtype))
+    assert runs(seqops.autoregressive_log_likelihood, logits, targets) == "torch-log-likelihood"
+    same_as_portable(seqops.autoregressive_log_likelihood, logits, targets, dtype=dtype)
+    same_as_portable(seqops.autoregressive_log_likelihood, logits[:, :, :0], targets[:, :, :0], dtype=dtype)
+
+
+# -- masked convolution ------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    ("mask_type", "groups", "kernel"), [("A", 1, (5, 5)), ("B", 3, (3, 5)), ("A", 3, (1, 3))]
+)
+def test_masked_conv2d_equals_portable(
+    dtype: str, mask_type: str, groups: int, kernel: tuple[int, int]
+) -> None:
+    x, w, b = _randn(2, 6, 7, 8, dtype=dtype), _randn(9, 6, *kernel, dtype=dtype), _randn(9, dtype=dtype)
+    assert (
+        runs(seqops.masked_conv2d, x, w, b, mask_type=mask_type, color_groups=groups) == "torch-masked-conv2d"
+    )
+    same_as_portable(seqops.masked_conv2d, x, w, b, dtype=dtype, mask_type=mask_type, color_groups=groups)
+    same_as_portable(seqops.masked_conv2d, x, w, None, dtype=dtype, mask_type=mask_type, color_groups=groups)
+
+
+def test_masked_conv2d_declines_empty() -> None:
+    x, w = torch.zeros(0, 3, 4, 4), torch.zeros(2, 3, 3, 3)
+    assert reason(seqops.masked_conv2d, "torch-masked-conv2d", x, w, None) == fast.conv.EMPTY
+    same_as_portable(seqops.masked_conv2d, x, w, None)
+
+
+# -- Bernoulli log-likelihood -------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_bernoulli_log_likelihood_equals_portable(dtype: str) -> None:
+    logits = _randn(3, 4, 5, dtype=dtype, scale=4.0)
+    x = torch.rand(3, 4, 5, generator=torch.Generator().manual_seed(2)).to(logits.dtype)
+    assert runs(seqops.bernoulli_log_likelihood, x, logits) == "torch-bce-with-logits"
+    for axis in (-1, (1, 2), ()):
+        same_as_portable(seqops.bernoulli_log_likelihood, x, logits, dtype=dtype, axis=axis)
+    same_as_portable(seqops.bernoulli_log_likelihood, x[:1], logits, dtype=dtype)  # broadcast
+    same_as_portable(seqops.bernoulli_log_likelihood, x[:0], logits[:0], dtype=dtype)  # empty
+
+
+# -- top-k filter and sampling ----------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_filter_logits_top_k_equals_portable(dtype: str) -> None:
+    logits = _randn(3, 4, 40, dtype=dtype, scale=2.0)
+    logits[0, 0, :5] = 7.0  # ties at the k-th value: all kept
+    for kwargs in ({"top_k": 4}, {"top_k": 3, "temperature": 0.7}, {"top_k": 1, "min_tokens_to_keep": 6}, {}):
+        assert runs(seqops.filter_logits, logits, **kwargs) == "torch-topk"
+        same_as_portable(seqops.filter_logits, logits, dtype=dtype, **kwargs)
+    assert int((seqops.filter_logits(logits, top_k=2)[0, 0] > -math.inf).sum()) == 5
+    assert reason(seqops.filter_logits, "torch-topk", logits, top_p=0.5) == fast.decoding.TOP_P
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_sample_logits_top_k_draws_the_portable_tokens(dtype: str) -> None:
+    logits = _randn(8, 300, dtype=dtype, scale=2.0)
+    logits[0, :10] = 9.0  # a row with ties beyond k: every kept token competes
+    for kwargs in ({"top_k": 5}, {"top_k": 40, "temperature": 0.8}):
+        assert runs(seqops.sample_logits, logits, rng=0, **kwargs) == "torch-topk-sample"
+        drawn = [seqops.sample_logits(logits, rng=seed, **kwargs) for seed in range(5)]
+        with portable():
+            expected = [seqops.sample_logits(logits, rng=seed, **kwargs) for seed in range(5)]
+        for a, b in zip(drawn, expected, strict=True):
+            assert torch.equal(a, b)
+    assert reason(seqops.sample_logits, "torch-topk-sample", logits, rng=0) == fast.decoding.NO_TOP_K
+    assert reason(seqops.sample_logits, "torch-topk-sample", logits, rng=0, top_p=0.9) == fast.decoding.TOP_P
+
+
+# -- torch.func.vmap ----------------------------------------------------------------------------
+def test_vmap_of_the_recurrent_ops_declines_their_kernels() -> None:
+    t, b, i, h = 4, 2, 3, 5
+    xs, h0, c0 = _randn(3, t, b, i), _randn(3, b, h), _randn(3, b, h)
+    w_ih, w_hh, bias = _randn(i, 4 * h), _randn(h, 4 * h), _randn(4 * h)
+
+    def lstm(x: Any, h: Any, c: Any) -> Any:
+        assert reason(seqops.lstm, "torch-lstm", x, (h, c), w_ih, w_hh, bias) == fast.VMAPPED
+        return seqops.lstm(x, (h, c), w_ih, w_hh, bias)[0]
+
+    batched = torch.func.vmap(lstm)(xs, h0, c0)
+    for n in range(3):
+        torch.testing.assert_close(batched[n], seqops.lstm(xs[n], (h0[n], c0[n]), w_ih, w_hh, bias)[0])
+    w3 = _randn(i, 3 * h), _randn(h, 3 * h)
+    gru = torch.func.vmap(lambda x, h: seqops.gru(x, h, *w3)[0])(xs, h0)
+    torch.testing.assert_close(gru[1], seqops.gru(xs[1], h0[1], *w3)[0])
+    w1 = _randn(i, h), _randn(h, h)
+    rnn = torch.func.vmap(lambda x, h: seqops.rnn(x, h, *w1)[0])(xs, h0)
+    torch.testing.assert_close(rnn[2], seqops.rnn(xs[2], h0[2], *w1)[0])
+
+
+def test_vmap_through_the_other_fast_paths() -> None:
+    x = _randn(3, 4, 11)
+    targets = torch.randint(0, 11, (4,))
+    cases: list[tuple[Callable[[Any], Any], str]] = [
+        (seqops.softmax, "torch-softmax"),
+        (lambda v: seqops.layer_norm(v), "torch-layer-norm"),
+        (lambda v: seqops.cross_entropy(v, targets, label_smoothing=0.1), "torch-cross-entropy"),
+        (lambda v: seqops.filter_logits(v, top_k=3), "torch-topk"),
+    ]
+    for fn, _name in cases:
+        batched = torch.func.vmap(fn)(x)
+        torch.testing.assert_close(batched[2], fn(x[2]))
+
+
+# -- torch.compile ------------------------------------------------------------------------------
+@pytest.mark.filterwarnings("ignore:Dynamo detected a call to a `functools.lru_cache`")
+def test_torch_compile_fullgraph_through_the_fast_paths() -> None:
+    def fn(x: Any, t: Any, w: Any, img: Any, cw: Any) -> Any:
+        return (
+            seqops.softmax(x) + seqops.log_softmax(x, axis=0),
+            seqops.cross_entropy(x, t, weight=w, label_smoothing=0.1, ignore_index=2),
+            seqops.cross_entropy(x, t, reduction="none"),
+            seqops.layer_norm(x) + seqops.rms_norm(x) + seqops.gelu(x) + seqops.silu(x) + seqops.relu(x),
+            seqops.filter_logits(x, top_k=3),
+            seqops.autoregressive_log_likelihood(x[None], t[None]),
+            seqops.masked_conv2d(img, cw, None),
+        )
+
+    x, t, w = _randn(6, 11), torch.randint(0, 11, (6,)), torch.rand(11)
+    img, cw = _randn(2, 3, 5, 5), _randn(4, 3, 3, 3)
+    torch._dynamo.reset()
+    try:
+        compiled = torch.compile(fn, fullgraph=True, backend="aot_eager")
+        for got, want in zip(compiled(x, t, w, img, cw), fn(x, t, w, img, cw), strict=True):
+            torch.testing.assert_close(got, want)
+        # Targets the public layer cannot read while tracing: NaN, as the portable path.
+        t[1] = 11
+        loss = torch.compile(
+            lambda x, t: seqops.cross_entropy(x, t, reduction="none"), fullgraph=True, backend="aot_eager"
+        )
+        out = loss(x, t)
+        assert torch.isnan(out[1]) and not torch.isnan(out[0])
+    finally:
+        torch._dynamo.reset()
