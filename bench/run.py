@@ -773,6 +773,20 @@ def markdown(report: dict[str, Any]) -> str:
         lines.append(
             f"| {name} | {result} | {entry.get('target', '')} | {met} | {entry.get('implementation', '')} |"
         )
+    for name, entry in report["cases"].items():
+        if "table" in entry:
+            libraries = list(next(iter(entry["table"].values())))
+            lines += ["", f"## {name}: seqops / native, per op and library", ""]
+            lines += ["| op | " + " | ".join(libraries) + " |", "|---" * (1 + len(libraries)) + "|"]
+            for op, cells in entry["table"].items():
+                shown = [f"{c['ratio']:.2f}" if "ratio" in c else "-" for c in cells.values()]
+                lines.append(f"| {op} | " + " | ".join(shown) + " |")
+        if "per_op" in entry:
+            lines += ["", f"## {name}: overhead per op (µs; before = commit 19d6a57)", ""]
+            lines += ["| op | implementation | µs | before |", "|---|---|---|---|"]
+            for op, e in entry["per_op"].items():
+                before = f"{e['before_us']:.2f}" if "before_us" in e else "-"
+                lines.append(f"| {op} | {e['implementation']} | {e['extra_us']:.2f} | {before} |")
     lines += [
         "",
         "Each case's `what` and raw timings (seconds, medians) are in the JSON next to this file.",

@@ -415,3 +415,16 @@ def test_decode_eos_pad_prompt_eagerly_and_under_jit() -> None:
 
     traced = np.asarray(run(jnp.asarray(table), jnp.asarray(prompt[:, -1]), jnp.asarray(prompt)))
     assert traced.tolist() == [[7, 0, 1, 2, 9, 9, 9, 9], [7, 1, 2, 9, 9, 9, 9, 9]]
+
+
+def test_a_uniform_draw_rounded_up_to_one_never_picks_a_removed_token() -> None:
+    """NumPy draws float64 uniforms and casts them: one can round up to 1.0 in float32, whose
+    Gumbel noise is +inf (NaN on a removed token's -inf, which argmax would pick)."""
+    import array_api_compat.numpy as xp
+
+    from seqops._agnostic import decoding
+
+    filtered = np.array([[0.0, -np.inf, 1.0]], dtype=np.float32)
+    for u in ([[0.5, 1.0, 0.5]], [[0.0, 0.3, 1.0]], [[1.0, 1.0, 1.0]]):
+        token = int(decoding.gumbel_argmax(xp, filtered, np.array(u, dtype=np.float32))[0])
+        assert token != 1

@@ -38,6 +38,7 @@ def _load() -> dict[str, Any]:
         compiling=torch.compiler.is_compiling,
         wrapped=torch._C._functorch.is_functorch_wrapped_tensor,
         tiny=torch.finfo(torch.float32).tiny,
+        below_one=1.0 - torch.finfo(torch.float32).eps / 2,  # draws kept in (0, 1): see gumbel_argmax
         float32=torch.float32,
         native=frozenset((torch.float32, torch.float64)),
     )
@@ -143,7 +144,7 @@ def sample_logits(
     uniform = backend.random_uniform(rng, tuple(z.shape), dtype=z.dtype, device=z.device)
     log = k["log"]
     if bool(((z >= threshold).sum(-1) > kth).any()):  # ties beyond the k-th: every kept token
-        gumbel = -log(-log(uniform.clamp_min(k["tiny"])))
+        gumbel = -log(-log(uniform.clamp(k["tiny"], k["below_one"])))
         return k["where"](z >= threshold, z, -math.inf).add(gumbel).argmax(-1)
-    gumbel = -log(-log(uniform.gather(-1, ids).clamp_min(k["tiny"])))
+    gumbel = -log(-log(uniform.gather(-1, ids).clamp(k["tiny"], k["below_one"])))
     return ids.gather(-1, (values + gumbel).argmax(-1, keepdim=True))[..., 0]

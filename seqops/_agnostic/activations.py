@@ -25,7 +25,7 @@ def _stable_shift(xp: Namespace, x: Array, axis: int) -> Array:
 
 def softmax(xp: Namespace, x: Array, /, *, axis: int = -1) -> Array:
     """``exp(x) / sum(exp(x))`` along ``axis``; same shape and dtype as ``x``."""
-    if x.shape[axis] == 0:  # an empty axis has no max: nothing to normalise
+    if x.ndim and x.shape[axis] == 0:  # an empty axis has no max: nothing to normalise
         return x
     z = _stable_shift(xp, xp.astype(x, compute_dtype(xp, x.dtype), copy=False), axis)
     e = xp.exp(z)
@@ -34,7 +34,7 @@ def softmax(xp: Namespace, x: Array, /, *, axis: int = -1) -> Array:
 
 def log_softmax(xp: Namespace, x: Array, /, *, axis: int = -1) -> Array:
     """``x - logsumexp(x)`` along ``axis``; same shape and dtype as ``x``."""
-    if x.shape[axis] == 0:
+    if x.ndim and x.shape[axis] == 0:
         return x
     z = _stable_shift(xp, xp.astype(x, compute_dtype(xp, x.dtype), copy=False), axis)
     out = z - xp.log(xp.sum(xp.exp(z), axis=axis, keepdims=True))

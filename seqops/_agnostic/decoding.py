@@ -100,9 +100,13 @@ def kth_largest(xp: Namespace, x: Array, k: int, /) -> Array:
 
 
 def gumbel_argmax(xp: Namespace, filtered: Array, uniform: Array, /) -> Array:
-    """Sample ``softmax(filtered)`` by the Gumbel-max trick from uniform draws in ``[0, 1)``."""
-    tiny = xp.finfo(uniform.dtype).smallest_normal
-    gumbel = -xp.log(-xp.log(xp.maximum(uniform, tiny)))
+    """Sample ``softmax(filtered)`` by the Gumbel-max trick from uniform draws in ``[0, 1)``.
+
+    The draws are clipped into the open interval: a 0 would give ``-inf`` noise, and a draw
+    that rounded up to 1 (a float64 draw cast to float32) ``+inf``, which added to a removed
+    token's ``-inf`` is NaN, and ``argmax`` would pick it."""
+    info = xp.finfo(uniform.dtype)
+    gumbel = -xp.log(-xp.log(xp.clip(uniform, info.smallest_normal, 1.0 - info.eps / 2)))
     return xp.argmax(filtered + xp.astype(gumbel, filtered.dtype, copy=False), axis=-1)
 
 
