@@ -28,7 +28,7 @@ declined:
 - float64 logits are computed in float32 (error ~1e-7): declined;
 - no dropout, no weights, values as wide as the keys only: declined otherwise;
 - on CPU it is declined: there the jitted portable path is faster (55.6 ms against 110 ms,
-  B=2 H=8 N=1024 D=64 fp32, ``bench/results/cpu-2026-11-26.md``). ``ACCEPT_ON_CPU = True``
+  B=2 H=8 N=1024 D=64 fp32, ``bench/results/cpu-2026-12-01.md``). ``ACCEPT_ON_CPU = True``
   (for tests and for measuring) lifts that rule for the XLA implementation; float16 then
   runs eagerly only: under ``jax.jit`` XLA's CPU ``dot_general`` rejects the F16_F16_F32
   precision ``jax.nn.dot_product_attention`` asks for (JAX 0.10).
