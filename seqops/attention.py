@@ -593,14 +593,15 @@ def multi_head_attention(
     cache_arrays = () if kv_cache is None else (kv_cache.keys, kv_cache.values)
     backend = resolve(
         query, key, value, *params, mask, key_padding_mask, bias, positions, *cache_arrays,
-        names=(*_MHA_NAMES, "bias", "positions", "kv_cache.keys", "kv_cache.values"),
+        names=_MHA_ALL_NAMES,
     )  # fmt: skip
     xp = backend.namespace()
     kv_heads = _check_mha(xp, query, key, value, params, num_heads, num_kv_heads)
     check.require_bool(xp, "mask", mask, "True = attend")
     check.require_bool(xp, "key_padding_mask", key_padding_mask, "True = real token")
-    check.require_floating(xp, bias=bias)
-    check.require_same_dtype(query=query, bias=bias)
+    if bias is not None:
+        check.require_floating(xp, bias=bias)
+        check.require_same_dtype(query=query, bias=bias)
     lead = check.broadcast_shapes(
         {
             "query": check.shape_of(query)[:-2],
@@ -661,6 +662,7 @@ _MHA_NAMES = (
     "mask",
     "key_padding_mask",
 )
+_MHA_ALL_NAMES = (*_MHA_NAMES, "bias", "positions", "kv_cache.keys", "kv_cache.values")
 
 
 def _check_rotary(rotary: object, head_dim: int, length: int, source: int) -> Rotary:

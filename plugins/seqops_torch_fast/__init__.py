@@ -262,17 +262,22 @@ def mha(
 
 
 # -- recurrent ------------------------------------------------------------------------
-def _vmapped(x: Any) -> bool:
-    """Whether ``x`` is batched by ``torch.func.vmap`` (never asked while Dynamo traces: it
-    cannot trace the check, and a compiled graph holds no batched tensor)."""
+def _vmapped(*tensors: Any) -> bool:
+    """Whether one of ``tensors`` is batched by ``torch.func.vmap``. Outside every functorch
+    transform (the common call) one look at the interpreter stack answers; the per-tensor check
+    runs only inside one. Never asked while Dynamo traces: it cannot trace the check, and a
+    compiled graph holds no batched tensor."""
     torch = _torch()
-    return not torch.compiler.is_compiling() and torch._C._functorch.is_batchedtensor(x)
+    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is None:
+        return False
+    functorch = torch._C._functorch
+    return any(functorch.is_batchedtensor(x) for x in tensors if x is not None)
 
 
 def _decline_recurrent(xs: Any, h0: Any, *others: Any) -> str | None:
     if xs.dtype not in (_torch().float32, _torch().float64):
         return HALF_RECURRENT if xs.dtype.itemsize == 2 else f"dtype {xs.dtype} is not supported"
-    if any(_vmapped(x) for x in (xs, h0, *others) if x is not None):
+    if _vmapped(xs, h0, *others):
         return VMAPPED
     if xs.shape[0] == 0:
         return EMPTY_SEQUENCE
