@@ -62,14 +62,21 @@ def is_bool(backend: Backend, dtype: DType) -> bool:
 
 
 def _learn_kind(backend: Backend, dtype: DType, kind: str) -> bool:
-    known = bool(backend.namespace().isdtype(dtype, kind))
-    _KIND_CACHE[kind].setdefault(type(dtype), {})[dtype] = known
+    return _is_kind(backend.namespace(), dtype, kind)
+
+
+def _is_kind(xp: Namespace, dtype: DType, kind: str) -> bool:
+    """``xp.isdtype(dtype, kind)``, cached like :func:`is_floating` (dict lookups on a hit)."""
+    known = _KIND_CACHE[kind].get(type(dtype), {}).get(dtype)
+    if known is None:
+        known = bool(xp.isdtype(dtype, kind))
+        _KIND_CACHE[kind].setdefault(type(dtype), {})[dtype] = known
     return known
 
 
 def require_floating(xp: Namespace, **arrays: Array | None) -> None:
     for name, x in arrays.items():
-        if x is not None and not xp.isdtype(x.dtype, "real floating"):
+        if x is not None and not _is_kind(xp, x.dtype, "real floating"):
             msg = f"`{name}` must be a real floating array; got dtype {dtype_name(x.dtype)}"
             raise TypeError(msg)
 
@@ -87,7 +94,7 @@ def require_same_dtype(**arrays: Array | None) -> DType:
 
 
 def require_bool(xp: Namespace, name: str, x: Array | None, meaning: str) -> None:
-    if x is not None and not xp.isdtype(x.dtype, "bool"):
+    if x is not None and not _is_kind(xp, x.dtype, "bool"):
         msg = f"`{name}` must be a boolean array ({meaning}); got dtype {dtype_name(x.dtype)}"
         raise TypeError(msg)
 
