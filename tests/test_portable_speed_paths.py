@@ -212,19 +212,6 @@ def test_kth_largest_is_the_sorted_value(backend: seqops.Backend, xp: Any, k: in
         np.testing.assert_array_equal(got, expected.astype(got.dtype))
 
 
-def test_kth_largest_without_xpx_partition(
-    backend: seqops.Backend, xp: Any, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """array-api-extra < 0.9.1 has no ``partition``: the namespace's own is called instead."""
-    monkeypatch.setattr(decoding, "_XPX_PARTITION", None)
-    x = _logits_with_ties(np.random.default_rng(7))
-    for k in (1, 4, 40):
-        got = backend.to_numpy(
-            decoding.kth_largest(xp, backend.from_numpy(x, dtype=backend.floating_dtypes()["float32"]), k)
-        )
-        np.testing.assert_array_equal(got, np.sort(x.astype(np.float32), axis=-1)[..., 40 - k : 41 - k])
-
-
 def test_kth_largest_under_jit(jax: Any) -> None:
     import jax.numpy as jnp
 

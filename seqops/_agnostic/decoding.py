@@ -72,29 +72,21 @@ def filter_logits(
     return xp.where(z >= threshold, z, -math.inf)
 
 
-_XPX_PARTITION = getattr(xpx, "partition", None)  # added in array-api-extra 0.9.1
-
-
 def kth_largest(xp: Namespace, x: Array, k: int, /) -> Array:
     """The ``k``-th largest entry of each row (last axis) counting ties, ``(..., 1)``; ``1 <= k <= V``.
 
     The same value as ``sort(x)[..., V - k]`` (a tie at the ``k``-th place gives that value)
-    without the ``O(V log V)`` sort where the namespace has a selection: NumPy, CuPy and JAX
-    partition ``-x`` at ``k - 1`` (``array_api_extra.partition`` delegates to their
-    ``partition``: introselect, ``O(V)``; JAX's is ``lax.top_k`` of ``k``), torch takes
-    ``topk`` (its partition in array-api-extra scatters through boolean masks, slower than
-    a sort). Any other namespace (array-api-strict) sorts.
+    without the ``O(V log V)`` sort where ``array_api_extra.partition`` delegates to a native
+    selection (NumPy, CuPy: introselect, ``O(V)``; JAX: ``lax.top_k`` of ``k``). Other
+    namespaces sort: array-api-extra's generic partition is slower than a sort there (torch's
+    own ``topk`` is the torch-fast plugin's ``torch-topk``).
     """
     if (
         array_api_compat.is_numpy_namespace(xp)
         or array_api_compat.is_cupy_namespace(xp)
         or array_api_compat.is_jax_namespace(xp)
     ):
-        if _XPX_PARTITION is None:  # array-api-extra < 0.9.1: the partition it would delegate to
-            return -xp.partition(-x, k - 1, axis=-1)[..., k - 1 : k]
-        return -_XPX_PARTITION(-x, k - 1, axis=-1, xp=xp)[..., k - 1 : k]
-    if array_api_compat.is_torch_namespace(xp):
-        return xp.topk(x, k, dim=-1, largest=True, sorted=True).values[..., k - 1 : k]
+        return -xpx.partition(-x, k - 1, axis=-1, xp=xp)[..., k - 1 : k]
     vocab = x.shape[-1]
     return xp.sort(x, axis=-1)[..., vocab - k : vocab - k + 1]
 
