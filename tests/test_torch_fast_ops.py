@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from _sampling import check_top_k_draws
 
 import seqops
 
@@ -269,19 +270,24 @@ def test_filter_logits_top_k_equals_portable(dtype: str) -> None:
     assert reason(seqops.filter_logits, "torch-topk", logits, top_p=0.5) == fast.decoding.TOP_P
 
 
-@pytest.mark.parametrize("dtype", DTYPES)
-def test_sample_logits_top_k_draws_the_portable_tokens(dtype: str) -> None:
-    logits = _randn(8, 300, dtype=dtype, scale=2.0)
-    logits[0, :10] = 9.0  # a row with ties beyond k: every kept token competes
+@pytest.mark.parametrize("dtype", ("float32", "float16"))
+@pytest.mark.parametrize("ties", [False, True])
+def test_sample_logits_top_k_draws_the_distribution(dtype: str, ties: bool) -> None:
+    """torch-topk-sample draws k uniforms a row (over the whole vocabulary when a row has ties
+    beyond its k-th value): the distribution of the contract, not the portable path's tokens."""
+    row = _randn(1, 300, dtype="float64", scale=2.0)[0]
+    if ties:
+        row[:10] = 9.0  # ties beyond k = 5: all ten kept, equally likely
+    row = row.to(getattr(torch, dtype)).double()  # exactly representable in dtype
+    batch = row.to(getattr(torch, dtype)).expand(20000, -1)
     for kwargs in ({"top_k": 5}, {"top_k": 40, "temperature": 0.8}):
-        assert runs(seqops.sample_logits, logits, rng=0, **kwargs) == "torch-topk-sample"
-        drawn = [seqops.sample_logits(logits, rng=seed, **kwargs) for seed in range(5)]
-        with portable():
-            expected = [seqops.sample_logits(logits, rng=seed, **kwargs) for seed in range(5)]
-        for a, b in zip(drawn, expected, strict=True):
-            assert torch.equal(a, b)
-    assert reason(seqops.sample_logits, "torch-topk-sample", logits, rng=0) == fast.decoding.NO_TOP_K
-    assert reason(seqops.sample_logits, "torch-topk-sample", logits, rng=0, top_p=0.9) == fast.decoding.TOP_P
+        assert runs(seqops.sample_logits, batch, rng=0, **kwargs) == "torch-topk-sample"
+        check_top_k_draws(
+            lambda logits, seed: seqops.sample_logits(logits, rng=seed, **kwargs),  # noqa: B023
+            lambda t: t.numpy(), row.numpy(), batch, **kwargs,
+        )  # fmt: skip
+    assert reason(seqops.sample_logits, "torch-topk-sample", batch, rng=0) == fast.decoding.NO_TOP_K
+    assert reason(seqops.sample_logits, "torch-topk-sample", batch, rng=0, top_p=0.9) == fast.decoding.TOP_P
 
 
 # -- torch.func.vmap ----------------------------------------------------------------------------
@@ -349,3 +355,32 @@ def test_torch_compile_fullgraph_through_the_fast_paths() -> None:
         assert torch.isnan(out[1]) and not torch.isnan(out[0])
     finally:
         torch._dynamo.reset()
+
+
+# -- rotary -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("layout", ["halves", "interleaved"])
+def test_apply_rotary_equals_portable(dtype: str, layout: str) -> None:
+    x = _randn(2, 3, 7, 10, dtype=dtype)
+    for positions, rotary_dim in (
+        (torch.arange(7), None),
+        (torch.arange(7) + 100, 6),
+        (torch.arange(14).view(2, 1, 7), 4),
+    ):
+        kwargs = {"layout": layout, "rotary_dim": rotary_dim}
+        assert runs(seqops.apply_rotary, x, positions, **kwargs) == "torch-rotary"
+        same_as_portable(seqops.apply_rotary, x, positions, dtype=dtype, **kwargs)
+    same_as_portable(seqops.apply_rotary, x[:0], torch.arange(7), dtype=dtype, layout=layout)  # empty batch
+
+
+def test_apply_rotary_gradient_equals_portable() -> None:
+    x = _randn(2, 4, 5, 8, dtype="float64").requires_grad_()
+    cotangent = _randn(2, 4, 5, 8, dtype="float64")
+    for layout in ("halves", "interleaved"):
+        (grad,) = torch.autograd.grad(
+            (seqops.apply_rotary(x, torch.arange(5), layout=layout) * cotangent).sum(), x
+        )
+        with portable():
+            out = seqops.apply_rotary(x, torch.arange(5), layout=layout)
+            (expected,) = torch.autograd.grad((out * cotangent).sum(), x)
+        torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)

@@ -12,7 +12,8 @@ the native kernels of the pointwise ops, losses, the masked convolution and top-
   (:mod:`.pointwise`), ``cross_entropy`` and ``autoregressive_log_likelihood``
   (:mod:`.losses`), ``masked_conv2d`` (:mod:`.conv`), ``filter_logits`` and
   ``sample_logits`` with top-k (:mod:`.decoding`, ``torch.topk`` instead of a full sort),
-  ``bernoulli_log_likelihood`` (:mod:`.generative`, ``binary_cross_entropy_with_logits``).
+  ``bernoulli_log_likelihood`` (:mod:`.generative`, ``binary_cross_entropy_with_logits``),
+  ``apply_rotary`` (:mod:`.rotary`, one ``torch.addcmul``).
   The composites (``feed_forward``, ``gated_feed_forward``, the transformer layers) reach
   them through their dispatched parts. ``python bench/torch_fast.py`` prints
   their ratios to the native torch calls.
@@ -33,7 +34,7 @@ from typing import Any
 
 import seqops
 
-from . import conv, decoding, generative, losses, pointwise
+from . import conv, decoding, generative, losses, pointwise, rotary
 
 # Reasons shown by seqops.explain.
 DROPOUT = "dropout with an explicit rng: torch's fused dropout draws from its own generator"
@@ -77,6 +78,7 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
         *conv.implementations(),
         *decoding.implementations(),
         *generative.implementations(),
+        *rotary.implementations(),
     ]
 
 
