@@ -21,6 +21,7 @@ if seqops.registry.pm.get_plugin("jax-fast") is None:
     pytest.skip("plugin 'jax-fast' is not loaded (disabled or not installed)", allow_module_level=True)
 
 import seqops_jax_fast  # noqa: E402
+from _sampling import check_top_k_draws  # noqa: E402
 from seqops_jax_fast import conv  # noqa: E402
 
 BACKEND = next(backend for backend, _ in seqops.backends() if backend.name == "jax")
@@ -247,3 +248,42 @@ def test_declines_answer_on_symbolic_shapes(on_gpu: Any) -> None:
     options: dict[str, Any] = dict(mask=None, bias=None, is_causal=False, dropout_p=0.0, return_weights=False)
     assert seqops_jax_fast.decline_cudnn(BACKEND, q, k, k, **options) == seqops_jax_fast.SYMBOLIC
     assert seqops_jax_fast.decline_sdpa(BACKEND, q, k, k, **options) is None
+
+
+# -- top-k sampling -------------------------------------------------------------------------------
+@pytest.mark.parametrize("ties", [False, True])
+def test_jitted_top_k_sampling_draws_the_distribution(ties: bool) -> None:
+    """jax-topk-sample under ``jax.jit`` (the tie branch chosen by ``lax.cond``): the contract's
+    distribution from ``k`` draws a row, every kept token when ties reach beyond the k-th."""
+    row = (2.0 * np.random.default_rng(1).standard_normal(300)).astype(np.float32)
+    if ties:
+        row[:10] = 9.0
+    batch = jnp.broadcast_to(jnp.asarray(row), (20000, 300))
+    for kwargs in ({"top_k": 5}, {"top_k": 40, "temperature": 0.8}):
+        assert seqops.explain(seqops.sample_logits, batch, rng=0, **kwargs).chosen == "jax-topk-sample"
+        draw = jax.jit(lambda logits, key: seqops.sample_logits(logits, rng=key, **kwargs))  # noqa: B023
+        check_top_k_draws(
+            lambda logits, seed: draw(logits, jax.random.key(seed)),  # noqa: B023
+            np.asarray,
+            row,
+            batch,
+            **kwargs,
+        )
+
+
+def test_top_k_sampling_eagerly_under_vmap_and_at_the_edges() -> None:
+    logits = jnp.asarray(rng.standard_normal((3, 4, 9)), dtype=jnp.float32)
+    keys = jax.random.split(jax.random.key(0), 3)
+    drawn = jax.vmap(lambda z, key: seqops.sample_logits(z, rng=key, top_k=2))(logits, keys)
+    top2 = np.argsort(np.asarray(logits), axis=-1)[..., -2:]
+    assert drawn.shape == (3, 4) and (np.asarray(drawn)[..., None] == top2).any(-1).all()
+    assert int(seqops.sample_logits(jnp.float32([0.0, 5.0, -jnp.inf]), rng=1, top_k=10)) in (0, 1)  # k > V
+    assert int(seqops.sample_logits(jnp.float32([-jnp.inf, 2.0, -jnp.inf]), rng=1, top_k=2)) == 1  # -inf ties
+    half = logits.astype(jnp.bfloat16)  # rounding makes ties: top_k=1 keeps every maximal token
+    drawn = np.asarray(seqops.sample_logits(half, rng=2, top_k=1))
+    values = np.asarray(half, np.float32)
+    np.testing.assert_array_equal(np.take_along_axis(values, drawn[..., None], -1)[..., 0], values.max(-1))
+    explanation = seqops.explain(seqops.sample_logits, logits, rng=0, top_k=3, top_p=0.5)
+    assert dict(explanation.decisions)["jax-topk-sample (plugin 'jax-fast')"].endswith(
+        seqops_jax_fast.decoding.TOP_P
+    )
