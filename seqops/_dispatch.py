@@ -23,13 +23,18 @@ _default_backend: contextvars.ContextVar[str] = contextvars.ContextVar(
 )
 
 
-def resolve(*arrays: object, names: tuple[str, ...] = ()) -> Backend:
-    """The backend of the arrays among ``arrays`` (``None`` and Python scalars are skipped).
+def resolve(*arrays: object, names: tuple[str, ...] = (), required: int | tuple[int, ...] = 1) -> Backend:
+    """The backend of the arrays among ``arrays``.
 
-    ``names`` labels the arguments in error messages. Raises ``TypeError`` when no array is
-    given, when an array belongs to no backend, or when arrays of two libraries are mixed.
+    The arguments ``required`` counts first (or whose indices it lists) must be arrays; the
+    others may also be ``None`` (optional arguments not given). A number or a list is never
+    taken for an array. ``names`` labels the
+    arguments in error messages. Raises ``TypeError`` naming the argument when a required one
+    is ``None``, when an argument is a number or a list, when an array belongs to no backend, or when
+    arrays of two libraries are mixed.
     """
-    # Hot path: every array given is of one already-seen type (the cache is by type).
+    # Hot path: every array given is of one already-seen type (the cache is by type), and no
+    # required one is None (a required None of a cached type's call reaches the full check).
     kind = type(arrays[0]) if arrays else type(None)
     backend = registry.backend_of_type_cache.get(kind)
     if backend is not None:
@@ -37,12 +42,19 @@ def resolve(*arrays: object, names: tuple[str, ...] = ()) -> Backend:
             if x is not None and type(x) is not kind:
                 break
         else:
-            return backend
+            for i in range(1, required) if isinstance(required, int) else required:
+                if arrays[i] is None:
+                    break
+            else:
+                return backend
     found: Backend | None = None
     found_at = 0
+    needed = range(required) if isinstance(required, int) else required
     for i, x in enumerate(arrays):
-        if x is None or isinstance(x, (bool, int, float, complex)):
+        if x is None and i not in needed:
             continue
+        if x is None or isinstance(x, (bool, int, float, complex, list, tuple)):
+            raise TypeError(_not_an_array(names, i, x))
         backend = registry.backend_of(x)
         if backend is None:
             known = ", ".join(b.name for b in registry.backends())
@@ -64,6 +76,13 @@ def resolve(*arrays: object, names: tuple[str, ...] = ()) -> Backend:
         msg = "expected at least one array argument"
         raise TypeError(msg)
     return found
+
+
+def _not_an_array(names: tuple[str, ...], i: int, x: object) -> str:
+    libraries = ", ".join(sorted({b.library for b in registry.backends()}))
+    got = "None" if x is None else f"a {type(x).__qualname__} ({x!r:.40})"
+    hint = " (convert it with your library's asarray)" if isinstance(x, (list, tuple)) else ""
+    return f"{_label(names, i)} must be an array of a seqops backend's library ({libraries}); got {got}{hint}"
 
 
 def _label(names: tuple[str, ...], i: int) -> str:
@@ -98,10 +117,16 @@ def creation_backend(like: object, backend: str | Backend | None) -> Backend:
 
 
 def creation_device(backend: Backend, like: Array | None, device: Device | None) -> Device:
-    """``device`` if given, else the device of ``like``, else the backend's default device."""
-    if device is not None:
-        return device
-    return backend.device(like) if like is not None else backend.default_device()
+    """``device`` if given (checked by making a 0-d array there: ``TypeError`` naming it if the
+    backend's library refuses it), else the device of ``like``, else the backend's default."""
+    if device is None:
+        return backend.device(like) if like is not None else backend.default_device()
+    try:
+        backend.namespace().asarray(0, device=device)
+    except Exception as refused:  # noqa: BLE001 - each library refuses a bad device its own way
+        msg = f"device must be a device of backend {backend.name!r}; got {device!r} ({refused})"
+        raise TypeError(msg) from None
+    return device
 
 
 def creation_float_dtype(
@@ -115,7 +140,12 @@ def creation_float_dtype(
         if like_dtype is not None and xp.isdtype(like_dtype, "real floating"):
             return like_dtype
         return backend.default_float_dtype(device)
-    if not xp.isdtype(dtype, "real floating"):
+    try:
+        floating = xp.isdtype(dtype, "real floating")
+    except (TypeError, ValueError, AttributeError):  # not a dtype of this library at all
+        msg = f"dtype must be a real floating dtype of backend {backend.name!r}; got {dtype!r}"
+        raise TypeError(msg) from None
+    if not floating:
         msg = f"dtype must be a real floating dtype; got {dtype_name(dtype)}"
         raise TypeError(msg)
     return dtype

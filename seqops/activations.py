@@ -12,6 +12,8 @@ from seqops.contract import Backend
 def _check(x: Array, axis: int) -> object:
     backend = resolve(x, names=("x",))
     check.require_floating(backend.namespace(), x=x)
+    if type(axis) is not int:
+        axis = check.integer("axis", axis, minimum=None)
     if not -x.ndim <= axis < max(x.ndim, 1):
         msg = f"axis {axis} is out of range for x of shape {check.shape_of(x)}"
         raise ValueError(msg)

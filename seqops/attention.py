@@ -89,7 +89,7 @@ def scaled_dot_product_attention(
     >>> seqops.scaled_dot_product_attention(q, q, q, is_causal=True).shape
     (2, 3, 4)
     """
-    backend = resolve(q, k, v, mask, bias, names=_SDPA_NAMES)
+    backend = resolve(q, k, v, mask, bias, names=_SDPA_NAMES, required=3)
     # The hot path (a decoding step calls this per token): cheap tests of the common, valid
     # call; anything else (including every error) goes through the full checks, which raise
     # the detailed messages. Whole shapes are compared first: slicing a torch.Size costs
@@ -113,8 +113,10 @@ def scaled_dot_product_attention(
         check.broadcast_to_target("mask", mask, target, "(..., L, S)")
         check.broadcast_to_target("bias", bias, target, "(..., L, S)")
     scale = 1.0 / math.sqrt(q_shape[-1]) if scale is None else check.number("scale", scale)
-    if dropout_p != 0.0 or type(dropout_p) is not float:
+    if dropout_p != 0.0 or type(dropout_p) is not float or rng is not None:
         dropout_p = _check_dropout(dropout_p, rng)
+    if type(is_causal) is not bool or type(enable_gqa) is not bool or type(return_weights) is not bool:
+        _check_flags(is_causal=is_causal, enable_gqa=enable_gqa, return_weights=return_weights)
     return ops.scaled_dot_product_attention.dispatch(
         backend,
         q,
@@ -306,7 +308,7 @@ def sinusoidal_positional_encoding(
         chosen,
         num_positions,
         d_model,
-        base=float(base),
+        base=check.number("base", base, positive=True),
         layout=layout,
         positions=positions,
         dtype=dtype,
@@ -379,7 +381,7 @@ def apply_rotary(
     >>> np.round(seqops.apply_rotary(x, np.array([1]), base=1.0), 4).tolist()  # a turn of 1 radian
     [[0.5403, 0.8415]]
     """
-    backend = resolve(x, positions, names=("x", "positions"))
+    backend = resolve(x, positions, names=("x", "positions"), required=2)
     xp = backend.namespace()
     check.require_floating(xp, x=x)
     check.require_integer(xp, "positions", positions)
@@ -390,18 +392,10 @@ def apply_rotary(
         backend,
         x,
         positions,
-        base=_rotary_base(base),
+        base=check.number("base", base, positive=True),
         layout=layout,
         rotary_dim=_rotary_dim(rotary_dim, x.shape[-1], "x"),
     )
-
-
-def _rotary_base(base: object) -> float:
-    value = check.number("base", base)
-    if not value > 0.0:
-        msg = f"base must be > 0; got {base}"
-        raise ValueError(msg)
-    return value
 
 
 def _rotary_dim(rotary_dim: object, width: int, name: str) -> int:
@@ -590,10 +584,13 @@ def multi_head_attention(
     >>> out.shape, cache.length
     ((2, 1, 8), 1)
     """
+    if kv_cache is not None and not isinstance(kv_cache, KVCache):
+        msg = f"kv_cache must be a seqops.KVCache (see seqops.kv_cache_init); got {type(kv_cache).__name__}"
+        raise TypeError(msg)
     cache_arrays = () if kv_cache is None else (kv_cache.keys, kv_cache.values)
     backend = resolve(
         query, key, value, *params, mask, key_padding_mask, bias, positions, *cache_arrays,
-        names=_MHA_ALL_NAMES,
+        names=_MHA_ALL_NAMES, required=7,  # query, key, value, w_q, w_k, w_v, w_o
     )  # fmt: skip
     xp = backend.namespace()
     kv_heads = _check_mha(xp, query, key, value, params, num_heads, num_kv_heads)
@@ -632,6 +629,7 @@ def multi_head_attention(
         check.require_integer(xp, "positions", positions)
         check.broadcast_to_target("positions", positions, (*lead, length), "(..., L)")
     dropout_p = _check_dropout(dropout_p, rng)
+    _check_flags(is_causal=is_causal, need_weights=need_weights)
     return ops.multi_head_attention.dispatch(
         backend,
         query,
@@ -641,10 +639,10 @@ def multi_head_attention(
         num_heads=num_heads,
         mask=mask,
         key_padding_mask=key_padding_mask,
-        is_causal=bool(is_causal),
+        is_causal=is_causal,
         dropout_p=dropout_p,
         rng=rng,
-        need_weights=bool(need_weights),
+        need_weights=need_weights,
         scale=1.0 / math.sqrt(head_dim) if scale is None else check.number("scale", scale),
         bias=bias,
         num_kv_heads=kv_heads,
@@ -674,7 +672,7 @@ def _check_rotary(rotary: object, head_dim: int, length: int, source: int) -> Ro
         msg = f"rotary embeddings apply to self-attention: key length {source} != query length {length}"
         raise ValueError(msg)
     check.require_choice("rotary.layout", rotary.layout, ROTARY_LAYOUTS)
-    base = _rotary_base(rotary.base)
+    base = check.number("rotary.base", rotary.base, positive=True)
     return Rotary(base, rotary.layout, _rotary_dim(rotary.rotary_dim, head_dim, "the heads (head_dim)"))
 
 
@@ -771,6 +769,11 @@ def _check_mha(
     return kv_heads
 
 
+def _check_flags(**flags: object) -> None:
+    for name, value in flags.items():
+        check.flag(name, value)
+
+
 def _check_dropout(dropout_p: float, rng: Any) -> float:
     """``dropout_p`` checked, as a float."""
     p = check.number("dropout_p", dropout_p)
@@ -780,4 +783,6 @@ def _check_dropout(dropout_p: float, rng: Any) -> float:
     if p > 0.0 and rng is None:
         msg = f"dropout_p={dropout_p} > 0 needs rng= (an integer seed or the backend's generator/key)"
         raise ValueError(msg)
+    if p == 0.0:  # not drawn from: checked here (else the backend checks it when drawing)
+        check.rng(rng)
     return p

@@ -71,10 +71,7 @@ def clip_grad_norm(
     if not p > 0.0:
         msg = f"norm_type must be > 0 or inf; got {norm_type}"
         raise ValueError(msg)
-    eps = check.number("eps", eps)
-    if not eps >= 0.0:
-        msg = f"eps must be >= 0; got {eps}"
-        raise ValueError(msg)
+    eps = check.number("eps", eps, minimum=0.0)
     present = [(i, a) for i, a in enumerate(arrays) if a is not None]
     if not present:
         backend = creation_backend(None, None)
@@ -82,12 +79,14 @@ def clip_grad_norm(
             0.0, dtype=backend.default_float_dtype(), device=backend.default_device()
         )
         return _rebuild(grads, arrays), zero
-    backend = resolve(*(a for _, a in present), names=tuple(names[i] for i, _ in present))
+    backend = resolve(
+        *(a for _, a in present), names=tuple(names[i] for i, _ in present), required=len(present)
+    )
     check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
     clipped, total = ops.clip_grad_norm.dispatch(
         backend, [a for _, a in present], max_norm=max_norm, norm_type=p, eps=eps
     )
-    if error_if_nonfinite:
+    if check.flag("error_if_nonfinite", error_if_nonfinite):
         finite = concrete_bool(backend.namespace().all(backend.namespace().isfinite(total)))
         if finite is None:
             msg = (
@@ -135,7 +134,9 @@ def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
     present = [(i, a) for i, a in enumerate(arrays) if a is not None]
     if not present:
         return _rebuild(grads, arrays)
-    backend = resolve(*(a for _, a in present), names=tuple(names[i] for i, _ in present))
+    backend = resolve(
+        *(a for _, a in present), names=tuple(names[i] for i, _ in present), required=len(present)
+    )
     check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
     clipped = ops.clip_grad_value.dispatch(backend, [a for _, a in present], clip_value=clip_value)
     out = list(arrays)

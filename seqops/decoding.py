@@ -247,12 +247,20 @@ def decode(
             raise ValueError(msg)
         options = _sampling_options(temperature, top_k, top_p, min_tokens_to_keep)
     else:
-        if temperature != 1.0 or top_k is not None or top_p is not None:
+        if (
+            temperature != 1.0
+            or top_k is not None
+            or top_p is not None
+            or min_tokens_to_keep != 1
+            or type(min_tokens_to_keep) is not int
+        ):
             msg = (
-                "temperature, top_k and top_p apply to strategy='sample'; "
-                f"got them with strategy='greedy' (temperature={temperature}, top_k={top_k}, top_p={top_p})"
+                "temperature, top_k, top_p and min_tokens_to_keep apply to strategy='sample'; got them "
+                f"with strategy='greedy' (temperature={temperature!r}, top_k={top_k!r}, top_p={top_p!r}, "
+                f"min_tokens_to_keep={min_tokens_to_keep!r})"
             )
             raise ValueError(msg)
+        check.rng(rng)  # not drawn from
         options = _GREEDY
     eos: tuple[int, ...] | None = None
     if eos_token_id is not None:
@@ -271,7 +279,7 @@ def decode(
     elif eos is not None:
         pad_token_id = eos[0]
     if prompt is not None:
-        resolve(first_tokens, prompt, names=("first_tokens", "prompt"))
+        resolve(first_tokens, prompt, names=("first_tokens", "prompt"), required=2)
         check.require_integer(backend.namespace(), "prompt", prompt)
         if check.shape_of(prompt)[:-1] != check.shape_of(first_tokens) or prompt.ndim == 0:
             msg = (

@@ -41,7 +41,7 @@ def reparameterize(mu: Array, log_var: Array, /, *, rng: Any = None, eps: Array 
     >>> seqops.reparameterize(mu, log_var, rng=0).shape
     (3,)
     """
-    backend = resolve(mu, log_var, eps, names=("mu", "log_var", "eps"))
+    backend = resolve(mu, log_var, eps, names=("mu", "log_var", "eps"), required=2)
     xp = backend.namespace()
     check.require_floating(xp, mu=mu, log_var=log_var, eps=eps)
     check.require_same_dtype(mu=mu, log_var=log_var, eps=eps)
@@ -149,7 +149,7 @@ def kl_mvn(mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /) -> Array:
     >>> float(seqops.kl_mvn(mu, cov, mu, 2.0 * cov))  # ½ (1 − 2 + 2 ln 2)
     0.1931471805599453
     """
-    backend = resolve(mu_q, cov_q, mu_p, cov_p, names=("mu_q", "cov_q", "mu_p", "cov_p"))
+    backend = resolve(mu_q, cov_q, mu_p, cov_p, names=("mu_q", "cov_q", "mu_p", "cov_p"), required=4)
     xp = backend.namespace()
     check.require_floating(xp, mu_q=mu_q, cov_q=cov_q, mu_p=mu_p, cov_p=cov_p)
     check.require_same_dtype(mu_q=mu_q, cov_q=cov_q, mu_p=mu_p, cov_p=cov_p)
@@ -337,7 +337,9 @@ def elbo(
             msg = 'likelihood="bernoulli" needs recon = the logits (one array), not a tuple'
             raise TypeError(msg)
         parts = {"recon (logits)": recon}
-    backend = resolve(x, *parts.values(), mu, log_var, names=("x", *parts, "mu", "log_var"))
+    backend = resolve(
+        x, *parts.values(), mu, log_var, names=("x", *parts, "mu", "log_var"), required=3 + len(parts)
+    )
     xp = backend.namespace()
     named = {"x": x, **parts, "mu": mu, "log_var": log_var}
     check.require_floating(xp, **named)
@@ -371,7 +373,7 @@ def elbo(
 
 def _resolve_floats(**arrays: Array) -> tuple[Any, tuple[int, ...]]:
     """Backend of ``arrays`` (one library, one real floating dtype) and their broadcast shape."""
-    backend = resolve(*arrays.values(), names=tuple(arrays))
+    backend = resolve(*arrays.values(), names=tuple(arrays), required=len(arrays))
     check.require_floating(backend.namespace(), **arrays)
     check.require_same_dtype(**arrays)
     shape = check.broadcast_shapes(

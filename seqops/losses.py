@@ -76,7 +76,7 @@ def cross_entropy(
     >>> seqops.cross_entropy(logits, np.array([0, -1]), ignore_index=-1, reduction="none").tolist()
     [0.6931471805599453, 0.0]
     """
-    backend = resolve(logits, targets, weight, names=("logits", "targets", "weight"))
+    backend = resolve(logits, targets, weight, names=("logits", "targets", "weight"), required=2)
     xp = backend.namespace()
     check.require_floating(xp, logits=logits, weight=weight)
     check.require_same_dtype(logits=logits, weight=weight)
@@ -143,7 +143,7 @@ def autoregressive_log_likelihood(logits: Array, targets: Array, /, *, axis: int
     >>> ll.shape, np.round(ll, 6).tolist()
     ((1,), [-0.980829])
     """
-    backend = resolve(logits, targets, names=("logits", "targets"))
+    backend = resolve(logits, targets, names=("logits", "targets"), required=2)
     xp = backend.namespace()
     check.require_floating(xp, logits=logits)
     check.require_integer(xp, "targets", targets)

@@ -126,7 +126,7 @@ def masked_conv2d(
     >>> seqops.masked_conv2d(x, w, mask_type="A")[0, 0].tolist()  # sum of earlier neighbours
     [[0.0, 0.0, 1.0], [1.0, 6.0, 7.0], [7.0, 18.0, 16.0]]
     """
-    backend = resolve(x, weight, bias, names=("x", "weight", "bias"))
+    backend = resolve(x, weight, bias, names=("x", "weight", "bias"), required=2)
     xp = backend.namespace()
     check.require_floating(xp, x=x, weight=weight, bias=bias)
     check.require_same_dtype(x=x, weight=weight, bias=bias)

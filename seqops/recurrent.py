@@ -55,7 +55,7 @@ def rnn_cell(
     >>> seqops.rnn_cell(x, h, np.full((3, 4), 0.1), np.eye(4)).round(4).tolist()[0]
     [0.2913, 0.2913, 0.2913, 0.2913]
     """
-    backend = resolve(x, h, w_ih, w_hh, b, names=("x", "h", "w_ih", "w_hh", "b"))
+    backend = resolve(x, h, w_ih, w_hh, b, names=("x", "h", "w_ih", "w_hh", "b"), required=4)
     check.require_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     _check_step(backend.namespace(), "x", x, {"h": h}, w_ih, w_hh, {"b": b}, gates=1)
     return ops.rnn_cell.dispatch(backend, x, h, w_ih, w_hh, b, nonlinearity=nonlinearity)
@@ -98,7 +98,7 @@ def rnn(
     >>> hs.shape, h_last.shape
     ((5, 2, 4), (2, 4))
     """
-    backend = resolve(xs, h0, w_ih, w_hh, b, names=("xs", "h0", "w_ih", "w_hh", "b"))
+    backend = resolve(xs, h0, w_ih, w_hh, b, names=("xs", "h0", "w_ih", "w_hh", "b"), required=4)
     check.require_choice("nonlinearity", nonlinearity, NONLINEARITIES)
     _check_sequence(backend.namespace(), xs, {"h0": h0}, w_ih, w_hh, {"b": b}, gates=1)
     return ops.rnn.dispatch(backend, xs, h0, w_ih, w_hh, b, nonlinearity=nonlinearity)
@@ -237,7 +237,7 @@ def gru_cell(
     ((2, 4), 0.124)
     """
     names = ("x", "h", "w_ih", "w_hh", "b_ih", "b_hh")
-    backend = resolve(x, h, w_ih, w_hh, b_ih, b_hh, names=names)
+    backend = resolve(x, h, w_ih, w_hh, b_ih, b_hh, names=names, required=4)
     _check_step(backend.namespace(), "x", x, {"h": h}, w_ih, w_hh, {"b_ih": b_ih, "b_hh": b_hh}, gates=3)
     return ops.gru_cell.dispatch(backend, x, h, w_ih, w_hh, b_ih, b_hh)
 
@@ -284,7 +284,7 @@ def gru(
     ((7, 2, 4), (2, 4), 0.2853)
     """
     names = ("xs", "h0", "w_ih", "w_hh", "b_ih", "b_hh")
-    backend = resolve(xs, h0, w_ih, w_hh, b_ih, b_hh, names=names)
+    backend = resolve(xs, h0, w_ih, w_hh, b_ih, b_hh, names=names, required=4)
     _check_sequence(backend.namespace(), xs, {"h0": h0}, w_ih, w_hh, {"b_ih": b_ih, "b_hh": b_hh}, gates=3)
     return ops.gru.dispatch(backend, xs, h0, w_ih, w_hh, b_ih, b_hh)
 
@@ -298,7 +298,7 @@ def _lstm_state(
         raise TypeError(msg)
     h, c = state
     arrays = (x, h, c, w_ih, w_hh, b)
-    return resolve(*arrays, names=(x_name, *names, "w_ih", "w_hh", "b")), (h, c)
+    return resolve(*arrays, names=(x_name, *names, "w_ih", "w_hh", "b"), required=5), (h, c)
 
 
 def _check_sequence(
@@ -331,7 +331,7 @@ def _check_step(
 
     ``gates`` is 1 for the RNN, 3 for the GRU and 4 for the LSTM; ``biases`` names each
     ``(gates·H,)`` bias (``b``, or the GRU's ``b_ih`` and ``b_hh``). The hidden size ``H``
-    is read from the state, ``I`` from the input.
+    is read from ``w_hh``, ``I`` from ``w_ih``; each other array is checked against them.
     """
     named = {x_name: x, **states, "w_ih": w_ih, "w_hh": w_hh, **biases}
     check.require_floating(xp, **named)
@@ -345,17 +345,29 @@ def _check_step(
                 f"`{name}` of shape {check.shape_of(s)} must have the shape of `{h_name}` {check.shape_of(h)}"
             )
             raise ValueError(msg)
-    size_in, hidden = x.shape[-1], h.shape[-1]
+    # The weights define the cell: H from w_hh (H, gates·H), I from w_ih, then the input and
+    # state against them, so that the error names the array that disagrees.
     k = "" if gates == 1 else str(gates)
-    expected = {
-        "w_ih": (f"(I, {k}H)", (size_in, gates * hidden)),
-        "w_hh": (f"(H, {k}H)", (hidden, gates * hidden)),
-        **{name: (f"({k}H,)", (gates * hidden,)) for name in biases},
-    }
-    for name, (layout, shape) in expected.items():
-        w = named[name]
-        if w is not None and check.shape_of(w) != shape:
-            msg = f"`{name}` must have shape {layout} = {shape}; got {check.shape_of(w)}"
+    size_in, w_hh_shape, w_ih_shape = x.shape[-1], check.shape_of(w_hh), check.shape_of(w_ih)
+    if len(w_hh_shape) != 2 or w_hh_shape[1] != gates * w_hh_shape[0]:
+        expected = (h.shape[-1], gates * h.shape[-1])
+        msg = f"`w_hh` must have shape (H, {k}H) = {expected}; got {w_hh_shape}"
+        raise ValueError(msg)
+    hidden = w_hh_shape[0]
+    if len(w_ih_shape) != 2 or w_ih_shape[1] != gates * hidden:
+        msg = f"`w_ih` must have shape (I, {k}H) = {(size_in, gates * hidden)}; got {w_ih_shape}"
+        raise ValueError(msg)
+    if size_in != w_ih_shape[0]:
+        msg = f"`{x_name}` has {size_in} input features but `w_ih` {w_ih_shape} takes I = {w_ih_shape[0]}"
+        raise ValueError(msg)
+    if h.shape[-1] != hidden:
+        got = check.shape_of(h)
+        msg = f"`{h_name}` must have H = {hidden} features (from `w_hh` {w_hh_shape}); got shape {got}"
+        raise ValueError(msg)
+    for name in biases:
+        b = named[name]
+        if b is not None and check.shape_of(b) != (gates * hidden,):
+            msg = f"`{name}` must have shape ({k}H,) = ({gates * hidden},); got {check.shape_of(b)}"
             raise ValueError(msg)
     batch = check.shape_of(x)[:-1] if batch is None else batch
     if check.shape_of(h)[:-1] != batch:

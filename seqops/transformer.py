@@ -53,7 +53,7 @@ def layer_norm(
     check.require_ndim("x", x, 1, "(..., D)")
     check.require_shape("weight", weight, (x.shape[-1],))
     check.require_shape("bias", bias, (x.shape[-1],))
-    return ops.layer_norm.dispatch(backend, x, weight, bias, eps=float(eps))
+    return ops.layer_norm.dispatch(backend, x, weight, bias, eps=check.number("eps", eps, minimum=0.0))
 
 
 @public(ops.rms_norm)
@@ -90,10 +90,7 @@ def rms_norm(x: Array, /, weight: Array | None = None, *, eps: float = 1e-6) -> 
     check.require_same_dtype(x=x, weight=weight)
     check.require_ndim("x", x, 1, "(..., E)")
     check.require_shape("weight", weight, (x.shape[-1],))
-    eps = check.number("eps", eps)
-    if not eps >= 0.0:
-        msg = f"eps must be >= 0; got {eps}"
-        raise ValueError(msg)
+    eps = check.number("eps", eps, minimum=0.0)
     return ops.rms_norm.dispatch(backend, x, weight, eps=eps)
 
 
@@ -130,7 +127,7 @@ def feed_forward(
     >>> seqops.feed_forward(x, w, None, w, None, activation="gelu").shape
     (3, 4)
     """
-    backend = resolve(x, w1, b1, w2, b2, names=("x", "w1", "b1", "w2", "b2"))
+    backend = resolve(x, w1, b1, w2, b2, names=("x", "w1", "b1", "w2", "b2"), required=(0, 1, 3))
     _check_ffn(backend.namespace(), x, w1, b1, w2, b2, activation)
     return ops.feed_forward.dispatch(backend, x, w1, b1, w2, b2, activation=_activation(activation))
 
@@ -177,7 +174,7 @@ def gated_feed_forward(
     [[1.4621, 0.5379]]
     """
     names = ("x", "w_gate", "w_up", "w_down", "b_gate", "b_up", "b_down")
-    backend = resolve(x, w_gate, w_up, w_down, b_gate, b_up, b_down, names=names)
+    backend = resolve(x, w_gate, w_up, w_down, b_gate, b_up, b_down, names=names, required=4)
     arrays = dict(zip(names, (x, w_gate, w_up, w_down, b_gate, b_up, b_down), strict=True))
     check.require_floating(backend.namespace(), **arrays)
     check.require_same_dtype(**arrays)
@@ -289,7 +286,7 @@ def transformer_encoder_layer(
         msg = f"params must be a seqops.EncoderLayerParams; got {type(params).__name__}"
         raise TypeError(msg)
     arrays = (x, *params.attn, *params[1:], mask, key_padding_mask)
-    backend = resolve(*arrays, names=_ENCODER_NAMES)
+    backend = resolve(*arrays, names=_ENCODER_NAMES, required=_ENCODER_REQUIRED)
     xp = backend.namespace()
     _check_mha(xp, x, x, x, params.attn, num_heads, prefix="params.attn.")
     width = x.shape[-1]
@@ -316,12 +313,12 @@ def transformer_encoder_layer(
         x,
         params,
         num_heads=num_heads,
-        norm_first=bool(norm_first),
+        norm_first=check.flag("norm_first", norm_first),
         activation=activation,
         mask=mask,
         key_padding_mask=key_padding_mask,
-        is_causal=bool(is_causal),
-        eps=float(eps),
+        is_causal=check.flag("is_causal", is_causal),
+        eps=check.number("eps", eps, minimum=0.0),
         scale=None if scale is None else check.number("scale", scale),
     )
 
@@ -332,6 +329,10 @@ _ENCODER_NAMES = (
     *(f"params.{f}" for f in EncoderLayerParams._fields[1:]),
     "mask",
     "key_padding_mask",
+)
+_REQUIRED_FIELDS = ("w_q", "w_k", "w_v", "w_o", "w1", "w2")  # the weights; biases and norms optional
+_ENCODER_REQUIRED = tuple(
+    i for i, name in enumerate(_ENCODER_NAMES) if i == 0 or name.rpartition(".")[2] in _REQUIRED_FIELDS
 )
 
 
@@ -425,7 +426,7 @@ def transformer_decoder_layer(
         raise TypeError(msg)
     masks = (mask, key_padding_mask, memory_mask, memory_key_padding_mask)
     arrays = (x, memory, *params.self_attn, *params.cross_attn, *params[2:], *masks)
-    backend = resolve(*arrays, names=_DECODER_NAMES)
+    backend = resolve(*arrays, names=_DECODER_NAMES, required=_DECODER_REQUIRED)
     xp = backend.namespace()
     _check_mha(xp, x, x, x, params.self_attn, num_heads, prefix="params.self_attn.")
     check.require_ndim("memory", memory, 2, "(..., S, D_mem)")
@@ -467,15 +468,15 @@ def transformer_decoder_layer(
         memory,
         params,
         num_heads=heads,
-        norm_first=bool(norm_first),
+        norm_first=check.flag("norm_first", norm_first),
         activation=activation,
         mask=mask,
         key_padding_mask=key_padding_mask,
-        is_causal=bool(is_causal),
+        is_causal=check.flag("is_causal", is_causal),
         memory_mask=memory_mask,
         memory_key_padding_mask=memory_key_padding_mask,
         scale=None if scale is None else check.number("scale", scale),
-        eps=float(eps),
+        eps=check.number("eps", eps, minimum=0.0),
     )
 
 
@@ -489,4 +490,7 @@ _DECODER_NAMES = (
     "key_padding_mask",
     "memory_mask",
     "memory_key_padding_mask",
+)
+_DECODER_REQUIRED = tuple(
+    i for i, name in enumerate(_DECODER_NAMES) if i < 2 or name.rpartition(".")[2] in _REQUIRED_FIELDS
 )

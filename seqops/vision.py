@@ -52,8 +52,9 @@ def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) 
     """
     backend = resolve(images, names=("images",))
     p = _positive("patch_size", patch_size)
+    check.flag("channels_last", channels_last)
     _check_images("images", images, p, "patch_size", channels_last)
-    return ops.patchify.dispatch(backend, images, p, channels_last=bool(channels_last))
+    return ops.patchify.dispatch(backend, images, p, channels_last=channels_last)
 
 
 @public(ops.unpatchify)
@@ -93,6 +94,7 @@ def unpatchify(
     """
     backend = resolve(patches, names=("patches",))
     p = _positive("patch_size", patch_size)
+    check.flag("channels_last", channels_last)
     if isinstance(image_size, (tuple, list)):
         if len(image_size) != 2:
             msg = f"image_size must be an int or a pair (H, W); got {image_size!r}"
@@ -112,7 +114,7 @@ def unpatchify(
             f"image_size ({h}, {w}), patch_size {p} and {c} channels; got {check.shape_of(patches)}"
         )
         raise ValueError(msg)
-    return ops.unpatchify.dispatch(backend, patches, p, (h, w), channels=c, channels_last=bool(channels_last))
+    return ops.unpatchify.dispatch(backend, patches, p, (h, w), channels=c, channels_last=channels_last)
 
 
 @public(ops.vit_embed)
@@ -159,7 +161,7 @@ def vit_embed(
     """
     names = ("images", "w_patch", "b_patch", "cls_token", "pos_embed")
     arrays = (images, w_patch, b_patch, cls_token, pos_embed)
-    backend = resolve(*arrays, names=names)
+    backend = resolve(*arrays, names=names, required=(0, 1, 3, 4))
     xp = backend.namespace()
     named = dict(zip(names, arrays, strict=True))
     check.require_floating(xp, **named)
@@ -325,9 +327,9 @@ def shifted_window_mask(
         _require_divisible(what, size, "window_size", ws)
     chosen = creation_backend(like, backend)
     device = creation_device(chosen, like, device)
-    dtype = creation_float_dtype(chosen, like, device) if as_bias else None
+    dtype = creation_float_dtype(chosen, like, device) if check.flag("as_bias", as_bias) else None
     return ops.shifted_window_mask.dispatch(
-        chosen, h, w, ws, shift, as_bias=bool(as_bias), dtype=dtype, device=device
+        chosen, h, w, ws, shift, as_bias=as_bias, dtype=dtype, device=device
     )
 
 
@@ -435,7 +437,7 @@ def window_attention(
     (2, 4, 6, 8)
     """
     names = ("x", *(f"params.{f}" for f in MHAParams._fields), "relative_bias_table")
-    backend = resolve(x, *params, relative_bias_table, names=names)
+    backend = resolve(x, *params, relative_bias_table, names=names, required=5)
     xp = backend.namespace()
     check.require_floating(xp, x=x, relative_bias_table=relative_bias_table)
     ws = _positive("window_size", window_size)
@@ -504,7 +506,7 @@ def patch_merging(
     [[[[-1.3416, 0.4472, -0.4472, 1.3416]]]]
     """
     names = ("x", "weight", "norm_weight", "norm_bias")
-    backend = resolve(x, weight, norm_weight, norm_bias, names=names)
+    backend = resolve(x, weight, norm_weight, norm_bias, names=names, required=2)
     xp = backend.namespace()
     named = dict(zip(names, (x, weight, norm_weight, norm_bias), strict=True))
     check.require_floating(xp, **named)
@@ -519,10 +521,7 @@ def patch_merging(
         raise ValueError(msg)
     check.require_shape("norm_weight", norm_weight, (features,))
     check.require_shape("norm_bias", norm_bias, (features,))
-    eps = check.number("eps", eps)
-    if not eps >= 0.0:
-        msg = f"eps must be >= 0; got {eps}"
-        raise ValueError(msg)
+    eps = check.number("eps", eps, minimum=0.0)
     return ops.patch_merging.dispatch(backend, x, weight, norm_weight, norm_bias, eps=eps)
 
 

@@ -149,6 +149,8 @@ def test_results_name_the_implementation(report: Report) -> None:
         "portable",
         "portable-tiled",
         over,
+        "numpy-silu",  # numpy-fast
+        "numpy-topk-sample",
     }
     tiled = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable-tiled"}
     plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}

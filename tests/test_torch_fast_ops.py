@@ -384,3 +384,20 @@ def test_apply_rotary_gradient_equals_portable() -> None:
             out = seqops.apply_rotary(x, torch.arange(5), layout=layout)
             (expected,) = torch.autograd.grad((out * cotangent).sum(), x)
         torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
+
+
+# -- non-finite inputs --------------------------------------------------------------------------
+@pytest.mark.parametrize("kwargs", [{}, {"is_causal": True}, {"scale": 0.3}])
+def test_sdpa_keeps_nan_query_rows_visible(kwargs: dict[str, Any]) -> None:
+    """torch's fused kernel without a mask gives zeros on a NaN query row; torch-sdpa gives
+    NaN there, as the portable path, and nothing else changes."""
+    q, k, v = _randn(2, 3, 5, 8), _randn(2, 3, 6, 8), _randn(2, 3, 6, 8)
+    q[0, 1, 2, 3] = math.nan
+    assert runs(seqops.scaled_dot_product_attention, q, k, v, **kwargs) == "torch-sdpa"
+    out = seqops.scaled_dot_product_attention(q, k, v, **kwargs)
+    with portable():
+        expected = seqops.scaled_dot_product_attention(q, k, v, **kwargs)
+    assert torch.equal(out.isnan(), expected.isnan()) and bool(out[0, 1, 2].isnan().all())
+    torch.testing.assert_close(out.nan_to_num(), expected.nan_to_num())
+    empty = seqops.scaled_dot_product_attention(q, k[..., :0, :], v[..., :0, :])  # no key: zeros
+    assert torch.equal(empty, torch.zeros_like(empty))

@@ -157,21 +157,30 @@ def sdpa(
 ) -> Any:
     kernel = _KERNELS.get("sdpa") or _attention_kernel()
     if mask is None and bias is None:
+        # torch's fused kernels without a mask give zeros, not NaN, on a query row holding a
+        # NaN (every score of the row is NaN): such rows are made NaN again, as the contract
+        # (and torch's own kernel with a mask) gives them.
         if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(q.shape[-1]):
             # The common call, without keywords (torch's default scale is the same double).
-            return kernel(q, k, v)
-        attn_mask = None
-    else:
-        attn_mask = _attention_mask(q, k, mask, bias, is_causal)
-        is_causal = False
-    out = kernel(q, k, v, attn_mask, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
-    if attn_mask is not None and q.device.type != "cpu":
+            return _nan_rows(q, k, kernel(q, k, v))
+        return _nan_rows(q, k, kernel(q, k, v, None, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa))
+    attn_mask = _attention_mask(q, k, mask, bias, is_causal)
+    out = kernel(q, k, v, attn_mask, is_causal=False, scale=scale, enable_gqa=enable_gqa)
+    if q.device.type != "cpu":
         # torch's CPU kernels give zeros on rows with no allowed key (checked by the
         # tests); the GPU kernels are not all documented to, so zero those rows here.
         torch = _torch()
         allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > -math.inf
         out = torch.where(allowed.any(dim=-1, keepdim=True), out, torch.zeros((), dtype=out.dtype))
     return out
+
+
+def _nan_rows(q: Any, k: Any, out: Any) -> Any:
+    """``out`` with NaN on the rows where ``q`` has a NaN (two small kernels over ``q``). With
+    no key (S = 0) the contract's zeros, whatever the kernel gave (NaN for some layouts)."""
+    if k.shape[-2] == 0:
+        return out.masked_fill(out != 0, 0.0)  # keeps the graph: zero gradients
+    return out.masked_fill(q.isnan().any(-1, keepdim=True), math.nan)
 
 
 def _attention_mask(q: Any, k: Any, mask: Any, bias: Any, is_causal: bool) -> Any:

@@ -191,9 +191,35 @@ def integer(name: str, value: object, *, minimum: int | None = 0) -> int:
     return n
 
 
-def number(name: str, value: object) -> float:
-    """``value`` (a Python int or float, not a bool) as a ``float``; ``TypeError`` naming ``name``."""
+def number(name: str, value: object, *, minimum: float | None = None, positive: bool = False) -> float:
+    """``value`` (a Python int or float, not a bool) as a ``float``, ``>= minimum`` or ``> 0``
+    if asked; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         msg = f"{name} must be a Python number; got {type(value).__name__}"
         raise TypeError(msg)
-    return float(value)
+    x = float(value)
+    if positive and not x > 0.0:
+        msg = f"{name} must be > 0; got {value}"
+        raise ValueError(msg)
+    if minimum is not None and not x >= minimum:
+        msg = f"{name} must be >= {minimum:g}; got {value}"
+        raise ValueError(msg)
+    return x
+
+
+def flag(name: str, value: object) -> bool:
+    """``value`` if it is a ``bool``; ``TypeError`` naming ``name`` otherwise (no truthiness)."""
+    if value is True or value is False:
+        return value  # type: ignore[return-value]
+    msg = f"{name} must be True or False; got {type(value).__name__}"
+    raise TypeError(msg)
+
+
+def rng(value: object) -> None:
+    """``TypeError`` unless ``value`` is ``None``, an integer seed or a library's generator or
+    key (an object of a type outside Python's builtins; the backend checks which, when it draws)."""
+    if value is None or (isinstance(value, int) and not isinstance(value, bool)):
+        return
+    if isinstance(value, bool) or type(value).__module__ == "builtins":
+        msg = f"rng must be an integer seed or the backend's generator or key; got {type(value).__name__}"
+        raise TypeError(msg)
