@@ -1,5 +1,10 @@
 """The ``seqops`` command: ``seqops info``, ``seqops conformance`` and ``seqops demo``.
 
+``seqops info`` imports no heavy framework (see :data:`CHEAP_LIBRARIES`): a fraction of a
+second where importing torch and jax takes seconds. ``seqops conformance`` reports its
+progress on stderr (a bar on a terminal, otherwise a line every 10 s and one at the end;
+``--no-progress`` for none) and prints a table that fits the terminal's width.
+
 Exit status: 0 when everything agrees, 1 when a conformance check fails or none ran (e.g.
 ``--device cuda:0`` on a machine without one) or a report cannot be written (the heatmap
 without matplotlib), 2 on bad usage (unknown backend, dtype, op
@@ -10,13 +15,32 @@ missing.
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
+if TYPE_CHECKING:
+    from seqops import Backend
+
 REPORT_FORMATS = (".json", ".md", ".png")
+
+CHEAP_LIBRARIES = ("numpy", "array_api_strict")
+"""Backend libraries ``seqops info`` imports to check them and list their devices: NumPy
+(``import seqops`` has imported it) and array-api-strict (pure Python over NumPy, imported
+in milliseconds). Any other (torch, jax, cupy: seconds) is queried only if this process has
+imported it already, or with ``seqops info --devices``; otherwise it is found with
+:func:`importlib.util.find_spec` and versioned from its package metadata."""
+
+DEFAULT_DEVICE_ONLY = ("array_api_strict",)
+"""Libraries whose devices besides the default are test doubles (array-api-strict's
+``device1``, ``device2``, ``no_float64``, ``no_x64``, all the CPU): ``seqops info`` lists
+their default device only."""
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -39,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SystemExit as exc:  # argparse exits 2 on bad usage, 0 for --help
         return int(exc.code or 0)
     if args.command == "info":
-        return _info()
+        return _info(args.devices)
     if args.command == "demo":
         return _demo(args)
     return _conformance(args)
@@ -50,7 +74,20 @@ def _parser() -> argparse.ArgumentParser:
         prog="seqops", description="seqops: sequence-model ops for every array library."
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    commands.add_parser("info", help="version, backends (availability, versions, devices) and plugins")
+    info = commands.add_parser(
+        "info",
+        help="version, backends (availability, versions, devices) and plugins",
+        description="The seqops version, the backends (availability, library versions, devices) and "
+        "the plugins (inactive where every backend they serve is unavailable). Fast: a backend whose "
+        "library is not yet imported (torch, jax, cupy) is versioned from its package metadata, "
+        "without importing it, and its devices are not listed unless --devices.",
+    )
+    info.add_argument(
+        "--devices",
+        action="store_true",
+        help="import every installed backend library to check it runs here and list its devices "
+        "(seconds for torch or jax)",
+    )
     conf = commands.add_parser(
         "conformance",
         help="check every op on every backend and dtype against float64 references",
@@ -89,7 +126,12 @@ def _parser() -> argparse.ArgumentParser:
         help="write the Markdown table of what each backend and implementation supports "
         "(from their declared limitations) to PATH, and run no check",
     )
-    conf.add_argument("--no-progress", action="store_true", help="no progress bar")
+    conf.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress report on stderr (by default a bar on a terminal, otherwise a line every "
+        "10 s and one at the end)",
+    )
     demo = commands.add_parser(
         "demo",
         help="draw a demonstration plot (needs matplotlib: pip install seqops[plot])",
@@ -105,27 +147,81 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _info() -> int:
+def _info(query_all: bool) -> int:
+    """Print the version, the backends and the plugins (the module docstring says which
+    libraries it imports); ``query_all`` imports every installed backend library."""
     import seqops
+    from seqops._plugins import registry
 
     console = Console(highlight=False, soft_wrap=True)
     console.print(f"seqops {seqops.__version__}")
     console.print("backends:")
-    for backend, availability in seqops.backends():
-        if not availability:
-            console.print(f"  {backend.name}: unavailable ({availability.reason})")
+    unavailable: dict[str, str] = {}
+    for backend in registry.backends():
+        if query_all or backend.library in CHEAP_LIBRARIES or backend.library in sys.modules:
+            availability = backend.availability()
+            if availability:
+                versions = ", ".join(f"{lib} {v}" for lib, v in backend.versions().items())
+                console.print(f"  {backend.name}: {versions}; devices: {_devices(backend)}")
+                continue
+            unavailable[backend.name] = availability.reason
+        elif importlib.util.find_spec(backend.library) is not None:
+            version = _installed_version(backend.library)
+            console.print(f"  {backend.name}: {backend.library} {version}; devices: not queried (--devices)")
             continue
-        versions = ", ".join(f"{lib} {v}" for lib, v in backend.versions().items())
-        devices = ", ".join(str(d) for d in backend.devices())
-        console.print(f"  {backend.name}: {versions}; devices: {devices}")
+        else:
+            unavailable[backend.name] = f"{backend.library} is not installed"
+        console.print(f"  {backend.name}: unavailable ({unavailable[backend.name]})")
     console.print("plugins:")
+    served = _served_backends()
     for name, plugin in seqops.plugins():
-        console.print(f"  {name} ({getattr(plugin, '__name__', type(plugin).__name__)})")
+        line = f"  {name} ({getattr(plugin, '__name__', type(plugin).__name__)})"
+        backends = served.get(name, set())
+        if backends and backends <= set(unavailable):
+            line += ": inactive, " + "; ".join(dict.fromkeys(unavailable[b] for b in sorted(backends)))
+        console.print(line)
     if seqops.quarantined():
         console.print("quarantined:")
         for name, why in seqops.quarantined().items():
             console.print(f"  {name}: {why}")
     return 0
+
+
+def _devices(backend: Backend) -> str:
+    """The devices of ``backend`` as ``seqops info`` lists them (array-api-strict's
+    default device only: :data:`DEFAULT_DEVICE_ONLY`)."""
+    found = [backend.default_device()] if backend.library in DEFAULT_DEVICE_ONLY else backend.devices()
+    # array_api_strict.Device('CPU_DEVICE') -> CPU_DEVICE
+    return ", ".join(re.sub(r"^.*Device\('(.*)'\)$", r"\1", str(d)) for d in found)
+
+
+def _installed_version(library: str) -> str:
+    """The version of the distribution installing the module ``library``, from its metadata
+    (no import); ``version unknown`` when no distribution names it."""
+    try:
+        return importlib.metadata.version(library)  # the usual case: torch, jax
+    except importlib.metadata.PackageNotFoundError:
+        pass
+    for name in importlib.metadata.packages_distributions().get(library, []):  # cupy-cuda12x
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return "version unknown"
+
+
+def _served_backends() -> dict[str, set[str]]:
+    """Plugin name -> the names of the backends it registers or has implementations on."""
+    import seqops
+    from seqops._plugins import registry
+
+    backends = registry.backends()  # fills registry._backends_of
+    served = {name: {b.name for b in found} for name, found in registry._backends_of.items()}
+    for op in seqops.declared_ops():
+        for backend in backends:
+            for impl in seqops.implementations(op, backend):
+                served.setdefault(impl.plugin, set()).add(backend.name)
+    return served
 
 
 def _demo(args: argparse.Namespace) -> int:

@@ -234,7 +234,7 @@ def test_coverage_names_failed_and_unchecked_ops() -> None:
     )
     assert (
         report.coverage_line()
-        == "coverage: 1 ops passed / 2 run / 39 total; failed: lstm; no check ran: kl_mvn"
+        == "coverage: 1 op passed / 2 run / 39 total; failed: lstm; no check ran: kl_mvn"
     )
 
 

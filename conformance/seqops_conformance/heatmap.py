@@ -11,10 +11,16 @@ one where nothing ran. Needs matplotlib.
 from __future__ import annotations
 
 import math
+import textwrap
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from seqops_conformance.report import _plural
+
 if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
     from seqops_conformance.report import Report
 
 #: The colour scale's range of errors (the float64 roundoff to a 100 % error).
@@ -56,6 +62,16 @@ def grid(report: Report) -> tuple[list[str], list[str], dict[tuple[str, str], tu
 
 def draw(report: Report, path: Path) -> None:
     """Write the heatmap of ``report`` to ``path`` (any format matplotlib writes)."""
+    fig = figure(report)
+    import matplotlib.pyplot as plt
+
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def figure(report: Report) -> Figure:
+    """The heatmap of ``report`` as a matplotlib figure, its title wrapped to fit inside it
+    (close it with ``matplotlib.pyplot.close``)."""
     try:
         import matplotlib
     except ImportError as exc:
@@ -71,7 +87,8 @@ def draw(report: Report, path: Path) -> None:
     for (op, col), (error, status) in found.items():
         if status != "skip" and error is not None:
             values[rows.index(op), columns.index(col)] = min(max(error, VMIN), VMAX)
-    fig, ax = plt.subplots(figsize=(2.2 + 0.95 * len(columns), 1.6 + 0.27 * len(rows)), dpi=130)
+    # at least 3 inches tall, so the colour bar's label fits
+    fig, ax = plt.subplots(figsize=(2.2 + 0.95 * len(columns), max(3.0, 1.6 + 0.27 * len(rows))), dpi=130)
     cmap = matplotlib.colormaps["viridis"].with_extremes(bad="white")
     image = ax.imshow(values, cmap=cmap, norm=LogNorm(VMIN, VMAX), aspect="auto")
     for (op, col), (error, status) in found.items():
@@ -96,14 +113,27 @@ def draw(report: Report, path: Path) -> None:
     ax.grid(which="minor", color="white", linewidth=0.8)
     ax.tick_params(which="minor", length=0)
     bar = fig.colorbar(image, ax=ax, fraction=0.04, pad=0.02)
-    bar.set_label("worst normwise relative error (log scale)", fontsize=8)
+    bar.set_label("worst normwise relative error", fontsize=8)
     summary = report.summary()
-    failed = f", {summary['failed']} failed" if summary["failed"] else ", 0 failed"
-    ax.set_title(
-        f"seqops conformance: worst error per op × backend/dtype (eager, every implementation)\n"
-        f"{summary['checks']} checks{failed}; {report.coverage_line()}",
+    title = fig.suptitle(
+        "seqops conformance: worst error per op × backend/dtype (eager, every implementation)\n"
+        f"{_plural(summary['checks'], 'check')}, {summary['failed']} failed; {report.coverage_line()}",
         fontsize=9,
     )
+    _fit(title, fig)
     fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
+    return fig
+
+
+def _fit(title: Text, fig: Figure) -> None:
+    """Rewrap the lines of ``title`` at spaces until it is narrower than ``fig``."""
+    lines = title.get_text().split("\n")
+    room = 0.96 * fig.bbox.width
+    renderer = fig.canvas.get_renderer()  # type: ignore[attr-defined]
+    while (width := title.get_window_extent(renderer).width) > room:
+        chars = int(max(map(len, lines)) * room / width)
+        wrapped = [part for line in lines for part in textwrap.wrap(line, max(chars, 10))]
+        if wrapped == lines:  # a word wider than the figure
+            return
+        lines = wrapped
+        title.set_text("\n".join(lines))

@@ -43,15 +43,18 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich import box
+from rich.cells import cell_len
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from seqops_conformance.tolerances import GRADIENT_TOLERANCES, TOLERANCES
 
@@ -210,9 +213,11 @@ class Report:
         }
 
     def coverage_line(self) -> str:
-        """``coverage: 39 ops passed / 39 run / 39 total``, and which failed or never ran."""
+        """``coverage: 39 ops passed / 39 run / 39 total`` (``1 op passed``), and which
+        failed or never ran."""
         c = self.coverage()
-        line = f"coverage: {c['ops_passed']} ops passed / {c['ops_run']} run / {c['ops_total']} total"
+        passed = _plural(c["ops_passed"], "op")
+        line = f"coverage: {passed} passed / {c['ops_run']} run / {c['ops_total']} total"
         if c["failed_ops"]:
             line += f"; failed: {', '.join(c['failed_ops'])}"
         if c["unchecked_ops"]:
@@ -241,10 +246,12 @@ class Report:
 
     def summary_line(self) -> str:
         """``conformance: 4 backends, 21 ops, 2100 checks (240 gradients; portable 1900,
-        torch-sdpa 80, …), 0 failed; worst error float64 …; worst gradient error float64 …``."""
+        torch-sdpa 80, …), 0 failed; worst error float64 …; worst gradient error float64 …``
+        (``1 backend, 1 op, 1 check`` in the singular)."""
         s = self.summary()
-        line = f"conformance: {s['backends']} backends, {s['ops']} ops, {s['checks']} checks"
-        details = [f"{s['gradient_checks']} gradients"] if s["gradient_checks"] else []
+        counts = (_plural(s["backends"], "backend"), _plural(s["ops"], "op"), _plural(s["checks"], "check"))
+        line = "conformance: " + ", ".join(counts)
+        details = [_plural(s["gradient_checks"], "gradient")] if s["gradient_checks"] else []
         per = ", ".join(f"{name} {n}" for name, n in s["implementations"].items())
         details += [per] if per else []
         if details:
@@ -270,14 +277,7 @@ class Report:
             "metadata": self.metadata,
             "summary": summary,
             "coverage": self.coverage(),
-            "agreement": [
-                {
-                    **asdict(a),
-                    "backends": list(a.backends),
-                    "worst_disagreement": _finite(a.worst_disagreement),
-                }
-                for a in self.agreement
-            ],
+            "agreement": [_agreement_dict(a) for a in self.agreement],
             "notes": list(self.notes),
             "skipped_backends": [{"backend": b, "reason": why} for b, why in self.skipped_backends],
             "cells": [{**asdict(c), "worst_error": _finite(c.worst_error)} for c in self.cells()],
@@ -340,29 +340,24 @@ class Report:
         Path(path).write_text("\n".join(lines) + "\n")
 
     def print(self, console: Console | None = None) -> None:
-        """Print the summary table (rows op × transformation × implementation × dtype, one
-        column per backend), the failures and the summary line."""
+        """Print the summary table (one column per backend; rows grouped by op, then
+        transformation and implementation, one per dtype), the failures and the summary line.
+
+        On a terminal the table fits its width: labels wrap, numbers never do, and backend
+        columns that do not fit go on to further tables (:func:`_tables`); a pipe or a file
+        gets the whole table on one.
+        """
         console = console or Console()
         columns, rows = self._grid()
-        table = Table(box=box.SIMPLE_HEAD, title="worst error (normwise relative)")
-        table.add_column("op", no_wrap=True)
-        table.add_column("transform", no_wrap=True)
-        table.add_column("implementation", no_wrap=True)
-        table.add_column("dtype", no_wrap=True)
-        for col in columns:
-            table.add_column(col, justify="right", no_wrap=True)
-        for (op, transformation, implementation, dtype), cells in rows.items():
-            styled = []
-            for col in columns:
-                cell = cells.get(col)
-                style = {"pass": "green", "fail": "bold red"}.get(cell.status, "dim") if cell else "dim"
-                styled.append(f"[{style}]{_cell_text(cell)}[/]")
-            table.add_row(escape(op), transformation, escape(implementation or "-"), dtype, *styled)
         if rows:
-            if not console.is_terminal:  # a pipe or file gets the whole table, not 80 columns
+            if console.is_terminal:
+                tables = _tables(columns, rows, console.width)
+            else:
+                tables = _tables(columns, rows, None)
                 unbounded = console.options.update(max_width=10_000)
-                console.width = max(console.width, console.measure(table, options=unbounded).maximum)
-            console.print(table)
+                console.width = max(console.width, console.measure(tables[0], options=unbounded).maximum)
+            for table in tables:
+                console.print(table)
         for r in self.failures:
             where = f"{r.backend}/{r.device} {r.dtype} via {r.implementation or '?'}"
             if r.transformation != "eager":
@@ -448,8 +443,96 @@ class Report:
         return columns, rows
 
 
+#: The narrowest the label column of the terminal table gets before backend columns move
+#: on to a further table (longer labels wrap).
+LABEL_WIDTH = 24
+
+#: The columns between two of the terminal table (its collapsed cell padding and rule).
+_GAP = 2
+
+
+def _tables(
+    columns: list[str], rows: dict[tuple[str, str, str, str], dict[str, Cell]], width: int | None
+) -> list[Table]:
+    """The terminal summary table in ``width`` columns (``None``: as wide as it needs): a
+    label column (each op, then its transformations and implementations, indented), the
+    dtype, and a column per backend. Numbers never wrap or shorten: labels wrap (:func:`_wrap`),
+    a backend name wider than its numbers breaks onto two lines, and backend columns that
+    leave the labels less than :data:`LABEL_WIDTH` go on to a further table."""
+    texts = {key: {col: _cell_text(cells.get(col)) for col in columns} for key, cells in rows.items()}
+    widths = {col: max(cell_len(t[col]) for t in texts.values()) for col in columns}
+    widths = {col: max(widths[col], _two_lines(col)) for col in columns}
+    dtype_width = max(cell_len(dtype) for *_, dtype in rows)
+    labels = [op for op, *_ in rows] + [f"  {t} {impl or '-'}" for _, t, impl, _ in rows]
+    natural = max(map(cell_len, labels))
+    chunks: list[list[str]] = [[]]
+    for col in columns:
+        used = dtype_width + sum(_GAP + widths[c] for c in [*chunks[-1], col])
+        if width is not None and chunks[-1] and LABEL_WIDTH + _GAP + used > width:
+            chunks.append([])
+        chunks[-1].append(col)
+    tables = []
+    for i, chunk in enumerate(chunks):
+        room = natural if width is None else width - _GAP - dtype_width - sum(_GAP + widths[c] for c in chunk)
+        label_width = max(min(natural, room), LABEL_WIDTH)
+        title = "worst error (normwise relative)" + (", continued" if i else "")
+        table = Table(
+            box=box.SIMPLE_HEAD, title=title, pad_edge=False, show_edge=False, collapse_padding=True
+        )
+        header = _wrap("op / transformation, implementation", label_width)
+        table.add_column(header, width=label_width, overflow="fold")
+        table.add_column("dtype", no_wrap=True)
+        for col in chunk:
+            name = Text(_wrap(col, widths[col]))
+            table.add_column(name, justify="right", no_wrap=True, min_width=widths[col])
+        group: tuple[str, str, str] | None = None
+        for (op, transformation, implementation, dtype), cells in rows.items():
+            if group is None or group[0] != op:
+                table.add_row(Text(_wrap(op, label_width), style="bold"))
+            label = ""
+            if group != (op, transformation, implementation):
+                label = _wrap(f"  {transformation} {implementation or '-'}", label_width, "    ")
+            group = (op, transformation, implementation)
+            styled = []
+            for col in chunk:
+                cell = cells.get(col)
+                style = {"pass": "green", "fail": "bold red"}.get(cell.status, "dim") if cell else "dim"
+                styled.append(Text(texts[op, transformation, implementation, dtype][col], style=style))
+            table.add_row(Text(label), dtype, *styled)
+        tables.append(table)
+    return tables
+
+
+def _wrap(text: str, width: int, indent: str = "") -> str:
+    """``text`` in lines of at most ``width`` columns, broken after a space, ``_`` or ``-``
+    or before ``@`` (anywhere in a longer piece); lines after the first start with
+    ``indent``."""
+    lines = [""]
+    for piece in re.split(r"(?<=[ _-])|(?=@)", text):
+        if lines[-1].strip() and len(lines[-1] + piece.rstrip()) > width:
+            lines.append(indent)
+        while len(lines[-1] + piece.rstrip()) > width:  # a piece wider than a line
+            cut = max(width - len(lines[-1]), 1)
+            lines[-1], piece = lines[-1] + piece[:cut], piece[cut:]
+            lines.append(indent)
+        lines[-1] += piece
+    return "\n".join(line.rstrip() for line in lines)
+
+
+def _two_lines(name: str) -> int:
+    """The width in which :func:`_wrap` breaks a backend name onto two lines at most: the
+    most even of its cuts (``array_api_`` / ``strict``), or its length if it has none."""
+    cuts = [m.start() for m in re.finditer(r"(?<=[_-])|(?=@)", name) if 0 < m.start() < len(name)]
+    return min((max(cut, len(name) - cut) for cut in cuts), default=len(name))
+
+
 def _agreement_dict(a: Agreement) -> dict[str, Any]:
     return {**asdict(a), "backends": list(a.backends), "worst_disagreement": _finite(a.worst_disagreement)}
+
+
+def _plural(n: int, noun: str) -> str:
+    """``1 check``, ``2 checks``: ``n`` and ``noun``, with an ``s`` unless ``n`` is 1."""
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _worst(errors: Iterable[float | None]) -> float | None:

@@ -9,6 +9,7 @@ import math
 import platform
 import re
 import sys
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import seqops
 from seqops import Limitation, find_limitation
 from seqops_conformance.cases import CASES, LIKE, OPS, Case, Inputs
-from seqops_conformance.report import Agreement, Report, Result
+from seqops_conformance.report import Agreement, Report, Result, _plural
 from seqops_conformance.structure import fingerprint, flatten, map_structure
 from seqops_conformance.tolerances import TOLERANCES, error, tolerance
 
@@ -80,7 +81,8 @@ def run(
     ops : sequence of str, optional
         Public op names; default every op with cases.
     progress : bool
-        Show a progress bar (only on a terminal).
+        Report progress on stderr (:func:`_progress`): a bar on a terminal, else a line
+        every :data:`PROGRESS_INTERVAL` seconds and one at the end.
     transformations : sequence of str, optional
         Among :data:`TRANSFORMATIONS`; default :data:`DEFAULT_TRANSFORMATIONS`. Each runs
         where it has a driver (:func:`applies`).
@@ -146,9 +148,10 @@ def run(
         outputs: dict[tuple[str, str], dict[str, list[np.ndarray | None]]] = {}
         with _progress(progress, len(checks)) as advance:
             for case, target, t in checks:
-                report.results += check(case, target, t, seed=seed, references=references, outputs=outputs)
+                found = check(case, target, t, seed=seed, references=references, outputs=outputs)
+                report.results += found
                 kind = "" if t == "eager" else f" {t}"
-                advance(f"{target.backend.name} {target.dtype_name} {case.op}{kind}")
+                advance(f"{target.backend.name} {target.dtype_name} {case.op}{kind}", found)
         if "eager" in wanted:
             report.notes += _unchecked(plan, cases, report.results)
         report.agreement = agreement(outputs, {case.id: case.op for case in cases})
@@ -715,13 +718,75 @@ def _metadata(registered: dict[str, Any], jax_x64: bool | None, seed: int) -> di
     }
 
 
+#: Seconds between two progress lines where stderr is not a terminal.
+PROGRESS_INTERVAL = 10.0
+
+
 @contextlib.contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Any]:
-    """A rich progress bar on stderr (only on a terminal); yields ``advance(description)``."""
+def _progress(enabled: bool, total: int) -> Iterator[Callable[[str, list[Result]], None]]:
+    """Progress on stderr; yields ``advance(description, results)``, to call after each of
+    the ``total`` case runs (a case on one backend, device and dtype under one
+    transformation) with its results.
+
+    Checks, failures and skips are counted as the summary counts them
+    (:meth:`Report.summary`); the fraction done is over case runs, since a case run checks
+    every implementation that accepts the call and so how many checks it makes is known
+    only once it ran. On a terminal: a rich bar; otherwise a line such as ``conformance:
+    540/712 case runs, 731 checks, 3 failed, 2m10s`` every :data:`PROGRESS_INTERVAL`
+    seconds and one at the end. Nothing when not ``enabled``.
+    """
+    if not enabled:
+        yield lambda description, results: None
+        return
+    counts = dict.fromkeys(("runs", "checks", "failed", "skipped"), 0)
+
+    def tally() -> str:
+        found = f"{_plural(counts['checks'], 'check')}, {counts['failed']} failed"
+        return found + (f", {counts['skipped']} skipped" if counts["skipped"] else "")
+
+    def count(results: list[Result]) -> None:
+        counts["runs"] += 1
+        for r in results:
+            counts["skipped" if r.status == "skip" else "checks"] += 1
+            counts["failed"] += r.status == "fail"
+
     console = Console(stderr=True)
-    columns = (TextColumn("{task.description:<45}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(
-        *columns, console=console, disable=not (enabled and console.is_terminal), transient=True
-    ) as bar:
-        task = bar.add_task("conformance", total=total)
-        yield lambda description: bar.update(task, advance=1, description=description)
+    if console.is_terminal:
+        columns = (
+            TextColumn("{task.description:<45}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("case runs, {task.fields[tally]}"),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as bar:
+            task = bar.add_task("conformance", total=total, tally=tally())
+
+            def advance_bar(description: str, results: list[Result]) -> None:
+                count(results)
+                bar.update(task, advance=1, description=description, tally=tally())
+
+            yield advance_bar
+        return
+    start = last = time.monotonic()
+
+    def advance(description: str, results: list[Result]) -> None:
+        nonlocal last
+        count(results)
+        now = time.monotonic()
+        if counts["runs"] == total or now - last >= PROGRESS_INTERVAL:
+            last = now
+            runs = f"{counts['runs']}/{total} case {'run' if total == 1 else 'runs'}"
+            print(f"conformance: {runs}, {tally()}, {_duration(now - start)}", file=sys.stderr, flush=True)
+
+    yield advance
+
+
+def _duration(seconds: float) -> str:
+    """``9s``, ``2m10s``, ``1h02m``."""
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
