@@ -401,3 +401,37 @@ def test_sdpa_keeps_nan_query_rows_visible(kwargs: dict[str, Any]) -> None:
     torch.testing.assert_close(out.nan_to_num(), expected.nan_to_num())
     empty = seqops.scaled_dot_product_attention(q, k[..., :0, :], v[..., :0, :])  # no key: zeros
     assert torch.equal(empty, torch.zeros_like(empty))
+
+
+# -- recurrent cells --------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("batch", [(), (5,), (2, 3)])
+def test_rnn_and_gru_cells_equal_portable(dtype: str, batch: tuple[int, ...]) -> None:
+    i, h = 6, 4
+    x, state = _randn(*batch, i, dtype=dtype), _randn(*batch, h, dtype=dtype)
+    w1, w2, b = _randn(i, h, dtype=dtype), _randn(h, h, dtype=dtype), _randn(h, dtype=dtype)
+    for nonlinearity, bias in (("tanh", b), ("relu", None)):
+        assert runs(seqops.rnn_cell, x, state, w1, w2, bias, nonlinearity=nonlinearity) == "torch-rnn-cell"
+        same_as_portable(seqops.rnn_cell, x, state, w1, w2, bias, dtype=dtype, nonlinearity=nonlinearity)
+    g1, g2, gb = _randn(i, 3 * h, dtype=dtype), _randn(h, 3 * h, dtype=dtype), _randn(3 * h, dtype=dtype)
+    for b_ih, b_hh in ((gb, 2 * gb), (None, gb), (gb, None), (None, None)):
+        assert runs(seqops.gru_cell, x, state, g1, g2, b_ih, b_hh) == "torch-gru-cell"
+        same_as_portable(seqops.gru_cell, x, state, g1, g2, b_ih, b_hh, dtype=dtype)
+
+
+def test_cells_decline_half_precision_and_empty_batches_and_keep_gradients() -> None:
+    x, h = _randn(3, 6, dtype="float16"), _randn(3, 4, dtype="float16")
+    w1, w2 = _randn(6, 12, dtype="float16"), _randn(4, 12, dtype="float16")
+    assert reason(seqops.gru_cell, "torch-gru-cell", x, h, w1, w2) == fast.cells.HALF
+    assert reason(
+        seqops.gru_cell, "torch-gru-cell", x[:0].float(), h[:0].float(), w1.float(), w2.float()
+    ) == (fast.cells.EMPTY_BATCH)
+    x, h = _randn(3, 6, dtype="float64").requires_grad_(), _randn(3, 4, dtype="float64")
+    w1, w2 = _randn(6, 12, dtype="float64").requires_grad_(), _randn(4, 12, dtype="float64")
+    grads = torch.autograd.grad(seqops.gru_cell(x, h, w1, w2).sum(), (x, w1))
+    with portable():
+        expected = torch.autograd.grad(seqops.gru_cell(x, h, w1, w2).sum(), (x, w1))
+    for a, b in zip(grads, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+    batched = torch.func.vmap(lambda x: seqops.gru_cell(x, h, w1, w2))(x.detach()[None].expand(2, 3, 6))
+    torch.testing.assert_close(batched[1], seqops.gru_cell(x.detach(), h, w1, w2))

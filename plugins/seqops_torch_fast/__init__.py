@@ -13,7 +13,8 @@ the native kernels of the pointwise ops, losses, the masked convolution and top-
   (:mod:`.losses`), ``masked_conv2d`` (:mod:`.conv`), ``filter_logits`` and
   ``sample_logits`` with top-k (:mod:`.decoding`, ``torch.topk`` instead of a full sort),
   ``bernoulli_log_likelihood`` (:mod:`.generative`, ``binary_cross_entropy_with_logits``),
-  ``apply_rotary`` (:mod:`.rotary`, one ``torch.addcmul``).
+  ``apply_rotary`` (:mod:`.rotary`, one ``torch.addcmul``), ``rnn_cell`` and ``gru_cell``
+  (:mod:`.cells`, ``torch.rnn_tanh_cell``/``rnn_relu_cell``/``gru_cell``).
   The composites (``feed_forward``, ``gated_feed_forward``, the transformer layers) reach
   them through their dispatched parts. ``python bench/torch_fast.py`` prints
   their ratios to the native torch calls.
@@ -34,7 +35,8 @@ from typing import Any
 
 import seqops
 
-from . import conv, decoding, generative, losses, pointwise, rotary
+from . import cells, conv, decoding, generative, losses, pointwise, rotary
+from ._functorch import vmapped
 
 # Reasons shown by seqops.explain.
 DROPOUT = "dropout with an explicit rng: torch's fused dropout draws from its own generator"
@@ -79,6 +81,7 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
         *decoding.implementations(),
         *generative.implementations(),
         *rotary.implementations(),
+        *cells.implementations(),
     ]
 
 
@@ -273,22 +276,10 @@ def mha(
 
 
 # -- recurrent ------------------------------------------------------------------------
-def _vmapped(*tensors: Any) -> bool:
-    """Whether one of ``tensors`` is batched by ``torch.func.vmap``. Outside every functorch
-    transform (the common call) one look at the interpreter stack answers; the per-tensor check
-    runs only inside one. Never asked while Dynamo traces: it cannot trace the check, and a
-    compiled graph holds no batched tensor."""
-    torch = _torch()
-    if torch.compiler.is_compiling() or torch._C._functorch.peek_interpreter_stack() is None:
-        return False
-    functorch = torch._C._functorch
-    return any(functorch.is_batchedtensor(x) for x in tensors if x is not None)
-
-
 def _decline_recurrent(xs: Any, h0: Any, *others: Any) -> str | None:
     if xs.dtype not in (_torch().float32, _torch().float64):
         return HALF_RECURRENT if xs.dtype.itemsize == 2 else f"dtype {xs.dtype} is not supported"
-    if _vmapped(xs, h0, *others):
+    if vmapped(xs, h0, *others):
         return VMAPPED
     if xs.shape[0] == 0:
         return EMPTY_SEQUENCE
