@@ -217,7 +217,7 @@ def dispatch_per_op(*, rounds: int, number: int) -> dict[str, dict[str, Any]]:
 
 
 def case_ops_table(args: argparse.Namespace) -> dict[str, Any]:
-    """Every op with a native alternative × {NumPy, torch, JAX jit}: seqops / native (bench/ops_table.py)."""
+    """Every declared op × {NumPy, torch, JAX jit, Keras 3 on JAX}: seqops / native (bench/ops_table.py)."""
     sys.path.insert(0, str(HERE))
     import ops_table
 
