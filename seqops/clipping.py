@@ -31,7 +31,7 @@ def clip_grad_norm(
 
     Parameters
     ----------
-    grads : list, tuple or dict of arrays
+    grads : list, tuple or dict of arrays, nested or not (a pytree)
         ``None`` entries are kept as ``None``. All arrays of one library (and device);
         dtypes may differ.
     max_norm : float >= 0
@@ -112,7 +112,7 @@ def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
 
     Parameters
     ----------
-    grads : list, tuple or dict of arrays
+    grads : list, tuple or dict of arrays, nested or not (a pytree)
         ``None`` entries are kept; all arrays of one library.
     clip_value : float >= 0
 
@@ -146,30 +146,51 @@ def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
 
 
 def _entries(grads: Any) -> tuple[list[Any], list[str]]:
-    """The entries of a list, tuple or dict, and their names for messages (``grads['w']``)."""
-    if isinstance(grads, dict):
-        return list(grads.values()), [f"grads[{k!r}]" for k in grads]
-    if isinstance(grads, (list, tuple)):
-        return list(grads), [f"grads[{i}]" for i in range(len(grads))]
-    msg = f"grads must be a list, tuple or dict of arrays; got {type(grads).__name__}"
-    raise TypeError(msg)
+    """The leaves of a (nested) list, tuple or dict, in order, and their names for messages
+    (``grads['layer'][0]``): a pytree of arrays, as JAX and Flax hold parameters."""
+    if not isinstance(grads, (dict, list, tuple)):
+        msg = f"grads must be a list, tuple or dict of arrays; got {type(grads).__name__}"
+        raise TypeError(msg)
+    leaves: list[Any] = []
+    names: list[str] = []
+
+    def visit(tree: Any, name: str) -> None:
+        if isinstance(tree, dict):
+            for key, value in tree.items():
+                visit(value, f"{name}[{key!r}]")
+        elif isinstance(tree, (list, tuple)):
+            for i, value in enumerate(tree):
+                visit(value, f"{name}[{i}]")
+        else:
+            leaves.append(tree)
+            names.append(name)
+
+    visit(grads, "grads")
+    return leaves, names
 
 
 def _rebuild(grads: Any, values: list[Any]) -> Any:
-    """A new container of the type of ``grads`` holding ``values`` (the input is untouched)."""
-    if type(grads) is dict:
-        return dict(zip(grads, values, strict=True))
-    if type(grads) is list:
-        return list(values)
-    if isinstance(grads, dict):
-        out = copy.copy(grads)  # keeps dict subclasses (OrderedDict, defaultdict's factory)
-        for key, value in zip(grads, values, strict=True):
-            out[key] = value
-        return out
-    if isinstance(grads, tuple):
-        if hasattr(grads, "_fields"):  # a NamedTuple
-            return type(grads)._make(values)  # type: ignore[attr-defined]
-        return type(grads)(values)
-    out_list = copy.copy(grads)
-    out_list[:] = values
-    return out_list
+    """New containers of the types of ``grads`` (nested as it is) holding ``values``, its
+    leaves in :func:`_entries`' order (the input is untouched)."""
+    leaves = iter(values)
+
+    def build(tree: Any) -> Any:
+        if type(tree) is dict:  # the plain containers without copy.copy, which Dynamo cannot trace
+            return {key: build(value) for key, value in tree.items()}
+        if type(tree) is list:
+            return [build(value) for value in tree]
+        if isinstance(tree, dict):
+            out = copy.copy(tree)  # keeps dict subclasses (OrderedDict, defaultdict's factory)
+            for key in tree:
+                out[key] = build(tree[key])
+            return out
+        if isinstance(tree, tuple):
+            items = [build(value) for value in tree]
+            return type(tree)._make(items) if hasattr(tree, "_fields") else type(tree)(items)  # NamedTuple
+        if isinstance(tree, list):
+            out_list = copy.copy(tree)
+            out_list[:] = [build(value) for value in tree]
+            return out_list
+        return next(leaves)
+
+    return build(grads)

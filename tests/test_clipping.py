@@ -252,3 +252,30 @@ def test_empty_arrays_count_as_zero_norm():
     )
     assert float(norm) == 3.0 and empty.shape == (2, 0)
     np.testing.assert_array_equal(g, [-3.0, 1.0])
+
+
+def test_nested_pytrees_are_clipped_as_one_vector() -> None:
+    """Parameters as JAX and Flax hold them: dicts of dicts, lists and tuples (NamedTuples too),
+    with ``None`` leaves; the structure comes back, the norm is over every leaf."""
+    rng = np.random.default_rng(3)
+    a, b, c = rng.standard_normal((2, 3)), rng.standard_normal(4), rng.standard_normal(1)
+    grads = {"encoder": {"w": a, "layers": [b, None]}, "head": (c,)}
+    clipped, total = seqops.clip_grad_norm(grads, 1.0)
+    norm = np.sqrt(sum(float((x**2).sum()) for x in (a, b, c)))
+    np.testing.assert_allclose(total, norm, rtol=1e-12)
+    scale = 1.0 / (norm + 1e-6)
+    assert clipped["encoder"]["layers"][1] is None and isinstance(clipped["head"], tuple)
+    for got, x in (
+        (clipped["encoder"]["w"], a),
+        (clipped["encoder"]["layers"][0], b),
+        (clipped["head"][0], c),
+    ):
+        np.testing.assert_allclose(got, x * scale, rtol=1e-12)
+    values = seqops.clip_grad_value(grads, 0.1)
+    assert np.abs(values["encoder"]["w"]).max() <= 0.1 and values["encoder"]["layers"][1] is None
+    with pytest.raises(TypeError, match=r"`grads\['encoder'\]\['layers'\]\[1\]` must be an array"):
+        seqops.clip_grad_norm({"encoder": {"layers": [b, 2.0]}}, 1.0)
+    jax = pytest.importorskip("jax")
+    jitted, jtotal = jax.jit(lambda g: seqops.clip_grad_norm(g, 1.0))(jax.tree.map(jax.numpy.asarray, grads))
+    np.testing.assert_allclose(np.asarray(jtotal), norm, rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(jitted["head"][0]), c * scale, rtol=1e-5)
