@@ -7,7 +7,8 @@
 # OUT_DIR receives: machine.txt (nvidia-smi, versions), conformance-{cupy,torch,jax}.{json,md,log},
 # pytest-cupy.log (the CuPy fast-path tests that need a device),
 # gpu.json / gpu.md (benchmarks: torch bf16 attention vs SDPA, JAX bf16 vs cuDNN attention,
-# CuPy fp16 attention vs the portable path, CuPy LSTM), bench.log and summary.txt.
+# CuPy fp16 attention vs the portable path, CuPy LSTM, and every op's fast path against its
+# native call on torch CUDA and JAX GPU: bench/ops_table.py), bench.log and summary.txt.
 # WHEELS_DIR (default: $SEQOPS_WHEELS, else shared/wheels) holds the pure-Python wheels seqops
 # needs (array-api-compat, array-api-extra, pluggy, rich and its deps) when they are not already
 # installed: seqops is then installed offline (pip --no-index) into a virtual environment that
@@ -86,7 +87,7 @@ else
 fi
 
 # -- 3. the GPU benchmarks (the same harness as the CPU ones, GPU cases only) ----------------------
-if timeout 240 "$python" bench/run.py --gpu --no-cpu --out "$out" --name gpu >"$out/bench.log" 2>&1; then
+if timeout 300 "$python" bench/run.py --gpu --no-cpu --out "$out" --name gpu >"$out/bench.log" 2>&1; then
     note "benchmarks: done (gpu.md)"
 else
     note "benchmarks: FAIL (exit $?; see bench.log)"

@@ -41,12 +41,19 @@ def _keras() -> Any:
     return keras.ops
 
 
+#: Where the torch rows put their inputs (``bench/run.py``'s ``gpu_ops_table`` sets ``"cuda"``;
+#: JAX uses its default device, the GPU where jax has CUDA).
+TORCH_DEVICE = "cpu"
+
+
 def _lib(name: str) -> tuple[Any, Callable[[np.ndarray], Any]]:
     """The array module of ``name`` and a converter from NumPy (Keras: JAX arrays)."""
     if name == "torch":
         import torch
 
-        return torch, torch.from_numpy
+        if TORCH_DEVICE == "cpu":
+            return torch, torch.from_numpy
+        return torch, lambda a: torch.from_numpy(a).to(TORCH_DEVICE)
     if name in ("jax", "keras"):
         if name == "keras":
             _keras()
@@ -1173,21 +1180,36 @@ def cell(op: str, name: str, seqops: Any) -> tuple[Timed, Timed]:
     return ROWS[op](name, seqops)
 
 
-def table(interleaved: Callable[..., dict[str, float]], *, repeats: int) -> dict[str, dict[str, Any]]:
+def table(
+    interleaved: Callable[..., dict[str, float]],
+    *,
+    repeats: int,
+    libraries: tuple[str, ...] = LIBRARIES,
+    sync: Callable[[], Any] | None = None,
+    record_errors: bool = False,
+) -> dict[str, dict[str, Any]]:
     """``{op: {library: {"ratio", "seqops_s", "native_s"} or {"skipped": why}}}`` for every
-    declared op (in declaration order), printing each row."""
+    declared op (in declaration order), printing each row. ``sync`` waits for torch's device
+    after each timed round (CUDA); ``record_errors`` records a cell that raises as
+    ``{"error": ...}`` instead of stopping (on a GPU, where a row may build a tensor on the CPU)."""
     import seqops
 
     found: dict[str, dict[str, Any]] = {}
     for op in declared(seqops):
         found[op] = {}
-        for name in LIBRARIES:
+        for name in libraries:
             try:
                 ours, native = cell(op, name, seqops)
+                waits = sync if name == "torch" else None  # JAX results are blocked on one by one
+                t = interleaved({"seqops_s": ours, "native_s": native}, repeats=repeats, sync=waits)
             except (ImportError, LookupError) as why:
                 found[op][name] = {"skipped": str(why)}
                 continue
-            t = interleaved({"seqops_s": ours, "native_s": native}, repeats=repeats)
+            except Exception as error:
+                if not record_errors:
+                    raise
+                found[op][name] = {"error": f"{type(error).__name__}: {error}"[:300]}
+                continue
             found[op][name] = {**t, "ratio": t["seqops_s"] / t["native_s"]}
         cells = [f"{name} {e['ratio']:.2f}" if "ratio" in e else f"{name} -" for name, e in found[op].items()]
         note = f"  ({NO_NATIVE[op]})" if op in NO_NATIVE else ""
