@@ -417,6 +417,15 @@ def test_rnn_and_gru_cells_equal_portable(dtype: str, batch: tuple[int, ...]) ->
     for b_ih, b_hh in ((gb, 2 * gb), (None, gb), (gb, None), (None, None)):
         assert runs(seqops.gru_cell, x, state, g1, g2, b_ih, b_hh) == "torch-gru-cell"
         same_as_portable(seqops.gru_cell, x, state, g1, g2, b_ih, b_hh, dtype=dtype)
+    l1, l2, lb = _randn(i, 4 * h, dtype=dtype), _randn(h, 4 * h, dtype=dtype), _randn(4 * h, dtype=dtype)
+    c = _randn(*batch, h, dtype=dtype)
+    for bias in (lb, None):
+        assert runs(seqops.lstm_cell, x, (state, c), l1, l2, bias) == "torch-lstm-cell"
+        out = seqops.lstm_cell(x, (state, c), l1, l2, bias)
+        with portable():
+            expected = seqops.lstm_cell(x, (state, c), l1, l2, bias)
+        for a, b in zip(out, expected, strict=True):
+            torch.testing.assert_close(a, b, **TOL[dtype])
 
 
 def test_cells_decline_half_precision_and_empty_batches_and_keep_gradients() -> None:

@@ -163,7 +163,7 @@ def sdpa(
         # torch's fused kernels without a mask give zeros, not NaN, on a query row holding a
         # NaN (every score of the row is NaN): such rows are made NaN again, as the contract
         # (and torch's own kernel with a mask) gives them.
-        if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(q.shape[-1]):
+        if not is_causal and not enable_gqa and q.shape[-1] and scale == 1.0 / math.sqrt(q.shape[-1]):
             # The common call, without keywords (torch's default scale is the same double).
             return _nan_rows(q, k, kernel(q, k, v))
         return _nan_rows(q, k, kernel(q, k, v, None, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa))

@@ -4,8 +4,11 @@
 ``(gates·H, I)`` layout; the gate order r, z, n is the contract's). ``gru_cell`` measured
 3.4x of ``torch.gru_cell`` on the portable path (B=64, I=256, H=512, float32, one thread).
 
-The ``lstm_cell`` is left to the portable path: torch's cell orders its gates i, f, g, o, so
-every call would copy both weight matrices into that order first.
+``lstm_cell`` does not call ``torch.lstm_cell`` (whose gates are ordered i, f, g, o: both
+weight matrices would be reordered, copied, on every call); it is the cell written with torch's
+kernels on the contract's order i, f, o, g: the two products (``torch.addmm`` with the bias),
+one ``sigmoid`` over the contiguous i, f, o block, one ``tanh``, and ``torch.addcmul`` for the
+state update (the portable path computes its overflow-free sigmoid in six kernels).
 
 ``gru_cell`` inside ``torch.func.vmap`` is declined (no batching rule), and so are half
 precision (torch's cells compute it in half precision, the contract in float32) and an empty
@@ -32,6 +35,8 @@ def _load() -> dict[str, Any]:
     import torch
 
     _K.update(
+        addmm=torch.addmm,
+        addcmul=torch.addcmul,
         tanh=torch.rnn_tanh_cell,
         relu=torch.rnn_relu_cell,
         gru=torch.gru_cell,
@@ -50,6 +55,9 @@ def implementations() -> list[seqops.Implementation]:
         seqops.Implementation(
             ops.gru_cell, "torch-gru-cell", gru_cell, decline=decline_gru_cell, limitations=half
         ),
+        seqops.Implementation(
+            ops.lstm_cell, "torch-lstm-cell", lstm_cell, decline=decline_lstm_cell, limitations=half
+        ),
     ]
 
 
@@ -63,6 +71,24 @@ def decline_cell(backend: seqops.Backend, x: Any, h: Any, *args: Any, **_: Any) 
 
 def decline_gru_cell(backend: seqops.Backend, x: Any, h: Any, *args: Any) -> str | None:
     return decline_cell(backend, x, h) or (VMAPPED if vmapped(x, h, *args) else None)
+
+
+def decline_lstm_cell(backend: seqops.Backend, x: Any, state: Any, *args: Any) -> str | None:
+    return decline_cell(backend, x, state[0])
+
+
+def lstm_cell(backend: seqops.Backend, x: Any, state: Any, w_ih: Any, w_hh: Any, b: Any, /) -> Any:
+    k = _K or _load()
+    h, c = state
+    hidden = h.shape[-1]
+    x2, h2, batch = _flat(x, h)
+    gates = x2 @ w_ih if b is None else k["addmm"](b, x2, w_ih)
+    gates = k["addmm"](gates, h2, w_hh)  # (B, 4H), gates i, f, o, g
+    ifo = gates[:, : 3 * hidden].sigmoid()
+    g = gates[:, 3 * hidden :].tanh()
+    c_new = k["addcmul"](ifo[:, hidden : 2 * hidden] * c.reshape(-1, hidden), ifo[:, :hidden], g)
+    h_new = ifo[:, 2 * hidden :] * c_new.tanh()
+    return h_new.reshape(*batch, hidden), c_new.reshape(*batch, hidden)
 
 
 def _flat(x: Any, h: Any) -> tuple[Any, Any, tuple[int, ...]]:
