@@ -6,6 +6,15 @@ multiplies a stack of the ``kh·kw`` shifted views (im2col) with the flattened w
 Triangular solves are not in the standard either: ``kl_mvn`` uses ``xp.linalg.solve`` on
 the Cholesky factors (LU on a triangular matrix: stable, only slower than a dedicated solve).
 Half-precision inputs are computed in float32 and returned in their own dtype.
+
+Extreme log-variances: no formula forms ``0 · inf`` (NaN) where the exact value is finite.
+A squared distance over a variance is ``((x − m) · exp(−lv/2))²``, not ``(x − m)² · exp(−lv)``:
+at ``x = m`` it is 0 for any ``lv`` down to −176 in float32 (``exp(88)`` is the largest
+finite exponential there), and it overflows only where the exact value does. The variance
+ratio of two normals enters as ``expm1(r) − r`` with ``r = lv_q − lv_p`` (exact 0 at
+``r = 0``, no cancellation against the ``− 1``), so ``kl_normal_normal(m, lv, m, lv)`` is 0
+for any finite ``lv``. The same forms keep the autodiff gradients finite: every factor of
+a product stays finite wherever the exact gradient is.
 """
 
 from __future__ import annotations
@@ -89,19 +98,26 @@ def _up(xp: Namespace, *arrays: Array) -> list[Array]:
 
 
 def kl_normal_standard(xp: Namespace, mu: Array, log_var: Array, /, *, axis: tuple[int, ...]) -> Array:
-    """``KL(N(mu, exp(log_var)) || N(0, 1))`` summed over ``axis``."""
+    """``KL(N(mu, exp(log_var)) || N(0, 1))`` summed over ``axis``:
+    ``½ Σ (expm1(lv) − lv + mu²)`` (``exp(lv) − 1 − lv`` without cancellation near 0)."""
     m, lv = _up(xp, mu, log_var)
-    kl = 0.5 * xp.sum(xp.exp(lv) + m * m - 1.0 - lv, axis=axis)
+    kl = 0.5 * xp.sum((xp.expm1(lv) - lv) + m * m, axis=axis)
     return xp.astype(kl, mu.dtype, copy=False)
 
 
 def kl_normal_normal(
     xp: Namespace, mu_q: Array, log_var_q: Array, mu_p: Array, log_var_p: Array, /, *, axis: tuple[int, ...]
 ) -> Array:
-    """``KL(N(mu_q, σq²) || N(mu_p, σp²))`` of diagonal Gaussians, summed over ``axis``."""
+    """``KL(N(mu_q, σq²) || N(mu_p, σp²))`` of diagonal Gaussians, summed over ``axis``:
+    ``½ Σ (expm1(r) − r + ((mu_q − mu_p) · exp(−lv_p/2))²)`` with ``r = lv_q − lv_p``.
+
+    That is ``lv_p − lv_q + exp(lv_q − lv_p) − 1 + (mu_q − mu_p)² / exp(lv_p)`` written so that
+    equal arguments give exactly 0 and no ``0 · inf`` arises (module docstring).
+    """
     mq, lq, mp, lp = _up(xp, mu_q, log_var_q, mu_p, log_var_p)
-    d = mq - mp
-    terms = lp - lq + xp.exp(lq - lp) + d * d * xp.exp(-lp) - 1.0
+    r = lq - lp
+    z = (mq - mp) * xp.exp(-0.5 * lp)  # the mean difference in units of σp
+    terms = (xp.expm1(r) - r) + z * z
     return xp.astype(0.5 * xp.sum(terms, axis=axis), mu_q.dtype, copy=False)
 
 
@@ -110,45 +126,82 @@ def log_det_cholesky(xp: Namespace, chol: Array, /) -> Array:
     return 2.0 * xp.sum(xp.log(xp.linalg.diagonal(chol)), axis=-1)
 
 
-def kl_mvn_cholesky(xp: Namespace, mu_q: Array, chol_q: Array, mu_p: Array, chol_p: Array, /) -> Array:
-    """``KL(N(mu_q, Lq Lqᵀ) || N(mu_p, Lp Lpᵀ))`` from the Cholesky factors.
+def split_scale(xp: Namespace, cov: Array, /) -> tuple[Array, Array]:
+    """``(cov / 2^e, e)`` with ``2^e`` the power of two nearest the mean absolute diagonal of
+    ``cov (..., k, k)`` (``e (...)`` integer-valued).
 
-    ``tr(Σp⁻¹Σq) = ‖Lp⁻¹Lq‖²_F`` and ``(μp−μq)ᵀΣp⁻¹(μp−μq) = ‖Lp⁻¹(μp−μq)‖²``; the
-    arrays are already broadcast to ``(..., k)`` and ``(..., k, k)``, in the compute dtype.
+    The Cholesky factorization then works on a matrix of diagonal ~1 whatever the scale of
+    ``cov`` (``e^±80`` in float32: no products of factors in the subnormal range, no
+    overflow in the backward pass), and ``2^e`` enters the KL in closed form
+    (:func:`kl_mvn_cholesky`). A power of two divides exactly, and through the ``round`` no
+    gradient reaches ``e``: the KL does not depend on how ``cov`` is split (its derivative
+    in ``e`` at fixed ``cov`` is 0), and the path through ``e`` would multiply a gradient of
+    order ``1/Σ`` by ``Σ`` before dividing by ``2^e``, overflowing float32 (inf − inf). The
+    absolute value keeps a matrix with a negative diagonal negative (not positive definite)
+    after the division; an all-zero diagonal gives NaN, which the factorization check
+    rejects too.
+    """
+    e = xp.round(xp.log2(xp.mean(xp.abs(xp.linalg.diagonal(cov)), axis=-1)))  # (...)
+    return cov * (2.0 ** (-e))[..., None, None], e
+
+
+def kl_mvn_cholesky(
+    xp: Namespace,
+    mu_q: Array,
+    chol_q: Array,
+    mu_p: Array,
+    chol_p: Array,
+    /,
+    *,
+    exponent_q: Array,
+    exponent_p: Array,
+) -> Array:
+    """``KL(N(mu_q, Σq) || N(mu_p, Σp))`` with ``Σ = 2^e L Lᵀ`` (:func:`split_scale`).
+
+    ``tr(Σp⁻¹Σq) = 2^{eq − ep} ‖Lp⁻¹Lq‖²_F``, ``(μp−μq)ᵀΣp⁻¹(μp−μq) = ‖2^{−ep/2} Lp⁻¹(μp−μq)‖²``
+    and ``ln|Σp|/|Σq| = k (ep − eq) ln 2 + ln|LpLpᵀ| − ln|LqLqᵀ|``: the scales never meet the
+    factors in a product that could overflow or underflow where the KL does not, and the
+    ratio of the scales is an exact power of two (``exp`` of a rounded ``(eq − ep) ln 2``
+    would carry its relative error times ``|eq − ep| ln 2``: 2.4e-6 at ``e^40`` in float32).
+    The arrays are already broadcast to ``(..., k)``, ``(..., k, k)`` and ``(...)``, in the
+    compute dtype.
     """
     k = mu_q.shape[-1]
     a = xp.linalg.solve(chol_p, chol_q)  # (..., k, k)
-    y = xp.linalg.solve(chol_p, (mu_p - mu_q)[..., None])  # (..., k, 1)
-    trace = xp.sum(a * a, axis=(-2, -1))
-    mahalanobis = xp.sum(y * y, axis=(-2, -1))
-    log_ratio = log_det_cholesky(xp, chol_p) - log_det_cholesky(xp, chol_q)
+    y = xp.linalg.solve(chol_p, (mu_p - mu_q)[..., None])[..., 0]  # (..., k)
+    y = y * (2.0 ** (-0.5 * exponent_p))[..., None]
+    trace = xp.sum(a * a, axis=(-2, -1)) * 2.0 ** (exponent_q - exponent_p)
+    mahalanobis = xp.sum(y * y, axis=-1)
+    log_ratio = (k * math.log(2.0)) * (exponent_p - exponent_q)
+    log_ratio = log_ratio + (log_det_cholesky(xp, chol_p) - log_det_cholesky(xp, chol_q))
     return 0.5 * (trace + mahalanobis - k + log_ratio)
 
 
-def softplus(xp: Namespace, x: Array, /) -> Array:
-    """``log(1 + exp(x))`` without overflow: ``max(x, 0) + log1p(exp(-|x|))``.
-
-    Written with ``where`` so that the gradient at 0 is exactly ``sigmoid(0) = 1/2`` (the
-    ``x <= 0`` branch) and ``torch.compile(fullgraph=True)`` traces it (``maximum`` with a
-    Python scalar does not).
-    """
-    positive = x > 0.0
-    return xp.where(positive, x, 0.0) + xp.log1p(xp.exp(xp.where(positive, -x, x)))
-
-
 def bernoulli_log_likelihood(xp: Namespace, x: Array, logits: Array, /, *, axis: tuple[int, ...]) -> Array:
-    """``Σ x·l − softplus(l)`` over ``axis`` (``x`` may be any value in [0, 1])."""
+    """``Σ x·l − softplus(l)`` over ``axis`` (``x`` may be any value in [0, 1]).
+
+    Computed as ``(x·l − max(l, 0)) − log1p(exp(−|l|))``, the first part as ``(x − 1)·l``
+    where ``l > 0``: at ``x = 1, l = 20`` the term is ``−2.1e-9`` rather than the ``0`` that
+    ``20 − softplus(20)`` rounds to in float32, and no term overflows for any finite ``l``
+    (``l = ±1e4`` gives 0 or ``−1e4``). The ``where`` keeps the gradient at ``l = 0``
+    exactly ``x − ½``. Infinite logits are outside the contract (NaN, as in torch).
+    """
     xs, ls = _up(xp, x, logits)
-    return xp.astype(xp.sum(xs * ls - softplus(xp, ls), axis=axis), logits.dtype, copy=False)
+    positive = ls > 0.0
+    linear = xp.where(positive, (xs - 1.0) * ls, xs * ls)  # x·l − max(l, 0)
+    tail = xp.log1p(xp.exp(xp.where(positive, -ls, ls)))  # log1p(exp(−|l|)) in (0, log 2]
+    return xp.astype(xp.sum(linear - tail, axis=axis), logits.dtype, copy=False)
 
 
 def gaussian_log_likelihood(
     xp: Namespace, x: Array, mean: Array, log_var: Array, /, *, axis: tuple[int, ...]
 ) -> Array:
-    """``Σ −½(log 2π + log_var + (x − mean)² / exp(log_var))`` over ``axis``."""
+    """``Σ −½(log 2π + log_var + (x − mean)² / exp(log_var))`` over ``axis``, the last term
+    as ``((x − mean) · exp(−log_var/2))²`` (0 at ``x = mean`` for any ``log_var``; module
+    docstring)."""
     xs, ms, lv = _up(xp, x, mean, log_var)
-    d = xs - ms
-    terms = math.log(2.0 * math.pi) + lv + d * d * xp.exp(-lv)
+    z = (xs - ms) * xp.exp(-0.5 * lv)  # the standardized residual
+    terms = (math.log(2.0 * math.pi) + lv) + z * z
     return xp.astype(-0.5 * xp.sum(terms, axis=axis), x.dtype, copy=False)
 
 

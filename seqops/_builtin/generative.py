@@ -56,9 +56,15 @@ def kl_mvn(
     def wide(x: Array, shape: tuple[int, ...]) -> Array:
         return xp.broadcast_to(xp.astype(x, dtype, copy=False), shape)
 
-    chol_q = _cholesky(backend, "cov_q", wide(cov_q, (*lead, k, k)))
-    chol_p = _cholesky(backend, "cov_p", wide(cov_p, (*lead, k, k)))
-    kl = generative.kl_mvn_cholesky(xp, wide(mu_q, (*lead, k)), chol_q, wide(mu_p, (*lead, k)), chol_p)
+    # Each covariance as a power of two times a matrix of diagonal ~1, factorized (extreme scales)
+    unit_q, exponent_q = generative.split_scale(xp, wide(cov_q, (*lead, k, k)))
+    unit_p, exponent_p = generative.split_scale(xp, wide(cov_p, (*lead, k, k)))
+    chol_q = _cholesky(backend, "cov_q", unit_q)
+    chol_p = _cholesky(backend, "cov_p", unit_p)
+    mean_q, mean_p = wide(mu_q, (*lead, k)), wide(mu_p, (*lead, k))
+    kl = generative.kl_mvn_cholesky(
+        xp, mean_q, chol_q, mean_p, chol_p, exponent_q=exponent_q, exponent_p=exponent_p
+    )
     return xp.astype(kl, mu_q.dtype, copy=False)
 
 
