@@ -7,8 +7,9 @@ registers) and returns arrays of the same library, device and dtype.
 from __future__ import annotations
 
 from seqops import _builtin, convert, diagnostics, ops
+from seqops._checking import PluginDisagreement
 from seqops._dispatch import Explanation, candidates, declared_ops, explain, implementations, use
-from seqops._plugins import SeqopsPluginWarning, registry
+from seqops._plugins import SeqopsPluginWarning, checking_plugins, registry, set_check_plugins
 from seqops.activations import gelu, log_softmax, relu, silu, softmax
 from seqops.attention import (
     KVCache,
@@ -133,6 +134,7 @@ __all__ = [
     "KVCache",
     "Limitation",
     "MHAParams",
+    "PluginDisagreement",
     "Rotary",
     "SeqopsPluginWarning",
     "apply_rotary",
@@ -141,6 +143,7 @@ __all__ = [
     "backends",
     "candidates",
     "check_rng",
+    "checking_plugins",
     "bernoulli_log_likelihood",
     "causal_mask",
     "clip_grad_norm",
@@ -192,6 +195,7 @@ __all__ = [
     "sample_logits",
     "scaled_dot_product_attention",
     "set_attention_memory_budget",
+    "set_check_plugins",
     "shifted_window_mask",
     "silu",
     "sinusoidal_positional_encoding",

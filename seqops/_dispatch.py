@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
+import functools
 import linecache
 import threading
 from collections.abc import Callable, Iterator
@@ -56,6 +57,8 @@ def resolve(*arrays: object, names: tuple[str, ...] = (), required: int | tuple[
         if x is None or isinstance(x, (bool, int, float, complex, list, tuple)):
             raise TypeError(_not_an_array(names, i, x))
         backend = registry.backend_of(x)
+        if backend is None and registry.backend_of(getattr(x, "value", None)) is not None:
+            raise _Variable  # a Keras / Flax NNX variable: public() calls again with its .value
         if backend is None:
             known = ", ".join(b.name for b in registry.backends())
             msg = (
@@ -377,13 +380,43 @@ def _resolve(fn: Any) -> Any:
     return fn
 
 
+class _Variable(TypeError):
+    """Raised by :func:`resolve` for a variable object holding a backend's array as ``.value``
+    (``keras.Variable``, Flax NNX's ``Param``): the public function is called once more with
+    every such object replaced by its ``.value``. Never escapes a public function."""
+
+
+def _values(x: Any) -> Any:
+    """``x`` with every variable (an object whose ``.value`` a backend owns) replaced by its
+    ``.value``, inside tuples (named too), lists and dicts as well."""
+    if isinstance(x, (list, tuple)):
+        items = [_values(v) for v in x]
+        return type(x)._make(items) if hasattr(x, "_fields") else type(x)(items)  # type: ignore[union-attr]
+    if isinstance(x, dict):
+        return {k: _values(v) for k, v in x.items()}
+    if x is None or registry.backend_of(x) is not None:
+        return x
+    inner = getattr(x, "value", None)
+    return inner if registry.backend_of(inner) is not None else x
+
+
 def public(op: Op) -> Callable[[F], F]:
-    """Mark the decorated function as ``op``'s public function (``op.function``), the one
-    :func:`explain`, :func:`candidates` and the conformance suite call."""
+    """Make the decorated function ``op``'s public function (``op.function``), the one
+    :func:`explain`, :func:`candidates` and the conformance suite call. Arrays held by
+    variables (``keras.Variable``, Flax NNX ``Param``: an object whose ``.value`` is a backend's
+    array) are accepted as they are: the first call's backend resolution raises on one, and the
+    function runs again on the ``.value`` of each (no cost for plain arrays)."""
 
     def mark(fn: F) -> F:
-        op.function = fn
-        return fn
+        @functools.wraps(fn)
+        def call(*args: Any, **kwargs: Any) -> Any:
+            try:
+                return fn(*args, **kwargs)
+            except _Variable:
+                return fn(*_values(args), **{k: _values(v) for k, v in kwargs.items()})
+
+        op.function = call
+        return call  # type: ignore[return-value]
 
     return mark
 

@@ -7,6 +7,10 @@ Environment variables, read when ``import seqops`` loads the plugins:
     implementations run. Backends still load: without them no array can be handled.
 ``SEQOPS_DISABLE_PLUGINS=name,...``
     Do not load the named entry points of either group (a fast path, or a backend).
+``SEQOPS_CHECK_PLUGINS=1``
+    Check mode (:mod:`seqops._checking`, then :func:`set_check_plugins`): every call a
+    fast path accepts also runs the portable path, and a disagreement beyond the
+    conformance tolerance raises :class:`seqops.PluginDisagreement`.
 
 Failure policy. The plugins shipped with seqops (the built-in portable plugin and the
 entry points of the ``seqops`` distribution) are never quarantined: an exception in them
@@ -34,7 +38,7 @@ from typing import Any
 
 import pluggy
 
-from seqops import hookspecs
+from seqops import _checking, hookspecs
 from seqops._op import DECLARED, Op, as_op
 from seqops.contract import Backend, Implementation
 
@@ -63,6 +67,8 @@ class _Registry:
         self.quarantined_implementations: dict[tuple[str, str, str], str] = {}
         self._ours: set[str] = set()
         self._warned: set[tuple[str, str, str]] = set()
+        #: check mode: the fast paths' ``fn`` wrapped by ``_checking.checked`` in the tables
+        self.checking = _check_default()
 
     # -- loading ----------------------------------------------------------------------
     def load(self, builtin: object) -> None:
@@ -201,6 +207,8 @@ class _Registry:
                 if not self.is_ours(plugin) and impl.decline is not None:
                     impl = dataclasses.replace(impl, decline=self._guarded(impl, impl.decline))
                 found.setdefault(impl.op, []).append(impl)
+        if self.checking:
+            return {op: _checked(impls) for op, impls in found.items()}
         return {op: tuple(impls) for op, impls in found.items()}
 
     def _refused(self, plugin: str, impl: Implementation) -> bool:
@@ -246,4 +254,59 @@ class _Registry:
         warnings.warn(msg, SeqopsPluginWarning, stacklevel=4)
 
 
+def _checked(impls: list[Implementation]) -> tuple[Implementation, ...]:
+    """Check mode: each fast path's ``fn`` compared with the built-in portable one."""
+    portable = next((i for i in impls if (i.plugin, i.name) == ("portable", "portable")), None)
+    if portable is None:
+        return tuple(impls)
+    return tuple(
+        i if i.plugin == "portable" else dataclasses.replace(i, fn=_checking.checked(i, portable))
+        for i in impls
+    )
+
+
+def _check_default() -> bool:
+    return os.environ.get("SEQOPS_CHECK_PLUGINS", "").strip() not in ("", "0")
+
+
 registry = _Registry()
+
+
+def set_check_plugins(enabled: bool | None, /) -> bool:
+    """Turn check mode on or off for the next calls; return the previous setting.
+
+    In check mode every call that a fast path (an implementation of a plugin other than
+    the built-in ``portable`` one) accepts also runs the portable implementation on the same
+    arguments, and a result differing beyond the conformance tolerance of its dtype raises
+    :class:`seqops.PluginDisagreement` naming the implementation and its plugin (random
+    draws and traced calls are not compared: see :mod:`seqops._checking`). ``None``
+    restores the default, ``SEQOPS_CHECK_PLUGINS`` (read at ``import seqops``; off when
+    unset or ``0``). The implementation tables are rebuilt (plugins are asked again), so
+    call it outside ``jax.jit`` and ``torch.compile``; off, the calls cost nothing more.
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> old = seqops.set_check_plugins(True)
+    >>> float(seqops.silu(np.zeros(3, dtype=np.float32))[0])  # numpy-silu, checked
+    0.0
+    >>> seqops.set_check_plugins(old)
+    True
+    """
+    previous = registry.checking
+    registry.checking = _check_default() if enabled is None else bool(enabled)
+    if registry.checking != previous:
+        registry.refresh()
+    return previous
+
+
+def checking_plugins() -> bool:
+    """Whether check mode is on (see :func:`set_check_plugins`).
+
+    Examples
+    --------
+    >>> import seqops
+    >>> seqops.checking_plugins()
+    False
+    """
+    return registry.checking

@@ -53,7 +53,8 @@ def scaled_dot_product_attention(
         Query ``i`` attends keys ``j <= i`` (top-left alignment, as torch and JAX).
         ``mask``, ``bias`` and ``is_causal`` combine.
     scale : float, optional
-        Multiplies the logits; default ``1 / sqrt(E)``.
+        Multiplies the logits; default ``1 / sqrt(E)`` (1.0 for ``E = 0``, where every score is 0
+        and the output is the mean of ``v``: docs/errors-and-edge-cases.md).
     dropout_p : float
         Dropout probability on the attention weights; ``> 0`` needs ``rng``.
     rng : int or native generator/key, optional
@@ -112,7 +113,10 @@ def scaled_dot_product_attention(
         target = (*lead, q_shape[-2], k_shape[-2])
         check.broadcast_to_target("mask", mask, target, "(..., L, S)")
         check.broadcast_to_target("bias", bias, target, "(..., L, S)")
-    scale = 1.0 / math.sqrt(q_shape[-1]) if scale is None else check.number("scale", scale)
+    if scale is None:  # E = 0: every score is 0 whatever the scale (docs/errors-and-edge-cases.md)
+        scale = 1.0 / math.sqrt(q_shape[-1]) if q_shape[-1] else 1.0
+    else:
+        scale = check.number("scale", scale)
     if dropout_p != 0.0 or type(dropout_p) is not float or rng is not None:
         dropout_p = _check_dropout(dropout_p, rng)
     if type(is_causal) is not bool or type(enable_gqa) is not bool or type(return_weights) is not bool:
@@ -134,6 +138,12 @@ def scaled_dot_product_attention(
 
 
 _SDPA_NAMES = ("q", "k", "v", "mask", "bias")
+
+
+def _default_scale(width: int) -> float:
+    """The default logit scale ``1 / sqrt(width)``; 1.0 for ``width = 0`` (every score is then
+    0 whatever the scale, so attention averages the values: docs/errors-and-edge-cases.md)."""
+    return 1.0 / math.sqrt(width) if width else 1.0
 
 
 def _check_sdpa_inputs(
@@ -547,7 +557,8 @@ def multi_head_attention(
     need_weights : bool
         Also return the per-head weights ``(..., num_heads, L, S)`` (not with ``kv_cache``).
     scale : float, optional
-        Multiplies the logits; default ``1 / sqrt(dh)`` (GPT-2's per-layer scaling, T5's 1).
+        Multiplies the logits; default ``1 / sqrt(dh)`` (GPT-2's per-layer scaling, T5's 1; 1.0
+        for ``dh = 0``).
     bias : float array broadcastable to ``(..., num_heads, L, S)``, optional
         Added to the logits (T5's relative position bias, ALiBi); ``-inf`` entries mask.
     num_kv_heads : int, optional
@@ -643,7 +654,7 @@ def multi_head_attention(
         dropout_p=dropout_p,
         rng=rng,
         need_weights=need_weights,
-        scale=1.0 / math.sqrt(head_dim) if scale is None else check.number("scale", scale),
+        scale=_default_scale(head_dim) if scale is None else check.number("scale", scale),
         bias=bias,
         num_kv_heads=kv_heads,
         rotary=rotary,

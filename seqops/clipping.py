@@ -186,7 +186,9 @@ def _rebuild(grads: Any, values: list[Any]) -> Any:
             return out
         if isinstance(tree, tuple):
             items = [build(value) for value in tree]
-            return type(tree)._make(items) if hasattr(tree, "_fields") else type(tree)(items)  # NamedTuple
+            if hasattr(tree, "_fields"):  # a NamedTuple
+                return type(tree)._make(items)  # type: ignore[attr-defined]
+            return type(tree)(items)
         if isinstance(tree, list):
             out_list = copy.copy(tree)
             out_list[:] = [build(value) for value in tree]

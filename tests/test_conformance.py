@@ -602,7 +602,8 @@ def test_conformance_catches_swapped_lstm_gates(capsys) -> None:
     out = capsys.readouterr().out
     assert "FAIL lstm[" in out and "via swapped-gates" in out
     report = run(backends=["numpy"], ops=["lstm", "lstm_cell"], progress=False)
-    lstm_cases = {c.id for c in CASES if c.op == "lstm" and "T=0" not in c.name}  # empty: nothing to swap
+    # empty (T = 0, an empty batch): nothing to swap
+    lstm_cases = {c.id for c in CASES if c.op == "lstm" and "T=0" not in c.name and "empty" not in c.name}
     assert {r.case for r in report.failures} == lstm_cases  # every case, and lstm_cell untouched
     assert {r.dtype for r in report.failures} == {"float16", "float32", "float64"}
     assert all(r.implementation == "swapped-gates" and r.error > 0.1 for r in report.failures)
@@ -612,7 +613,8 @@ def test_conformance_catches_swapped_lstm_gates(capsys) -> None:
 def test_conformance_catches_samples_outside_the_support() -> None:
     report = run(backends=["numpy"], ops=["sample_logits"], dtypes=["float32"], progress=False)
     failed = {r.case: r for r in report.failures}
-    assert set(failed) == {c.id for c in CASES if c.op == "sample_logits"}
+    # not the edge cases: no row to draw for, or one token that every sampler draws
+    assert set(failed) == {c.id for c in CASES if c.op == "sample_logits" and not c.name.startswith("edge: ")}
     support = [r for r in failed.values() if "support" in r.case]
     assert support and all("outside the reference support" in r.message for r in support)
     assert all(r.tolerance == 0.0 for r in failed.values())
@@ -727,8 +729,14 @@ def test_conformance_catches_unmasked_centre_and_wrong_shift(capsys) -> None:
     assert "FAIL pixelcnn_mask[" in out and "via centre-kept" in out
     assert "FAIL cyclic_shift[" in out and "via rolled-wrong-way" in out
     report = run(backends=["numpy"], ops=ops, progress=False)
-    type_a = {c.id for c in CASES if c.op == "pixelcnn_mask" and c.inputs()[1]["mask_type"] == "A"}
-    shifts = {c.id for c in CASES if c.op == "cyclic_shift"}
+    type_a = {
+        c.id
+        for c in CASES
+        if c.op == "pixelcnn_mask"
+        and c.inputs()[1].get("mask_type", "A") == "A"
+        and c.name != "edge: 0 channels"
+    }  # the empty mask has no centre to keep
+    shifts = {c.id for c in CASES if c.op == "cyclic_shift" and "empty" not in c.name}
     assert type_a and {r.case for r in report.failures} == type_a | shifts  # type B untouched
     assert {r.dtype for r in report.failures} == {"float16", "float32", "float64"}
     assert all(r.tolerance == 0.0 and r.error > 0.0 for r in report.failures)

@@ -338,7 +338,10 @@ EXAMPLE = ROOT / "examples" / "seqops-marray"
 
 def test_the_example_third_party_backend_passes_the_suite(tmp_path) -> None:
     env = _install(EXAMPLE, tmp_path / "site")
-    done = _pytest("--seqops-backend", "marray", "-q", "-rs", env=env, cwd=tmp_path)
+    skips = EXAMPLE / "conformance-skips.txt"  # the edge sizes marray masks (its README)
+    done = _pytest(
+        "--seqops-backend", "marray", "--seqops-skips", str(skips), "-q", "-rs", env=env, cwd=tmp_path
+    )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert " failed" not in done.stdout.splitlines()[-1]
     assert "marray-softmax" in done.stdout or "passed" in done.stdout

@@ -15,7 +15,7 @@ import seqops
 
 README = Path(__file__).parents[1] / "README.md"
 # Every public module, plus the private ones whose docstrings show public functions.
-MODULES = ["seqops", "seqops._dispatch"] + [
+MODULES = ["seqops", "seqops._dispatch", "seqops._plugins"] + [
     f"seqops.{m.name}" for m in pkgutil.iter_modules(seqops.__path__) if not m.name.startswith("_")
 ]
 

@@ -643,8 +643,8 @@ def test_explain_shows_torch_gru_on_torch_and_portable_elsewhere(torch_fast, rng
     assert explanation.op == "gru" and explanation.chosen == "torch-gru"
     assert "torch-gru" in str(explanation)
     assert seqops.explain(seqops.gru, xs.numpy(), h0.numpy(), *(a.numpy() for a in w)).chosen == "portable"
-    # the cell has no fast path: torch's GRUCell is no faster than the portable step
-    assert seqops.explain(seqops.gru_cell, xs[0], h0, *w).chosen == "portable"
+    # the cell runs torch.gru_cell (measured 3.4x faster than the portable step at B=64, H=512)
+    assert seqops.explain(seqops.gru_cell, xs[0], h0, *w).chosen == "torch-gru-cell"
 
 
 def test_torch_gru_declines_with_reasons(torch_fast, rng):
@@ -763,7 +763,7 @@ def test_conformance_catches_wrong_grus(mistake):
         report = run(backends=["numpy"], ops=["gru"], dtypes=["float64"], progress=False)
     finally:
         seqops.unregister_plugin(name)
-    cases = {c.id for c in CASES if c.op == "gru" and "T=0" not in c.name}
+    cases = {c.id for c in CASES if c.op == "gru" and "T=0" not in c.name and "empty" not in c.name}
     if mistake == "b_hn outside r":  # only where there is a hidden bias
         cases = {c for c in cases if "no biases" not in c and "b_ih only" not in c}
     assert {r.case for r in report.failures} == cases

@@ -106,6 +106,14 @@ class JaxBackend(Backend):
 
         return jax.lax.erf
 
+    @property
+    def solve_lower(self) -> Any:  # type: ignore[override]
+        import functools
+
+        import jax
+
+        return functools.partial(jax.scipy.linalg.solve_triangular, lower=True)
+
 
 @hookimpl(trylast=True)
 def seqops_backends() -> list[Backend]:

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+import types
 from typing import Any
 
 import array_api_compat
 
 from seqops import Backend, check_rng, hookimpl
+
+_NAMESPACE: Any = None
+
+
+def _namespace() -> Any:
+    """array-api-compat's torch namespace (a copy of the module, same name and functions) with
+    ``moveaxis`` as ``torch.movedim``, the same op: torch has no ``torch.func.vmap`` batching
+    rule for its alias ``aten::moveaxis.int``, so every op moving an axis failed under vmap.
+    Built on the first eager call (Dynamo cannot trace making a module; until then a compiled
+    graph uses array-api-compat's own, whose ``moveaxis`` compiles)."""
+    global _NAMESPACE  # noqa: PLW0603 - built once, on first use
+    import array_api_compat.torch
+    import torch
+
+    if torch.compiler.is_compiling():
+        return array_api_compat.torch
+    namespace = types.ModuleType(array_api_compat.torch.__name__)
+    namespace.__dict__.update(vars(array_api_compat.torch))
+    namespace.moveaxis = torch.movedim  # type: ignore[attr-defined]
+    _NAMESPACE = namespace
+    return namespace
 
 
 class TorchBackend(Backend):
@@ -17,9 +39,7 @@ class TorchBackend(Backend):
         return array_api_compat.is_torch_array(x)
 
     def namespace(self) -> Any:
-        import array_api_compat.torch
-
-        return array_api_compat.torch
+        return _NAMESPACE or _namespace()
 
     def devices(self) -> list[Any]:
         import torch
@@ -50,6 +70,8 @@ class TorchBackend(Backend):
 
         check_rng(rng, torch.Generator, self.name)
         if isinstance(rng, int):
+            if getattr(device, "type", device) == "meta":  # no generator there, nor values to draw
+                return None
             return torch.Generator(device=device).manual_seed(rng)
         return rng
 
@@ -70,6 +92,16 @@ class TorchBackend(Backend):
         import torch
 
         return torch.special.erf
+
+    @property
+    def solve_lower(self) -> Any:  # type: ignore[override]
+        return _solve_lower
+
+
+def _solve_lower(a: Any, b: Any) -> Any:
+    import torch
+
+    return torch.linalg.solve_triangular(a, b, upper=False)
 
 
 @hookimpl(trylast=True)

@@ -54,7 +54,7 @@ DROPOUT = "dropout with an explicit rng: jax.nn.dot_product_attention has no dro
 WEIGHTS = "return_weights=True: jax.nn.dot_product_attention does not return the weights"
 FLOAT64 = "float64: jax.nn.dot_product_attention computes the logits in float32 (error ~1e-7)"
 VALUE_WIDTH = "values of another width than the keys (Ev != E)"
-EMPTY = "an empty query or key sequence"
+EMPTY = "an empty batch, query or key sequence or feature axis: left to the portable path"
 ON_CPU = "on CPU the jitted portable attention is faster than jax.nn.dot_product_attention"
 
 CUDNN_NO_GPU = "cuDNN attention needs a CUDA GPU"
@@ -159,7 +159,7 @@ def _unsupported(q: Any, k: Any, v: Any, dropout_p: float) -> str | None:
         return f"dtype {q.dtype} is not one jax.nn.dot_product_attention computes"
     if v.shape[-1] != q.shape[-1]:
         return VALUE_WIDTH
-    if q.shape[-2] == 0 or k.shape[-2] == 0:
+    if 0 in (*q.shape, *k.shape, *v.shape):  # jax.nn.dot_product_attention (cuDNN above all) on no data
         return EMPTY
     return None
 

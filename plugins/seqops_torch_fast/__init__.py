@@ -3,7 +3,8 @@ the native kernels of the pointwise ops, losses, the masked convolution and top-
 
 - ``scaled_dot_product_attention`` and ``multi_head_attention`` run
   ``torch.nn.functional.scaled_dot_product_attention`` (flash / memory-efficient / math
-  kernels, chosen by torch).
+  kernels, chosen by torch), declined inside ``torch.func.vmap`` (no batching rule: torch
+  would loop over the batch; the portable attention is vmapped instead).
 - ``lstm``, ``rnn`` and ``gru`` run ``torch.lstm`` / ``torch.rnn_tanh`` / ``torch.rnn_relu``
   / ``torch.gru`` (the kernels behind ``torch.nn.LSTM``/``RNN``/``GRU``; cuDNN on CUDA) on
   weights converted to torch's layout. They have no ``torch.func`` batching rule: tensors
@@ -54,8 +55,13 @@ COMPOSITE = (
     "them over the dispatched attention (torch-sdpa)"
 )
 EMPTY_SEQUENCE = "an empty sequence (T = 0)"
+NO_FEATURES = "no query/key features (E = 0): not every torch attention kernel takes a head dim of 0"
 EMPTY_BATCH = "an empty batch"
 VMAPPED = "a tensor batched by torch.func.vmap: torch's recurrent kernels have no batching rule"
+VMAPPED_ATTENTION = (
+    "a tensor batched by torch.func.vmap: torch's fused attention kernels have no batching rule "
+    "(torch would loop over the batch)"
+)
 
 
 @seqops.hookimpl
@@ -139,6 +145,10 @@ def decline_sdpa(
         return DROPOUT
     if q.dtype not in _attention_dtypes():
         return f"dtype {q.dtype} is not one torch's attention kernels compute"
+    if q.shape[-1] == 0:
+        return NO_FEATURES
+    if vmapped(q, k, v, mask, bias):
+        return VMAPPED_ATTENTION
     return None
 
 
@@ -179,17 +189,36 @@ def sdpa(
 
 
 def _nan_rows(q: Any, k: Any, out: Any) -> Any:
-    """``out`` with NaN on the rows where ``q`` has a NaN (two small kernels over ``q``). With
-    no key (S = 0) the contract's zeros, whatever the kernel gave (NaN for some layouts)."""
+    """``out`` with NaN on the rows where ``q`` has a NaN. With no key (S = 0) the contract's
+    zeros, whatever the kernel gave (NaN for some layouts).
+
+    Eagerly on the CPU the sum of ``q`` decides (one reduction and a read, 1.5 µs on a tiny
+    call; reading a CPU tensor waits for nothing): a NaN anywhere makes it NaN (so does
+    ``inf - inf``, which only costs the exact fix below); on a GPU or while traced the fix is
+    always applied (no host read: no device synchronisation)."""
     if k.shape[-2] == 0:
         return out.masked_fill(out != 0, 0.0)  # keeps the graph: zero gradients
+    if q.device.type == "cpu" and not _compiling() and not math.isnan(q.sum().item()):
+        return out
     return out.masked_fill(q.isnan().any(-1, keepdim=True), math.nan)
+
+
+def _compiling() -> bool:
+    return (_KERNELS.get("compiling") or _compiler())()  # type: ignore[no-any-return]
+
+
+def _compiler() -> Any:
+    _KERNELS["compiling"] = _torch().compiler.is_compiling
+    return _KERNELS["compiling"]
 
 
 def _attention_mask(q: Any, k: Any, mask: Any, bias: Any, is_causal: bool) -> Any:
     """The one ``attn_mask`` torch takes for ``mask``, ``bias`` and ``is_causal`` (torch
-    refuses ``attn_mask`` together with ``is_causal``, so causality is folded in)."""
+    refuses ``attn_mask`` together with ``is_causal``, so causality is folded in). A mask or
+    bias of shape ``(S,)`` is given its query axis: torch's kernels index ``attn_mask`` dim -2."""
     torch = _torch()
+    mask = mask[None] if mask is not None and mask.ndim == 1 else mask
+    bias = bias[None] if bias is not None and bias.ndim == 1 else bias
     if is_causal:
         causal = torch.ones(q.shape[-2], k.shape[-2], dtype=torch.bool, device=q.device).tril()
         mask = causal if mask is None else mask & causal
@@ -223,6 +252,10 @@ def decline_mha(
         return COMPOSITE
     if query.dtype not in _attention_dtypes():
         return f"dtype {query.dtype} is not one torch's attention kernels compute"
+    if args[2].w_q.shape[-1] == 0:  # args = (key, value, params); params.w_q (D, heads·dh): dh = 0
+        return NO_FEATURES
+    if vmapped(query, *args[:2], *args[2], _.get("mask"), _.get("key_padding_mask")):
+        return VMAPPED_ATTENTION
     return None
 
 

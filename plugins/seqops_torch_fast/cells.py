@@ -10,7 +10,7 @@ kernels on the contract's order i, f, o, g: the two products (``torch.addmm`` wi
 one ``sigmoid`` over the contiguous i, f, o block, one ``tanh``, and ``torch.addcmul`` for the
 state update (the portable path computes its overflow-free sigmoid in six kernels).
 
-``gru_cell`` inside ``torch.func.vmap`` is declined (no batching rule), and so are half
+``rnn_cell`` and ``gru_cell`` inside ``torch.func.vmap`` are declined (no batching rule), and so are half
 precision (torch's cells compute it in half precision, the contract in float32) and an empty
 batch (left to the portable path). Leading batch dimensions ``(..., I)`` are flattened for
 torch, which takes one.
@@ -26,6 +26,7 @@ from ._functorch import vmapped
 
 HALF = "half precision: torch's cell kernels compute in half precision, the contract in float32"
 VMAPPED = "a tensor batched by torch.func.vmap: torch.gru_cell has no batching rule"
+VMAPPED_RNN = "a tensor batched by torch.func.vmap: torch.rnn_tanh_cell/rnn_relu_cell have no batching rule"
 EMPTY_BATCH = "an empty batch"
 
 _K: dict[str, Any] = {}
@@ -50,7 +51,7 @@ def implementations() -> list[seqops.Implementation]:
     half = (seqops.Limitation(HALF, dtype="float16"), seqops.Limitation(HALF, dtype="bfloat16"))
     return [
         seqops.Implementation(
-            ops.rnn_cell, "torch-rnn-cell", rnn_cell, decline=decline_cell, limitations=half
+            ops.rnn_cell, "torch-rnn-cell", rnn_cell, decline=decline_rnn_cell, limitations=half
         ),
         seqops.Implementation(
             ops.gru_cell, "torch-gru-cell", gru_cell, decline=decline_gru_cell, limitations=half
@@ -67,6 +68,10 @@ def decline_cell(backend: seqops.Backend, x: Any, h: Any, *args: Any, **_: Any) 
     if h.numel() == 0:
         return EMPTY_BATCH
     return None
+
+
+def decline_rnn_cell(backend: seqops.Backend, x: Any, h: Any, *args: Any, **_: Any) -> str | None:
+    return decline_cell(backend, x, h) or (VMAPPED_RNN if vmapped(x, h, *args) else None)
 
 
 def decline_gru_cell(backend: seqops.Backend, x: Any, h: Any, *args: Any) -> str | None:

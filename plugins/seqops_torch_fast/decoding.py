@@ -10,7 +10,8 @@
   vocabulary). The same distribution as the portable path, and the same tokens for the same
   ``rng``, but not the portable path's tokens (the contract: the same ``rng`` gives the same
   result with the same implementation). Finding ties reads one boolean: declined while traced
-  (``torch.compile``, ``torch.func``), where the portable sampling runs over this filter.
+  (``torch.compile``, ``torch.func``) and on meta tensors, where the portable sampling runs over
+  this filter.
 
 Top-p needs the sorted cumulative probabilities: declined to the portable path.
 """
@@ -26,6 +27,7 @@ TOP_P = "top_p < 1: the nucleus needs a sorted cumulative sum (the portable path
 UNKNOWN_SIZE = "an unknown vocabulary size"
 NO_TOP_K = "no top_k: nothing for torch.topk to do (the portable sampling runs over the filter)"
 TRACED = "traced (torch.compile or a torch.func transform): the tie check reads a value"
+META = "meta tensors: the tie check reads a value, which they do not have"
 
 _K: dict[str, Any] = {}
 
@@ -118,6 +120,8 @@ def decline_sample_logits(
     k = _K or _load()
     if k["compiling"]() or k["wrapped"](logits):
         return TRACED
+    if logits.is_meta:
+        return META
     return None
 
 

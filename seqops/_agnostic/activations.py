@@ -18,7 +18,10 @@ def compute_dtype(xp: Namespace, dtype: DType) -> DType:
 
 
 def _stable_shift(xp: Namespace, x: Array, axis: int) -> Array:
-    """``x - max(x)`` along ``axis``; a row whose max is not finite is shifted by 0."""
+    """``x - max(x)`` along ``axis``; a row whose max is not finite is shifted by 0 (and an
+    empty axis, which has no max, is returned as it is)."""
+    if x.ndim and x.shape[axis] == 0:
+        return x
     m = xp.max(x, axis=axis, keepdims=True)
     return x - xp.where(xp.isfinite(m), m, 0.0)
 

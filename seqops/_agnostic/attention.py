@@ -35,7 +35,7 @@ def sinusoidal_positional_encoding(
     """``(P, d_model)`` encodings of float ``positions (P,)``, computed in ``positions.dtype``."""
     # frequencies base^(-2i/d) for i < d/2; angles (P, d/2)
     exponents = xp.arange(0, d_model, 2, dtype=positions.dtype, device=array_api_compat.device(positions))
-    inv_freq = xp.exp(exponents * (-math.log(base) / d_model))
+    inv_freq = xp.exp(exponents * (-math.log(base) / d_model if d_model else 0.0))  # d_model = 0: (0,)
     angles = positions[:, None] * inv_freq[None, :]
     sin, cos = xp.sin(angles), xp.cos(angles)
     if layout == "interleaved":

@@ -3,8 +3,9 @@ likelihoods, in pure Array API code.
 
 Convolution is not in the standard: ``masked_conv2d`` pads with concatenated zeros and
 multiplies a stack of the ``kh·kw`` shifted views (im2col) with the flattened weight.
-Triangular solves are not in the standard either: ``kl_mvn`` uses ``xp.linalg.solve`` on
-the Cholesky factors (LU on a triangular matrix: stable, only slower than a dedicated solve).
+Triangular solves are not in the standard either: ``kl_mvn`` uses the backend's
+``solve_lower`` where it has one, else ``xp.linalg.solve`` on the Cholesky factors (LU on a
+triangular matrix: stable, only slower than a dedicated solve).
 Half-precision inputs are computed in float32 and returned in their own dtype.
 
 Extreme log-variances: no formula forms ``0 · inf`` (NaN) where the exact value is finite.
@@ -20,6 +21,7 @@ a product stays finite wherever the exact gradient is.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 from seqops._agnostic.activations import compute_dtype
 from seqops._lib.typing import Array, Device, DType, Namespace
@@ -155,6 +157,7 @@ def kl_mvn_cholesky(
     *,
     exponent_q: Array,
     exponent_p: Array,
+    solve_lower: Callable[[Array, Array], Array] | None = None,
 ) -> Array:
     """``KL(N(mu_q, Σq) || N(mu_p, Σp))`` with ``Σ = 2^e L Lᵀ`` (:func:`split_scale`).
 
@@ -164,11 +167,13 @@ def kl_mvn_cholesky(
     ratio of the scales is an exact power of two (``exp`` of a rounded ``(eq − ep) ln 2``
     would carry its relative error times ``|eq − ep| ln 2``: 2.4e-6 at ``e^40`` in float32).
     The arrays are already broadcast to ``(..., k)``, ``(..., k, k)`` and ``(...)``, in the
-    compute dtype.
+    compute dtype. ``solve_lower(a, b)`` solves the triangular systems (``xp.linalg.solve`` if
+    ``None``).
     """
     k = mu_q.shape[-1]
-    a = xp.linalg.solve(chol_p, chol_q)  # (..., k, k)
-    y = xp.linalg.solve(chol_p, (mu_p - mu_q)[..., None])[..., 0]  # (..., k)
+    solve = xp.linalg.solve if solve_lower is None else solve_lower
+    a = solve(chol_p, chol_q)  # (..., k, k)
+    y = solve(chol_p, (mu_p - mu_q)[..., None])[..., 0]  # (..., k)
     y = y * (2.0 ** (-0.5 * exponent_p))[..., None]
     trace = xp.sum(a * a, axis=(-2, -1)) * 2.0 ** (exponent_q - exponent_p)
     mahalanobis = xp.sum(y * y, axis=-1)

@@ -13,6 +13,8 @@ Activation = Callable[[Array], Array]
 
 def layer_norm(xp: Namespace, x: Array, /, weight: Array | None, bias: Array | None, *, eps: float) -> Array:
     """Normalise the last axis to mean 0, (biased) variance 1, then scale and shift."""
+    if x.shape[-1] == 0:  # nothing to normalise (and no mean: NumPy would warn)
+        return x
     dtype = x.dtype
     x = xp.astype(x, compute_dtype(xp, dtype), copy=False)
     centred = x - xp.mean(x, axis=-1, keepdims=True)
@@ -27,6 +29,8 @@ def layer_norm(xp: Namespace, x: Array, /, weight: Array | None, bias: Array | N
 
 def rms_norm(xp: Namespace, x: Array, /, weight: Array | None, *, eps: float) -> Array:
     """``x / sqrt(mean(x², -1) + eps) * weight`` over the last axis (no centring)."""
+    if x.shape[-1] == 0:  # nothing to normalise (and no mean: NumPy would warn)
+        return x
     dtype = x.dtype
     x = xp.astype(x, compute_dtype(xp, dtype), copy=False)
     y = x / xp.sqrt(xp.mean(x * x, axis=-1, keepdims=True) + eps)  # (..., E) / (..., 1)

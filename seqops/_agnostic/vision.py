@@ -181,7 +181,8 @@ def window_attention(
     if shift_size:
         x = cyclic_shift(xp, x, shift_size)
     windows = window_partition(xp, x, ws)  # (B·nW, ws, ws, C)
-    windows = xp.reshape(windows, (b, windows.shape[0] // b, n, windows.shape[-1]))  # (B, nW, N, C)
+    num_windows = (h // ws) * (w // ws)  # not windows.shape[0] // b: the batch may be empty
+    windows = xp.reshape(windows, (b, num_windows, n, windows.shape[-1]))  # (B, nW, N, C)
     q = split_heads(xp, linear(xp, windows, params.w_q, params.b_q), num_heads)
     k = split_heads(xp, linear(xp, windows, params.w_k, params.b_k), num_heads)
     v = split_heads(xp, linear(xp, windows, params.w_v, params.b_v), num_heads)
@@ -195,11 +196,12 @@ def window_attention(
         index = xp.reshape(relative_position_index(xp, ws, device=device), (n * n,))
         bias = xp.reshape(xp.take(relative_bias_table, index, axis=0), (n, n, num_heads))
         bias = xp.permute_dims(bias, (2, 0, 1))  # (heads, N, N)
-    scale = 1.0 / math.sqrt(q.shape[-1])
+    scale = 1.0 / math.sqrt(q.shape[-1]) if q.shape[-1] else 1.0  # head_dim 0: every score is 0
     attended = attend(q, k, v, mask=mask, bias=bias, is_causal=False, scale=scale, return_weights=False)
     # (B, nW, heads, N, dv)
     out = linear(xp, merge_heads(xp, attended), params.w_o, params.b_o)
-    out = window_reverse(xp, xp.reshape(out, (-1, ws, ws, out.shape[-1])), ws, h, w)  # (B, Hp, Wp, D_out)
+    out = xp.reshape(out, (b * num_windows, ws, ws, out.shape[-1]))  # not -1: B may be 0
+    out = window_reverse(xp, out, ws, h, w)  # (B, Hp, Wp, D_out)
     if shift_size:
         out = cyclic_shift(xp, out, -shift_size)
     return out if (h, w) == (height, width) else out[:, :height, :width, :]  # (B, H, W, D_out)

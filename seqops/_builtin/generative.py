@@ -63,8 +63,9 @@ def kl_mvn(
     chol_p = _cholesky(backend, "cov_p", unit_p)
     mean_q, mean_p = wide(mu_q, (*lead, k)), wide(mu_p, (*lead, k))
     kl = generative.kl_mvn_cholesky(
-        xp, mean_q, chol_q, mean_p, chol_p, exponent_q=exponent_q, exponent_p=exponent_p
-    )
+        xp, mean_q, chol_q, mean_p, chol_p, exponent_q=exponent_q, exponent_p=exponent_p,
+        solve_lower=backend.solve_lower,
+    )  # fmt: skip
     return xp.astype(kl, mu_q.dtype, copy=False)
 
 

@@ -99,7 +99,9 @@ def _attention(
     **masks: Array | None,
 ) -> Callable[[Array, Array], Array]:
     """``attend(h, memory)``: the dispatched multi-head attention of a layer's sublayer."""
-    head_scale = 1.0 / math.sqrt(params.w_q.shape[1] // num_heads) if scale is None else scale
+    head_dim = params.w_q.shape[1] // num_heads
+    # head_dim = 0: every score is 0 whatever the scale; 1.0 as seqops.multi_head_attention
+    head_scale = (1.0 / math.sqrt(head_dim) if head_dim else 1.0) if scale is None else scale
 
     def attend(h: Array, memory: Array) -> Array:
         return ops.multi_head_attention.dispatch(

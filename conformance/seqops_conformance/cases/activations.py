@@ -30,6 +30,9 @@ for _op, _reference in (("softmax", ref.softmax), ("log_softmax", ref.log_softma
             "axis 0": partial(_logits, (5, 3, 4), 0),
             "axis 1 of 3": partial(_logits, (3, 6, 4), 1),
             "large magnitude": _large_logits,
+            "edge: empty batch": partial(_logits, (0, 9), -1),
+            "edge: empty axis": partial(_logits, (4, 0), -1),
+            "edge: V=1": partial(_logits, (4, 1), -1),
         },
         _single(_reference),
         # Not "large magnitude": a step of 1e-6 relative to logits of 1e4 is 1e-2, far too
@@ -44,6 +47,10 @@ def _values(rng):
     return (_normal(rng, 4, 9, scale=2.0),), {}
 
 
+def _empty(rng):
+    return (_normal(rng, 0, 9),), {}
+
+
 def _with(build, **options):
     def built(rng):
         args, kwargs = build(rng)
@@ -54,14 +61,14 @@ def _with(build, **options):
 
 _add(
     "relu",
-    {"normal": _values, "large magnitude": _large_logits},
+    {"normal": _values, "large magnitude": _large_logits, "edge: empty batch": _empty},
     _single(ref.relu),
     grad=("normal",),
 )
 _add(
     "silu",
     # Large magnitudes: exp(-x) of x = -1e4 overflows a naive 1 / (1 + exp(-x)).
-    {"normal": _values, "large magnitude": _large_logits},
+    {"normal": _values, "large magnitude": _large_logits, "edge: empty batch": _empty},
     _single(ref.silu),
     grad=("normal",),
 )
@@ -72,6 +79,8 @@ _add(
         "tanh": _with(_values, approximate="tanh"),
         "exact large magnitude": _large_logits,
         "tanh large magnitude": _with(_large_logits, approximate="tanh"),
+        "edge: empty batch": _empty,
+        "edge: empty batch tanh": _with(_empty, approximate="tanh"),
     },
     _single(ref.gelu),
     grad=("exact", "tanh"),

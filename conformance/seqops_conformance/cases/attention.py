@@ -76,7 +76,17 @@ _add(
         ),
         "fully masked by bias -inf": _sdpa_bias_row_minus_inf,
         "L=1 S=1": partial(_sdpa, (2, 1, 8), (2, 1, 8), (2, 1, 6)),
-        "empty query L=0": partial(_sdpa, (2, 0, 8), (2, 7, 8), (2, 7, 6)),
+        "edge: L=0": partial(_sdpa, (2, 0, 8), (2, 7, 8), (2, 7, 6)),
+        # No key: every query attends to nothing, so its output is zeros (API.md).
+        "edge: S=0": partial(_sdpa, (2, 5, 8), (2, 0, 8), (2, 0, 6)),
+        "edge: S=0 mask (L, 0)": partial(_sdpa, (2, 5, 8), (2, 0, 8), (2, 0, 6), mask=(5, 0), is_causal=True),
+        # No features: every score is 0 (the default scale is 1.0), so the output is the mean of v.
+        "edge: E=0": partial(_sdpa, (2, 5, 0), (2, 7, 0), (2, 7, 6)),
+        "edge: E=0 causal weights": partial(
+            _sdpa, (2, 5, 0), (2, 7, 0), (2, 7, 6), is_causal=True, return_weights=True
+        ),
+        "edge: Ev=0": partial(_sdpa, (2, 5, 8), (2, 7, 8), (2, 7, 0)),
+        "edge: empty batch": partial(_sdpa, (0, 2, 5, 8), (0, 2, 7, 8), (0, 2, 7, 6)),
     },
     _ref_sdpa,
     # Causal + grouped heads + weights as an output; masked rows; a bias of -inf (the
@@ -100,6 +110,11 @@ _add(
             ((6, 6), "bottom_right"),
             ((1, 5), "bottom_right"),  # one decoding step: the new query sees every key
         )
+    }
+    | {
+        f"edge: {name} {align}": partial(_fixed, lengths, {"align": align, "like": LIKE})
+        for name, lengths in (("L=0 S=0", (0,)), ("L=0", (0, 4)), ("S=0", (4, 0)))
+        for align in ("top_left", "bottom_right")
     },
     _single(ref.causal_mask),
 )
@@ -110,6 +125,8 @@ _add(
     {
         "with zero length": partial(_fixed, (np.array([0, 3, 5, 2]), 5), {}),
         "max_len > lengths": partial(_fixed, (np.array([1, 4]), 6), {}),
+        "edge: empty batch": partial(_fixed, (np.zeros(0, dtype=np.int64), 5), {}),
+        "edge: max_len=0": partial(_fixed, (np.array([0, 0]), 0), {}),
     },
     _single(ref.padding_mask),
 )
@@ -124,6 +141,11 @@ _add(
         "positions halves": partial(
             _fixed, (5, 10), {"layout": "halves", "positions": np.array([0, 3, 10, 100, 7]), "like": LIKE}
         ),
+        "edge: 0 positions": partial(_fixed, (0, 8), {"like": LIKE}),
+        "edge: empty positions": partial(
+            _fixed, (0, 8), {"layout": "halves", "positions": np.zeros(0, dtype=np.int64), "like": LIKE}
+        ),
+        "edge: d_model=0": partial(_fixed, (5, 0), {"like": LIKE}),
     },
     _ref_pe,
 )
@@ -207,6 +229,24 @@ def _cached(rng, *, length, new, rotary=None, is_causal=True, padding=False, siz
     return (x, x, x, params), kwargs
 
 
+def _no_query_features(rng):
+    """Queries and keys projected to 0 features a head (``w_q``, ``w_k (8, 0)``): every score
+    is 0, so each query gets the mean of the values."""
+    x = _normal(rng, 2, 5, 8, scale=1.0)
+    w_q, b_q = _linear_weights(rng, 8, 0)
+    w_k, b_k = _linear_weights(rng, 8, 0)
+    w_v, b_v = _linear_weights(rng, 8, 8)
+    w_o, b_o = _linear_weights(rng, 8, 8)
+    return (x, x, x, seqops.MHAParams(w_q, w_k, w_v, w_o, b_q, b_k, b_v, b_o)), {"num_heads": 2}
+
+
+def _cached_empty_batch(rng):
+    (x, _, _, params), kwargs = _cached(rng, length=2, new=1)
+    cache = kwargs["kv_cache"]
+    kwargs["kv_cache"] = seqops.KVCache(cache.keys[:0], cache.values[:0], cache.length)
+    return (x[:0], x[:0], x[:0], params), kwargs
+
+
 _add(
     "multi_head_attention",
     {
@@ -231,6 +271,13 @@ _add(
         "cache prefill": partial(_cached, length=0, new=5),
         "cache step, GQA, rotary": partial(_cached, length=4, new=1, rotary=seqops.Rotary()),
         "cache chunk, not causal, padding": partial(_cached, length=2, new=3, is_causal=False, padding=True),
+        "edge: empty batch": partial(_mha, lead=(0,)),
+        "edge: L=0": partial(_mha, length=0, source=7),
+        # No key: the attention is zeros, so the output is the output projection's bias.
+        "edge: S=0": partial(_mha, source=0),
+        "edge: S=0 weights": partial(_mha, source=0, need_weights=True),
+        "edge: E=0": _no_query_features,
+        "edge: empty batch cache": _cached_empty_batch,
     },
     _ref_mha,
     # Self attention: query, key and value are one array, whose gradient sums three paths.
@@ -254,7 +301,9 @@ _add(
             _rotary, (2, 3), np.array([[[0, 1, 2, 3, 4]], [[7, 3, 0, 2, 100]]]), rotary_dim=4, base=500.0
         ),
         "interleaved partial": partial(_rotary, (2,), np.arange(5), layout="interleaved", rotary_dim=6),
-        "empty L=0": lambda rng: ((_normal(rng, 2, 0, 8), np.arange(0)), {}),
+        "edge: L=0": lambda rng: ((_normal(rng, 2, 0, 8), np.arange(0)), {}),
+        "edge: empty batch": partial(_rotary, (0, 3), np.arange(5)),
+        "edge: E=0": lambda rng: ((_normal(rng, 2, 5, 0), np.arange(5)), {}),
     },
     _single(ref.apply_rotary),
     grad=("halves (L,)", "per-sequence positions, partial"),

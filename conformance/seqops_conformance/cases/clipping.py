@@ -9,9 +9,10 @@ from seqops_conformance.cases._base import _add, _normal
 from seqops_conformance.references import clipping as ref
 
 
-def _grads(rng, *, container=list, **options):
-    """Three gradients ``(3, 4)``, ``None`` and ``(5,)`` (global 2-norm about 4)."""
-    arrays = [_normal(rng, 3, 4, scale=1.0), None, _normal(rng, 5, scale=1.0)]
+def _grads(rng, *, container=list, empty=False, **options):
+    """Three gradients ``(3, 4)``, ``None`` and ``(5,)`` (global 2-norm about 4); ``(0, 4)``,
+    ``None`` and ``(0,)`` when ``empty``."""
+    arrays = [_normal(rng, 0 if empty else 3, 4, scale=1.0), None, _normal(rng, 0 if empty else 5, scale=1.0)]
     grads = dict(zip(("w", "skip", "b"), arrays, strict=True)) if container is dict else arrays
     return (grads,), options
 
@@ -38,6 +39,12 @@ _add(
         "norm inf above": partial(_grads, max_norm=0.5, norm_type=math.inf),
         "norm inf below": partial(_grads, max_norm=10.0, norm_type=math.inf),
         "norm 3 dict eps": partial(_grads, container=dict, max_norm=0.5, norm_type=3.0, eps=0.1),
+        # No entry: the norm is 0 and the arrays come back unchanged (empty).
+        "edge: empty arrays": partial(_grads, empty=True, max_norm=1.0),
+        "edge: empty arrays norm inf": partial(_grads, empty=True, max_norm=1.0, norm_type=math.inf),
+        "edge: empty arrays norm 1 dict": partial(
+            _grads, container=dict, empty=True, max_norm=1.0, norm_type=1.0
+        ),
     },
     _ref_clip_norm,
 )
@@ -49,6 +56,7 @@ _add(
         "list": partial(_grads, clip_value=0.5),
         "dict": partial(_grads, container=dict, clip_value=1.0),
         "nothing clipped": partial(_grads, clip_value=10.0),
+        "edge: empty arrays": partial(_grads, empty=True, clip_value=0.5),
     },
     _ref_clip_value,
 )

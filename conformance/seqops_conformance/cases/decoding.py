@@ -12,16 +12,16 @@ from seqops_conformance.cases.losses import _L, _N, _V
 from seqops_conformance.references import decoding as ref
 
 
-def _distinct_logits(rng, *lead):
+def _distinct_logits(rng, *lead, vocabulary=_V):
     """Logits ``(*lead, V)`` whose entries in a row differ by >= 0.3 (a permutation of
     ``0.5 * arange(V)`` plus noise < 0.2): no ties in any dtype (bfloat16 spacing <= 1/16
     below 8), so the greedy choice does not depend on rounding."""
-    perm = np.argsort(rng.random((*lead, _V)), axis=-1)
-    return 0.5 * perm - 2.0 + rng.uniform(0.0, 0.2, (*lead, _V))
+    perm = np.argsort(rng.random((*lead, vocabulary)), axis=-1)
+    return 0.5 * perm - 2.0 + rng.uniform(0.0, 0.2, (*lead, vocabulary))
 
 
-def _greedy(lead, rng):
-    return (_distinct_logits(rng, *lead),), {}
+def _greedy(lead, rng, vocabulary=_V):
+    return (_distinct_logits(rng, *lead, vocabulary=vocabulary),), {}
 
 
 _add(
@@ -33,13 +33,15 @@ _add(
         "ties: first maximum": partial(
             _fixed, (np.array([[1.0, 3.0, 3.0, 0.0], [-1.0, -1.0, -1.0, -1.0], [0.5, 0.25, 0.5, 0.5]]),), {}
         ),
+        "edge: empty batch": partial(_greedy, (0, _L)),
+        "edge: V=1": partial(_greedy, (_N, _L), vocabulary=1),
     },
     ref.greedy,
 )
 
 
-def _filter(rng, **options):
-    return (_distinct_logits(rng, _N, _L),), options
+def _filter(rng, *, lead=(_N, _L), vocabulary=_V, **options):
+    return (_distinct_logits(rng, *lead, vocabulary=vocabulary),), options
 
 
 _add(
@@ -64,13 +66,17 @@ _add(
         "ties: top_p=0.5": partial(
             _fixed, (np.array([[np.log(2.0), 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0]]),), {"top_p": 0.5}
         ),
+        "edge: empty batch top_k=4 top_p=0.7": partial(_filter, lead=(0, _L), top_k=4, top_p=0.7),
+        # One token: it is kept whatever the filter.
+        "edge: V=1 top_k=1 top_p=0.5": partial(_filter, vocabulary=1, top_k=1, top_p=0.5, temperature=0.7),
+        "edge: V=1 top_k=4": partial(_filter, vocabulary=1, top_k=4),
     },
     ref.filter_logits,
 )
 
 
-def _sample(rng, **options):
-    return (_distinct_logits(rng, _N, _L),), {"rng": 0, **options}
+def _sample(rng, *, lead=(_N, _L), vocabulary=_V, **options):
+    return (_distinct_logits(rng, *lead, vocabulary=vocabulary),), {"rng": 0, **options}
 
 
 def _ref_greedy_sample(logits, **options):
@@ -84,6 +90,12 @@ _add(
     "sample_logits",
     {
         "top_k=1 temperature 0.5 is greedy": partial(_sample, top_k=1, temperature=0.5),
+        "edge: empty batch top_k=1": partial(_sample, lead=(0, _L), top_k=1),
+        "edge: empty batch": partial(_sample, lead=(0, _L)),
+        # One token: every draw is token 0.
+        "edge: V=1": partial(_sample, vocabulary=1),
+        "edge: V=1 top_k=4": partial(_sample, vocabulary=1, top_k=4),
+        "edge: V=1 top_p=0.5": partial(_sample, vocabulary=1, top_p=0.5),
     },
     _ref_greedy_sample,
 )
@@ -111,12 +123,12 @@ def _transition_step(tokens, table):
     return xp.take(table, tokens, axis=0), table
 
 
-def _decode(generator, /, **options):
+def _decode(generator, /, *, rows=4, vocabulary=_V, max_new_tokens=6, **options):
     """Decoding 6 tokens for 4 rows from a random bigram table (``options`` may hold the
     op's own ``rng=``, hence the name of the generator)."""
-    table = _distinct_logits(generator, _V)
-    return (_transition_step, table, generator.integers(0, _V, (4,))), {
-        "max_new_tokens": 6,
+    table = _distinct_logits(generator, vocabulary, vocabulary=vocabulary)
+    return (_transition_step, table, generator.integers(0, vocabulary, (rows,))), {
+        "max_new_tokens": max_new_tokens,
         **options,
     }
 
@@ -150,8 +162,13 @@ _add(
             _decode, eos_token_id=[3, 5], pad_token_id=0, prompt=np.array([[1, 2]] * 4)
         ),
         "all rows end early": partial(_decode, eos_token_id=list(range(_V)), pad_token_id=1),
+        "edge: empty batch": partial(_decode, rows=0),
+        # No row to end: eagerly the loop stops after one step, as every row has ended.
+        "edge: empty batch eos": partial(_decode, rows=0, eos_token_id=3),
+        "edge: max_new_tokens=0": partial(_decode, max_new_tokens=0, prompt=np.array([[1, 2]] * 4)),
+        "edge: V=1": partial(_decode, vocabulary=1),
     },
     _ref_decode,
     # Eagerly the loop stops once every row has ended; under a trace every step runs.
-    eager_only=("eos list, pad, prompt", "all rows end early"),
+    eager_only=("eos list, pad, prompt", "all rows end early", "edge: empty batch eos"),
 )

@@ -22,7 +22,7 @@ def softmax(x, axis=-1):
     """
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
     out = np.empty_like(x)
-    for idx in np.ndindex(x.shape[:-1]):
+    for idx in np.ndindex(x.shape[:-1]) if x.shape[-1] else ():  # an empty axis: nothing to do
         row = x[idx]
         e = np.exp(row - np.max(row))
         out[idx] = e / math.fsum(e)
@@ -48,7 +48,7 @@ def log_softmax(x, axis=-1):
     """
     x = np.moveaxis(np.asarray(x, dtype=np.float64), axis, -1)
     out = np.empty_like(x)
-    for idx in np.ndindex(x.shape[:-1]):
+    for idx in np.ndindex(x.shape[:-1]) if x.shape[-1] else ():
         shifted = x[idx] - np.max(x[idx])
         out[idx] = shifted - math.log(math.fsum(np.exp(shifted)))
     return np.moveaxis(out, -1, axis)

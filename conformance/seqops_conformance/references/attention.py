@@ -44,7 +44,7 @@ def scaled_dot_product_attention(
     is_causal : bool, default False
         Top-left causal masking: query ``i`` sees keys ``j <= i``.
     scale : float, optional
-        Logit scale; defaults to ``1 / sqrt(E)``.
+        Logit scale; defaults to ``1 / sqrt(E)`` (1.0 for ``E = 0``, where every logit is 0).
     enable_gqa : bool, default False
         Allow ``k``/``v`` to have fewer heads (dim -3) than ``q``; query head ``h``
         uses kv head ``h // (Hq // Hkv)``.
@@ -64,7 +64,7 @@ def scaled_dot_product_attention(
     num_queries, head_dim = q.shape[-2:]
     num_keys, value_dim = v.shape[-2:]
     if scale is None:
-        scale = 1.0 / math.sqrt(head_dim)
+        scale = 1.0 / math.sqrt(head_dim) if head_dim else 1.0
 
     weights_shape = np.broadcast_shapes(
         q.shape[:-2] + (num_queries, num_keys), k.shape[:-2] + (1, 1), v.shape[:-2] + (1, 1)
@@ -314,7 +314,7 @@ def multi_head_attention(
         mask=mask,
         bias=bias,
         is_causal=is_causal,
-        scale=1.0 / math.sqrt(dh) if scale is None else scale,
+        scale=(1.0 / math.sqrt(dh) if dh else 1.0) if scale is None else scale,
     )
     concat = np.concatenate([heads_out[..., h, :, :] for h in range(num_heads)], axis=-1)
     out = _linear(concat, params.w_o, params.b_o)

@@ -29,7 +29,7 @@ def layer_norm(x, weight=None, bias=None, eps=1e-5):
     x = np.asarray(x, dtype=np.float64)
     n = x.shape[-1]
     out = np.empty_like(x)
-    for idx in np.ndindex(x.shape[:-1]):
+    for idx in np.ndindex(x.shape[:-1]) if n else ():  # D = 0: an empty output
         row = x[idx]
         mean = math.fsum(row) / n
         var = math.fsum((row - mean) ** 2) / n
@@ -60,7 +60,7 @@ def rms_norm(x, weight=None, eps=1e-6):
     e = x.shape[-1]
     w = np.ones(e) if weight is None else np.asarray(weight, dtype=np.float64)
     out = np.empty_like(x)
-    for idx in np.ndindex(x.shape[:-1]):
+    for idx in np.ndindex(x.shape[:-1]) if e else ():  # E = 0: an empty output
         row = x[idx]
         rms = math.sqrt(math.fsum(v * v for v in row) / e + eps)
         out[idx] = [row[i] / rms * w[i] for i in range(e)]

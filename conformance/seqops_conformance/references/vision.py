@@ -114,7 +114,7 @@ def window_attention(x, params, num_heads, window_size, shift_size=0, relative_b
     allowed = shifted_window_mask(height, width, ws, shift_size) if shift_size else None
     index = relative_position_index(ws)
     table = None if relative_bias_table is None else np.asarray(relative_bias_table, dtype=np.float64)
-    out = None
+    out = np.zeros((batch, height, width, np.shape(params.w_o)[-1]))
     for b, r, c in np.ndindex(batch, height // ws, width // ws):
         pixels = [
             ((r * ws + t // ws + shift_size) % height, (c * ws + t % ws + shift_size) % width)
@@ -137,12 +137,10 @@ def window_attention(x, params, num_heads, window_size, shift_size=0, relative_b
                 v[:, h * dv : (h + 1) * dv],
                 mask=mask,
                 bias=bias,
-                scale=1.0 / math.sqrt(dh),
+                scale=1.0 / math.sqrt(dh) if dh else 1.0,
             )
             heads.append(o)
         projected = _linear(np.concatenate(heads, axis=-1), params.w_o, params.b_o)
-        if out is None:
-            out = np.zeros((batch, height, width, projected.shape[-1]))
         for t, (y, z) in enumerate(pixels):
             out[b, y, z] = projected[t]
     return out[:, :rows, :cols]
