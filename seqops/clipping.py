@@ -62,7 +62,7 @@ def clip_grad_norm(
     >>> float(norm), np.round(clipped["w"], 6).tolist(), clipped["b"]
     (5.0, [0.6, 0.8], None)
     """
-    arrays, names = _entries(grads)
+    arrays = _entries(grads)
     max_norm = check.number("max_norm", max_norm)
     if not max_norm >= 0.0:
         msg = f"max_norm must be >= 0; got {max_norm}"
@@ -72,20 +72,15 @@ def clip_grad_norm(
         msg = f"norm_type must be > 0 or inf; got {norm_type}"
         raise ValueError(msg)
     eps = check.number("eps", eps, minimum=0.0)
-    present = [(i, a) for i, a in enumerate(arrays) if a is not None]
+    present = [a for a in arrays if a is not None]
     if not present:
         backend = creation_backend(None, None)
         zero = backend.namespace().asarray(
             0.0, dtype=backend.default_float_dtype(), device=backend.default_device()
         )
         return _rebuild(grads, arrays), zero
-    backend = resolve(
-        *(a for _, a in present), names=tuple(names[i] for i, _ in present), required=len(present)
-    )
-    check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
-    clipped, total = ops.clip_grad_norm.dispatch(
-        backend, [a for _, a in present], max_norm=max_norm, norm_type=p, eps=eps
-    )
+    backend = _backend_of(grads, arrays, present)
+    clipped, total = ops.clip_grad_norm.dispatch(backend, present, max_norm=max_norm, norm_type=p, eps=eps)
     if check.flag("error_if_nonfinite", error_if_nonfinite):
         finite = concrete_bool(backend.namespace().all(backend.namespace().isfinite(total)))
         if finite is None:
@@ -100,10 +95,7 @@ def clip_grad_norm(
                 "they cannot be clipped; pass error_if_nonfinite=False to scale them anyway"
             )
             raise RuntimeError(msg)
-    out = list(arrays)
-    for (i, _), c in zip(present, clipped, strict=True):
-        out[i] = c
-    return _rebuild(grads, out), total
+    return _rebuild(grads, _refill(arrays, clipped)), total
 
 
 @public(ops.clip_grad_value)
@@ -126,47 +118,61 @@ def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
     >>> seqops.clip_grad_value([np.array([-3.0, 0.5, 2.0]), None], 1.0)[0].tolist()
     [-1.0, 0.5, 1.0]
     """
-    arrays, names = _entries(grads)
+    arrays = _entries(grads)
     clip_value = check.number("clip_value", clip_value)
     if not clip_value >= 0.0:
         msg = f"clip_value must be >= 0; got {clip_value}"
         raise ValueError(msg)
-    present = [(i, a) for i, a in enumerate(arrays) if a is not None]
+    present = [a for a in arrays if a is not None]
     if not present:
         return _rebuild(grads, arrays)
-    backend = resolve(
-        *(a for _, a in present), names=tuple(names[i] for i, _ in present), required=len(present)
-    )
-    check.require_floating(backend.namespace(), **{names[i]: a for i, a in present})
-    clipped = ops.clip_grad_value.dispatch(backend, [a for _, a in present], clip_value=clip_value)
-    out = list(arrays)
-    for (i, _), c in zip(present, clipped, strict=True):
-        out[i] = c
-    return _rebuild(grads, out)
+    backend = _backend_of(grads, arrays, present)
+    clipped = ops.clip_grad_value.dispatch(backend, present, clip_value=clip_value)
+    return _rebuild(grads, _refill(arrays, clipped))
 
 
-def _entries(grads: Any) -> tuple[list[Any], list[str]]:
-    """The leaves of a (nested) list, tuple or dict, in order, and their names for messages
-    (``grads['layer'][0]``): a pytree of arrays, as JAX and Flax hold parameters."""
+def _backend_of(grads: Any, arrays: list[Any], present: list[Any]) -> Any:
+    """The one backend of the ``present`` leaves, all real floating; the errors name the leaf
+    (``grads['layer'][0]``: the names are built only then, a call's common case never needs them)."""
+    try:
+        backend = resolve(*present, required=len(present))
+        if all(check.is_floating(backend, a.dtype) for a in present):
+            return backend
+    except TypeError:
+        pass
+    names = [name for name, a in zip(_names(grads), arrays, strict=True) if a is not None]
+    backend = resolve(*present, names=tuple(names), required=len(present))  # raises, naming it
+    check.require_floating(backend.namespace(), **dict(zip(names, present, strict=True)))
+    return backend  # not reached: one of the two raised
+
+
+def _refill(arrays: list[Any], clipped: list[Any]) -> list[Any]:
+    """``arrays`` with its non-``None`` entries replaced, in order, by ``clipped``."""
+    done = iter(clipped)
+    return [None if a is None else next(done) for a in arrays]
+
+
+def _entries(grads: Any) -> list[Any]:
+    """The leaves of a (nested) list, tuple or dict, in order: a pytree of arrays, as JAX and
+    Flax hold parameters (names for messages: :func:`_names`)."""
     if not isinstance(grads, (dict, list, tuple)):
         msg = f"grads must be a list, tuple or dict of arrays; got {type(grads).__name__}"
         raise TypeError(msg)
-    leaves: list[Any] = []
-    names: list[str] = []
+    values = grads.values() if isinstance(grads, dict) else grads
+    if not any(isinstance(v, (dict, list, tuple)) for v in values):  # flat: the common case
+        return list(values)
+    return [leaf for v in values for leaf in (_entries(v) if isinstance(v, (dict, list, tuple)) else [v])]
 
-    def visit(tree: Any, name: str) -> None:
-        if isinstance(tree, dict):
-            for key, value in tree.items():
-                visit(value, f"{name}[{key!r}]")
-        elif isinstance(tree, (list, tuple)):
-            for i, value in enumerate(tree):
-                visit(value, f"{name}[{i}]")
-        else:
-            leaves.append(tree)
-            names.append(name)
 
-    visit(grads, "grads")
-    return leaves, names
+def _names(grads: Any, name: str = "grads") -> list[str]:
+    """The names of :func:`_entries`' leaves, for messages (``grads['layer'][0]``)."""
+    if isinstance(grads, dict):
+        items: Any = ((f"{name}[{key!r}]", value) for key, value in grads.items())
+    else:
+        items = ((f"{name}[{i}]", value) for i, value in enumerate(grads))
+    return [
+        n for label, v in items for n in (_names(v, label) if isinstance(v, (dict, list, tuple)) else [label])
+    ]
 
 
 def _rebuild(grads: Any, values: list[Any]) -> Any:

@@ -15,7 +15,8 @@ the native kernels of the pointwise ops, losses, the masked convolution and top-
   ``sample_logits`` with top-k (:mod:`.decoding`, ``torch.topk`` instead of a full sort),
   ``bernoulli_log_likelihood`` (:mod:`.generative`, ``binary_cross_entropy_with_logits``),
   ``apply_rotary`` (:mod:`.rotary`, one ``torch.addcmul``), ``rnn_cell`` and ``gru_cell``
-  (:mod:`.cells`, ``torch.rnn_tanh_cell``/``rnn_relu_cell``/``gru_cell``).
+  (:mod:`.cells`, ``torch.rnn_tanh_cell``/``rnn_relu_cell``/``gru_cell``), ``clip_grad_norm``
+  and ``clip_grad_value`` (:mod:`.clipping`, ``get_total_norm`` and ``clamp``).
   The composites (``feed_forward``, ``gated_feed_forward``, the transformer layers) reach
   them through their dispatched parts. ``python bench/torch_fast.py`` prints
   their ratios to the native torch calls.
@@ -36,7 +37,7 @@ from typing import Any
 
 import seqops
 
-from . import cells, conv, decoding, generative, losses, pointwise, rotary
+from . import cells, clipping, conv, decoding, generative, losses, pointwise, rotary
 from ._functorch import vmapped
 
 # Reasons shown by seqops.explain.
@@ -88,6 +89,7 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
         *generative.implementations(),
         *rotary.implementations(),
         *cells.implementations(),
+        *clipping.implementations(),
     ]
 
 

@@ -312,3 +312,48 @@ CASES.extend(
         ("of reparameterize gaussian mean", {"likelihood": "gaussian", "reduction": "mean"}),
     )
 )
+
+
+# -- edge sizes (issue 14): an empty batch for every op, and an empty latent/data axis where an
+# op sums over one (the sum of nothing is 0). Listed in docs/errors-and-edge-cases.md.
+def _empty_kl_mvn(rng):
+    return (np.zeros((0, 4)), np.zeros((0, 4, 4)), np.zeros((0, 4)), np.zeros((0, 4, 4))), {}
+
+
+def _empty_elbo(rng):
+    return (np.zeros((0, 6)), np.zeros((0, 6)), np.zeros((0, 4)), np.zeros((0, 4))), {}
+
+
+_add(
+    "reparameterize",
+    {"edge: empty batch": lambda rng: ((np.zeros((0, 4)), np.zeros((0, 4))), {"eps": np.zeros((0, 4))})},
+    _single(ref.reparameterize),
+)
+for _op, _reference, _count in (
+    ("kl_normal_standard", ref.kl_normal_standard, 2),
+    ("kl_normal_normal", ref.kl_normal_normal, 4),
+    ("gaussian_log_likelihood", ref.gaussian_log_likelihood, 3),
+    ("bernoulli_log_likelihood", ref.bernoulli_log_likelihood, 2),
+):
+    _add(
+        _op,
+        {
+            "edge: empty batch": partial(_arrays, *[(0, 4)] * _count),
+            "edge: empty axis": partial(_arrays, *[(3, 0)] * _count),
+        },
+        _single(_reference),
+    )
+_add("kl_mvn", {"edge: empty batch": _empty_kl_mvn}, _single(ref.kl_mvn))
+_add(
+    "iwae_bound",
+    {"edge: empty batch": partial(_iwae, shapes=((5, 0), (5, 0), (5, 0)))},
+    _single(ref.iwae_bound),
+)
+_add(
+    "elbo",
+    {
+        "edge: empty batch": _empty_elbo,
+        "edge: empty batch sum": lambda rng: (_empty_elbo(rng)[0], {"reduction": "sum"}),
+    },
+    _single(ref.elbo),
+)
