@@ -1012,7 +1012,8 @@ def kl_mvn(name: str, seqops: Any) -> tuple[Timed, Timed]:
             solve = np.linalg.solve
 
         def native(mq: Any, cq: Any, mp: Any, cp: Any) -> Any:
-            lq, lp = xp.linalg.cholesky(cq), xp.linalg.cholesky(cp)
+            # both factors in one call: two LAPACK calls at once can deadlock XLA's CPU backend
+            lq, lp = xp.linalg.cholesky(xp.stack([cq, cp]))
             m = solve(lp, lq)
             y = solve(lp, (mp - mq)[..., None])[..., 0]
             log_det = 2.0 * (

@@ -172,8 +172,9 @@ def kl_mvn_cholesky(
     """
     k = mu_q.shape[-1]
     solve = xp.linalg.solve if solve_lower is None else solve_lower
-    a = solve(chol_p, chol_q)  # (..., k, k)
-    y = solve(chol_p, (mu_p - mu_q)[..., None])[..., 0]  # (..., k)
+    # one solve for both right-hand sides (see the stacked Cholesky of the caller)
+    solved = solve(chol_p, xp.concat([chol_q, (mu_p - mu_q)[..., None]], axis=-1))  # (..., k, k + 1)
+    a, y = solved[..., :k], solved[..., k]  # (..., k, k), (..., k)
     y = y * (2.0 ** (-0.5 * exponent_p))[..., None]
     trace = xp.sum(a * a, axis=(-2, -1)) * 2.0 ** (exponent_q - exponent_p)
     mahalanobis = xp.sum(y * y, axis=-1)

@@ -59,8 +59,14 @@ def kl_mvn(
     # Each covariance as a power of two times a matrix of diagonal ~1, factorized (extreme scales)
     unit_q, exponent_q = generative.split_scale(xp, wide(cov_q, (*lead, k, k)))
     unit_p, exponent_p = generative.split_scale(xp, wide(cov_p, (*lead, k, k)))
-    chol_q = _cholesky(backend, "cov_q", unit_q)
-    chol_p = _cholesky(backend, "cov_p", unit_p)
+    # One factorization of both (stacked): XLA's CPU backend can deadlock running two LAPACK
+    # custom calls at once (seen with jax 0.10 on 2 cores), and one call is cheaper anyway.
+    try:
+        chol_q, chol_p = xp.unstack(xp.linalg.cholesky(xp.stack([unit_q, unit_p])))
+    except Exception:  # noqa: BLE001 - a library's LinAlgError: which one fails, named below
+        chol_q, chol_p = _cholesky(backend, "cov_q", unit_q), _cholesky(backend, "cov_p", unit_p)
+    _check_factor(backend, "cov_q", unit_q, chol_q)
+    _check_factor(backend, "cov_p", unit_p, chol_p)
     mean_q, mean_p = wide(mu_q, (*lead, k)), wide(mu_p, (*lead, k))
     kl = generative.kl_mvn_cholesky(
         xp, mean_q, chol_q, mean_p, chol_p, exponent_q=exponent_q, exponent_p=exponent_p,
@@ -70,16 +76,21 @@ def kl_mvn(
 
 
 def _cholesky(backend: Backend, name: str, cov: Array) -> Array:
-    """Lower Cholesky factor of ``cov (..., k, k)``; ``ValueError`` if not positive definite.
-
-    NumPy and torch raise their own errors; JAX returns NaN, read here when not tracing.
-    """
+    """Lower Cholesky factor of ``cov (..., k, k)``; ``ValueError`` naming ``name`` where the
+    library raises (NumPy and torch; JAX returns NaN: :func:`_check_factor`)."""
     xp = backend.namespace()
     try:
         chol = xp.linalg.cholesky(cov)
     except Exception as exc:  # noqa: BLE001 - each library raises its own LinAlgError
         msg = f"`{name}` of shape {check.shape_of(cov)} is not positive definite (Cholesky failed: {exc})"
         raise ValueError(msg) from exc
+    return chol
+
+
+def _check_factor(backend: Backend, name: str, cov: Array, chol: Array) -> None:
+    """``ValueError`` naming ``name`` where ``chol`` has a non-positive (or NaN: JAX's answer to a
+    matrix that is not positive definite) diagonal entry; read only when not tracing."""
+    xp = backend.namespace()
     bad = ~(xp.linalg.diagonal(chol) > 0.0)  # NaN compares False: caught too
     if concrete_bool(xp.any(bad)):
         where = backend.to_numpy(xp.any(bad, axis=-1))
@@ -88,7 +99,6 @@ def _cholesky(backend: Backend, name: str, cov: Array) -> Array:
         detail = f" (batch entries {shown[:5]})" if shown else ""
         msg = f"`{name}` of shape {check.shape_of(cov)} is not positive definite{detail}"
         raise ValueError(msg)
-    return chol
 
 
 @implement(ops.elbo)
