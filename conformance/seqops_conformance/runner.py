@@ -184,7 +184,7 @@ def agreement(
 def _disagreement(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> float | None:
     """``max |a - b| / max(|a|, |b|)`` over matching floating outputs (the fraction of
     differing entries for exact ones); ``None`` when they cannot be compared (structure or
-    shape differ, non-finite entries that differ)."""
+    shape differ, non-finite entries that differ; NaN matches NaN)."""
     if len(a) != len(b):
         return None
     worst = 0.0
@@ -199,7 +199,8 @@ def _disagreement(a: list[np.ndarray | None], b: list[np.ndarray | None]) -> flo
             worst = max(worst, float(np.mean(x != y)) if x.size else 0.0)
             continue
         finite = np.isfinite(x)
-        if not (np.array_equal(finite, np.isfinite(y)) and np.array_equal(x[~finite], y[~finite])):
+        same = np.array_equal(x[~finite], y[~finite], equal_nan=True)  # NaN where the other has NaN
+        if not (np.array_equal(finite, np.isfinite(y)) and same):
             return None
         diff = float(np.max(np.abs(x[finite] - y[finite]), initial=0.0))
         scale = max(

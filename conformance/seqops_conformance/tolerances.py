@@ -122,8 +122,8 @@ def error(out: np.ndarray, ref: np.ndarray) -> float:
     if not np.array_equal(np.isfinite(out), np.isfinite(ref)):
         return float("inf")
     finite = np.isfinite(ref)
-    # Non-finite reference entries (e.g. log-probabilities of -inf) must match exactly.
-    if not np.array_equal(out[~finite], ref[~finite]):
+    # Non-finite reference entries (log-probabilities of -inf, NaN from a NaN input) must match exactly.
+    if not np.array_equal(out[~finite], ref[~finite], equal_nan=True):  # NaN where the reference has NaN
         return float("inf")
     diff = float(np.max(np.abs(out[finite] - ref[finite]), initial=0.0))
     scale = float(np.max(np.abs(ref[finite]), initial=0.0))

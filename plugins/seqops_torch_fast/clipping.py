@@ -7,7 +7,8 @@ float32 gradients (``bench/ops_table.py``): array-api-compat's ``clip`` for torc
 in Python, and the norm of each tensor takes separate kernels. Half precision is declined for
 the norm (torch's norm of a float16 tensor is computed and returned in float16; the contract
 computes it in float32), and so are gradients of several dtypes (the total's dtype rule) and
-an empty gradient under the infinity norm (torch has no identity for its max).
+an empty gradient under the infinity norm (torch has no identity for its max), and tensors
+batched by ``torch.func.vmap`` (the foreach norm has no batching rule).
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ from typing import Any
 
 import seqops
 
+from ._functorch import vmapped
+
 HALF = "half precision: torch's norm of a float16/bfloat16 tensor is float16/bfloat16, the contract's float32"
 MIXED = "gradients of several dtypes: the total norm's dtype is the portable path's rule"
 EMPTY_INF = "an empty gradient with norm_type=inf: torch's foreach norm has no identity for max"
+VMAPPED = "a tensor batched by torch.func.vmap: torch's foreach norm has no batching rule"
 
 _K: dict[str, Any] = {}
 
@@ -55,6 +59,8 @@ def decline_clip_grad_norm(
         return MIXED
     if norm_type == float("inf") and any(g.numel() == 0 for g in grads):
         return EMPTY_INF
+    if vmapped(*grads):
+        return VMAPPED
     return None
 
 

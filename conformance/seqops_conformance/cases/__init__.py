@@ -42,6 +42,7 @@ from seqops_conformance.cases import clipping  # noqa: F401
 from seqops_conformance.cases import vision  # noqa: F401
 from seqops_conformance.cases import pixelcnn  # noqa: F401
 from seqops_conformance.cases import generative  # noqa: F401
+from seqops_conformance.cases import nonfinite  # noqa: F401  (NaN inputs, across families)
 # isort: on
 
 OPS: tuple[str, ...] = tuple(dict.fromkeys(case.op for case in CASES))

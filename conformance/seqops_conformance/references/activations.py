@@ -63,8 +63,8 @@ def _elementwise(fn, x):
 
 
 def relu(x):
-    """``max(x, 0)`` element by element."""
-    return _elementwise(lambda v: v if v > 0.0 else 0.0, x)
+    """``max(x, 0)`` element by element; NaN stays NaN (as IEEE ``maximum`` and every framework)."""
+    return _elementwise(lambda v: v if v > 0.0 or v != v else 0.0, x)
 
 
 def _silu(v):
