@@ -48,9 +48,20 @@ def _sdpa_nan_key(rng):
     return (_normal(rng, 2, 5, 8), k, _normal(rng, 2, 7, 6)), {}
 
 
-# Not a case yet: a NaN in a *masked-out* key or value. The contract ignores masked entries,
-# but torch's kernel adds the mask as -inf to a NaN score (NaN), and the portable path's
-# weights of 0 times a NaN value are NaN: open (docs/errors-and-edge-cases.md).
+def _sdpa_excluded_nan_key(rng, **options):
+    """A NaN in key (0, 3): the queries that exclude it (mask or causality) are finite, the
+    ones attending it NaN (torch adds its mask as -inf to a NaN score: torch-sdpa cleans it)."""
+    k = _normal(rng, 2, 7, 8)
+    k[0, 3, 2] = np.nan
+    if not options:  # rows 0-2 exclude key 3, rows 3-4 attend it
+        mask = np.ones((5, 7), dtype=bool)
+        mask[:3, 3] = False
+        options = {"mask": mask}
+    return (_normal(rng, 2, 5, 8), k, _normal(rng, 2, 7, 6)), options
+
+
+# Not a case: a NaN in a *value* the mask excludes makes every row NaN (its weight of 0 times
+# NaN is NaN, in torch's and JAX's attention too; docs/errors-and-edge-cases.md).
 
 
 _add(
@@ -59,6 +70,8 @@ _add(
         "nonfinite: NaN query row": _sdpa_nan_query,
         "nonfinite: NaN query row causal": lambda rng: _sdpa_nan_query(rng, is_causal=True),
         "nonfinite: NaN key": _sdpa_nan_key,
+        "nonfinite: NaN key the mask excludes": _sdpa_excluded_nan_key,
+        "nonfinite: NaN key causality excludes": lambda rng: _sdpa_excluded_nan_key(rng, is_causal=True),
     },
     _ref_sdpa,
 )
