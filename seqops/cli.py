@@ -4,6 +4,9 @@
 second where importing torch and jax takes seconds. ``seqops conformance`` reports its
 progress on stderr (a bar on a terminal, otherwise a line every 10 s and one at the end;
 ``--no-progress`` for none) and prints a table that fits the terminal's width.
+Colours, the bar and the fitted table come from rich (``pip install "seqops[cli]"``); without
+it the command prints the same in plain text, so ``pip install seqops`` stays lean and the
+command still works.
 
 Exit status: 0 when everything agrees, 1 when a conformance check fails or none ran (e.g.
 ``--device cuda:0`` on a machine without one) or a report cannot be written (the heatmap
@@ -22,8 +25,6 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from rich.console import Console
 
 if TYPE_CHECKING:
     from seqops import Backend
@@ -153,37 +154,36 @@ def _info(query_all: bool) -> int:
     import seqops
     from seqops._plugins import registry
 
-    console = Console(highlight=False, soft_wrap=True)
-    console.print(f"seqops {seqops.__version__}")
-    console.print("backends:")
+    print(f"seqops {seqops.__version__}")
+    print("backends:")
     unavailable: dict[str, str] = {}
     for backend in registry.backends():
         if query_all or backend.library in CHEAP_LIBRARIES or backend.library in sys.modules:
             availability = backend.availability()
             if availability:
                 versions = ", ".join(f"{lib} {v}" for lib, v in backend.versions().items())
-                console.print(f"  {backend.name}: {versions}; devices: {_devices(backend)}")
+                print(f"  {backend.name}: {versions}; devices: {_devices(backend)}")
                 continue
             unavailable[backend.name] = availability.reason
         elif importlib.util.find_spec(backend.library) is not None:
             version = _installed_version(backend.library)
-            console.print(f"  {backend.name}: {backend.library} {version}; devices: not queried (--devices)")
+            print(f"  {backend.name}: {backend.library} {version}; devices: not queried (--devices)")
             continue
         else:
             unavailable[backend.name] = f"{backend.library} is not installed"
-        console.print(f"  {backend.name}: unavailable ({unavailable[backend.name]})")
-    console.print("plugins:")
+        print(f"  {backend.name}: unavailable ({unavailable[backend.name]})")
+    print("plugins:")
     served = _served_backends()
     for name, plugin in seqops.plugins():
         line = f"  {name} ({getattr(plugin, '__name__', type(plugin).__name__)})"
         backends = served.get(name, set())
         if backends and backends <= set(unavailable):
             line += ": inactive, " + "; ".join(dict.fromkeys(unavailable[b] for b in sorted(backends)))
-        console.print(line)
+        print(line)
     if seqops.quarantined():
-        console.print("quarantined:")
+        print("quarantined:")
         for name, why in seqops.quarantined().items():
-            console.print(f"  {name}: {why}")
+            print(f"  {name}: {why}")
     return 0
 
 
@@ -273,7 +273,7 @@ def _conformance(args: argparse.Namespace) -> int:
     except ValueError as exc:  # unknown backend, dtype, op or transformation, negative seed
         print(f"seqops conformance: {exc}", file=sys.stderr)
         return 2
-    report.print(Console())
+    report.print()  # rich where installed, otherwise plain text
     writers = {".json": report.to_json, ".md": report.to_markdown, ".png": report.to_png}
     for path in reports:
         try:

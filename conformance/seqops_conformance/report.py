@@ -1,6 +1,11 @@
 """The conformance report: per-check results, the op × backend × dtype summary, and its
 renderings (terminal table, JSON, Markdown).
 
+The terminal table is drawn with rich where it is installed (``pip install "seqops[cli]"``)
+and in plain text otherwise (:func:`_plain_table`). rich is imported on first use only (here
+and for the runner's progress bar), so the report, the runner and the pytest plugin work
+without it.
+
 JSON schema (``schema_version`` 3)::
 
     {"schema_version": 3,
@@ -47,16 +52,13 @@ import re
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
-
-from rich import box
-from rich.cells import cell_len
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-from rich.text import Text
+from typing import TYPE_CHECKING, Any
 
 from seqops_conformance.tolerances import GRADIENT_TOLERANCES, TOLERANCES
+
+if TYPE_CHECKING:
+    from rich.console import Console
+    from rich.table import Table
 
 SCHEMA_VERSION = 4
 
@@ -345,9 +347,18 @@ class Report:
 
         On a terminal the table fits its width: labels wrap, numbers never do, and backend
         columns that do not fit go on to further tables (:func:`_tables`); a pipe or a file
-        gets the whole table on one.
+        gets the whole table on one. Without rich (and no ``console``) the same in plain text
+        on stdout (:meth:`print_plain`).
         """
-        console = console or Console()
+        if console is None:
+            try:
+                import rich.console
+            except ImportError:  # seqops installed without the cli extra
+                self.print_plain()
+                return
+            console = rich.console.Console()
+        from rich.markup import escape
+
         columns, rows = self._grid()
         if rows:
             if console.is_terminal:
@@ -359,15 +370,7 @@ class Report:
             for table in tables:
                 console.print(table)
         for r in self.failures:
-            where = f"{r.backend}/{r.device} {r.dtype} via {r.implementation or '?'}"
-            if r.transformation != "eager":
-                where += f" ({r.transformation})"
-            console.print(
-                f"[red]FAIL[/] {escape(r.case)} on {escape(where)}: error {_fmt(r.error)} "
-                f"(tolerance {r.tolerance:g})" + (f" {escape(r.message)}" if r.message else ""),
-                highlight=False,
-                soft_wrap=True,
-            )
+            console.print(f"[red]FAIL[/] {escape(_failure_text(r))}", highlight=False, soft_wrap=True)
         for backend, why in self.skipped_backends:
             console.print(
                 f"[dim]skipped backend {escape(backend)}: {escape(why)}[/]", highlight=False, soft_wrap=True
@@ -377,6 +380,18 @@ class Report:
         style = "bold green" if self.ok else "bold red"
         console.print(self.summary_line(), style=style, highlight=False, soft_wrap=True)
         console.print(self.coverage_line(), style=style, highlight=False, soft_wrap=True)
+
+    def print_plain(self) -> None:
+        """What :meth:`print` prints to a pipe, in plain text without rich: the whole summary
+        table (:func:`_plain_table`), the failures, skipped backends, notes, the summary line
+        and the coverage line, on stdout."""
+        columns, rows = self._grid()
+        lines = _plain_table(columns, rows) if rows else []
+        lines += [f"FAIL {_failure_text(r)}" for r in self.failures]
+        lines += [f"skipped backend {backend}: {why}" for backend, why in self.skipped_backends]
+        lines += [f"note: {note}" for note in self.notes]
+        lines += [self.summary_line(), self.coverage_line()]
+        print("\n".join(lines), flush=True)
 
     def _agreement_markdown(self) -> list[str]:
         """The cross-backend agreement section: rows op × dtype, a column per backend pair."""
@@ -459,6 +474,11 @@ def _tables(
     dtype, and a column per backend. Numbers never wrap or shorten: labels wrap (:func:`_wrap`),
     a backend name wider than its numbers breaks onto two lines, and backend columns that
     leave the labels less than :data:`LABEL_WIDTH` go on to a further table."""
+    from rich import box
+    from rich.cells import cell_len
+    from rich.table import Table
+    from rich.text import Text
+
     texts = {key: {col: _cell_text(cells.get(col)) for col in columns} for key, cells in rows.items()}
     widths = {col: max(cell_len(t[col]) for t in texts.values()) for col in columns}
     widths = {col: max(widths[col], _two_lines(col)) for col in columns}
@@ -501,6 +521,45 @@ def _tables(
             table.add_row(Text(label), dtype, *styled)
         tables.append(table)
     return tables
+
+
+def _plain_table(columns: list[str], rows: dict[tuple[str, str, str, str], dict[str, Cell]]) -> list[str]:
+    """The lines of the summary table in plain text, as wide as it needs (the rows and
+    labels of :func:`_tables`: each op, then its transformations and implementations,
+    indented; the dtype; a column per backend, numbers right-aligned)."""
+    header = ["op / transformation, implementation", "dtype", *columns]
+    table: list[list[str]] = []
+    group: tuple[str, str, str] | None = None
+    for (op, transformation, implementation, dtype), cells in rows.items():
+        if group is None or group[0] != op:
+            table.append([op])
+        label = ""
+        if group != (op, transformation, implementation):
+            label = f"  {transformation} {implementation or '-'}"
+        group = (op, transformation, implementation)
+        table.append([label, dtype, *(_cell_text(cells.get(col)) for col in columns)])
+    widths = [max(len(line[i]) for line in [header, *table] if i < len(line)) for i in range(len(header))]
+
+    def text(line: list[str]) -> str:
+        padded = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(line, widths, strict=False))
+        ]
+        return "  ".join(padded).rstrip()
+
+    rule = "  ".join("-" * width for width in widths)
+    return ["worst error (normwise relative)", text(header), rule, *map(text, table)]
+
+
+def _failure_text(r: Result) -> str:
+    """``case on backend/device dtype via implementation (transformation): error …
+    (tolerance …) message``: a failure as :meth:`Report.print` lists it after ``FAIL``."""
+    where = f"{r.backend}/{r.device} {r.dtype} via {r.implementation or '?'}"
+    if r.transformation != "eager":
+        where += f" ({r.transformation})"
+    return f"{r.case} on {where}: error {_fmt(r.error)} (tolerance {r.tolerance:g})" + (
+        f" {r.message}" if r.message else ""
+    )
 
 
 def _wrap(text: str, width: int, indent: str = "") -> str:

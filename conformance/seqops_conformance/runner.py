@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 import seqops
 from seqops import Limitation, find_limitation
@@ -732,9 +730,9 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[str, list[Result]
     Checks, failures and skips are counted as the summary counts them
     (:meth:`Report.summary`); the fraction done is over case runs, since a case run checks
     every implementation that accepts the call and so how many checks it makes is known
-    only once it ran. On a terminal: a rich bar; otherwise a line such as ``conformance:
-    540/712 case runs, 731 checks, 3 failed, 2m10s`` every :data:`PROGRESS_INTERVAL`
-    seconds and one at the end. Nothing when not ``enabled``.
+    only once it ran. On a terminal, with rich installed: a rich bar; otherwise a line such
+    as ``conformance: 540/712 case runs, 731 checks, 3 failed, 2m10s`` every
+    :data:`PROGRESS_INTERVAL` seconds and one at the end. Nothing when not ``enabled``.
     """
     if not enabled:
         yield lambda description, results: None
@@ -751,8 +749,15 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[str, list[Result]
             counts["skipped" if r.status == "skip" else "checks"] += 1
             counts["failed"] += r.status == "fail"
 
-    console = Console(stderr=True)
-    if console.is_terminal:
+    try:
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+    except ImportError:  # seqops without the cli extra: the lines below, on a terminal too
+        terminal = False
+    else:
+        console = Console(stderr=True)
+        terminal = console.is_terminal
+    if terminal:
         columns = (
             TextColumn("{task.description:<45}"),
             BarColumn(),
