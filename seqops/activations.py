@@ -5,7 +5,7 @@ from __future__ import annotations
 from seqops import ops
 from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array
+from seqops._lib.typing import Array, ArrayT
 from seqops.contract import Backend
 
 
@@ -21,13 +21,15 @@ def _check(x: Array, axis: int) -> object:
 
 
 @public(ops.softmax)
-def softmax(x: Array, /, *, axis: int = -1) -> Array:
+def softmax(x: ArrayT, /, *, axis: int = -1) -> ArrayT:
     """``exp(x) / sum(exp(x))`` along ``axis``.
 
     Parameters
     ----------
     x : array, shape ``(...)``, real floating
+        The logits; any finite value (the maximum along ``axis`` is subtracted first).
     axis : int
+        The axis normalised, in ``[-x.ndim, x.ndim)``; the last by default.
 
     Returns
     -------
@@ -44,13 +46,15 @@ def softmax(x: Array, /, *, axis: int = -1) -> Array:
 
 
 @public(ops.log_softmax)
-def log_softmax(x: Array, /, *, axis: int = -1) -> Array:
+def log_softmax(x: ArrayT, /, *, axis: int = -1) -> ArrayT:
     """``x - log(sum(exp(x)))`` along ``axis``, without overflow or underflow to ``-inf``.
 
     Parameters
     ----------
     x : array, shape ``(...)``, real floating
+        The logits.
     axis : int
+        The axis normalised, in ``[-x.ndim, x.ndim)``; the last by default.
 
     Returns
     -------
@@ -72,12 +76,13 @@ def _check_elementwise(x: Array) -> Backend:
 
 
 @public(ops.relu)
-def relu(x: Array, /) -> Array:
+def relu(x: ArrayT, /) -> ArrayT:
     """The rectified linear unit ``max(x, 0)``, elementwise.
 
     Parameters
     ----------
     x : array, shape ``(...)``, real floating
+        The input; NaN stays NaN.
 
     Returns
     -------
@@ -93,7 +98,7 @@ def relu(x: Array, /) -> Array:
 
 
 @public(ops.silu)
-def silu(x: Array, /) -> Array:
+def silu(x: ArrayT, /) -> ArrayT:
     """SiLU (swish) ``x · sigmoid(x)``, elementwise (= ``torch.nn.functional.silu``).
 
     Never overflows: ``sigmoid`` is computed from ``exp(-|x|)``.
@@ -101,6 +106,7 @@ def silu(x: Array, /) -> Array:
     Parameters
     ----------
     x : array, shape ``(...)``, real floating
+        The input.
 
     Returns
     -------
@@ -117,12 +123,13 @@ def silu(x: Array, /) -> Array:
 
 
 @public(ops.gelu)
-def gelu(x: Array, /, *, approximate: str = "none") -> Array:
+def gelu(x: ArrayT, /, *, approximate: str = "none") -> ArrayT:
     """GELU ``x Φ(x)``, elementwise (= ``torch.nn.functional.gelu``).
 
     Parameters
     ----------
     x : array, shape ``(...)``, real floating
+        The input.
     approximate : {"none", "tanh"}
         ``"none"``: the exact form ``x/2 (1 + erf(x/√2))``, with the backend's native
         ``erf`` where it has one (a portable ``erf`` accurate to float64 otherwise);

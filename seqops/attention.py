@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 from seqops import ops
 from seqops._dispatch import (
@@ -14,14 +14,69 @@ from seqops._dispatch import (
     resolve,
 )
 from seqops._lib import validate as check
-from seqops._lib.typing import Array, Device, DType
+from seqops._lib.placement import helper_device
+from seqops._lib.typing import Array, ArrayT, Device, DType
 from seqops._lib.values import concrete_bool
 from seqops.contract import Backend
 
 
+@overload
+def scaled_dot_product_attention(
+    q: ArrayT,
+    k: Array,
+    v: Array,
+    /,
+    *,
+    mask: Array | None = ...,
+    bias: Array | None = ...,
+    is_causal: bool = ...,
+    scale: float | None = ...,
+    dropout_p: float = ...,
+    rng: Any = ...,
+    enable_gqa: bool = ...,
+    return_weights: Literal[False] = ...,
+) -> ArrayT: ...
+
+
+@overload
+def scaled_dot_product_attention(
+    q: ArrayT,
+    k: Array,
+    v: Array,
+    /,
+    *,
+    mask: Array | None = ...,
+    bias: Array | None = ...,
+    is_causal: bool = ...,
+    scale: float | None = ...,
+    dropout_p: float = ...,
+    rng: Any = ...,
+    enable_gqa: bool = ...,
+    return_weights: Literal[True],
+) -> tuple[ArrayT, ArrayT]: ...
+
+
+@overload
+def scaled_dot_product_attention(
+    q: ArrayT,
+    k: Array,
+    v: Array,
+    /,
+    *,
+    mask: Array | None = ...,
+    bias: Array | None = ...,
+    is_causal: bool = ...,
+    scale: float | None = ...,
+    dropout_p: float = ...,
+    rng: Any = ...,
+    enable_gqa: bool = ...,
+    return_weights: bool = ...,
+) -> ArrayT | tuple[ArrayT, ArrayT]: ...
+
+
 @public(ops.scaled_dot_product_attention)
 def scaled_dot_product_attention(
-    q: Array,
+    q: ArrayT,
     k: Array,
     v: Array,
     /,
@@ -34,7 +89,7 @@ def scaled_dot_product_attention(
     rng: Any = None,
     enable_gqa: bool = False,
     return_weights: bool = False,
-) -> Any:
+) -> ArrayT | tuple[ArrayT, ArrayT]:
     """Scaled dot-product attention, ``softmax(q kᵀ · scale + bias, mask) @ v``.
 
     Parameters
@@ -205,9 +260,14 @@ def causal_mask(
     align : {"top_left", "bottom_right"}
         ``"top_left"``: query ``i`` sees keys ``j <= i``. ``"bottom_right"``: query ``i``
         is position ``kv_len - q_len + i`` (decoding with a KV cache).
-    like, backend, device
-        Library and device of the result: those of ``like``, else ``backend`` (a name),
-        else the default backend (NumPy, or the one chosen with :func:`seqops.use`).
+    like : array, optional
+        The result takes the library and the device of ``like`` (not with ``backend``).
+    backend : str or Backend, optional
+        Without ``like``, the backend of the result (a name or a :class:`seqops.Backend`);
+        by default NumPy, or the one chosen with :func:`seqops.use`.
+    device : device, optional
+        A device of the result's library; by default that of ``like``, else the backend's
+        default device.
 
     Returns
     -------
@@ -285,8 +345,12 @@ def sinusoidal_positional_encoding(
         are used.
     dtype : dtype, optional
         Default: the dtype of ``like`` if floating, else the library's default float.
-    like, backend, device
-        As in :func:`causal_mask`.
+    like : array, optional
+        As in :func:`seqops.causal_mask`: the result takes its library and device.
+    backend : str or Backend, optional
+        As in :func:`seqops.causal_mask`: the backend of the result without ``like``.
+    device : device, optional
+        As in :func:`seqops.causal_mask`: the device of the result.
 
     Returns
     -------
@@ -309,7 +373,7 @@ def sinusoidal_positional_encoding(
         chosen = resolve(positions, like, names=("positions", "like"))
         check.require_integer(chosen.namespace(), "positions", positions)
         check.require_shape("positions", positions, (num_positions,))
-        device = chosen.device(positions)
+        device = helper_device(positions)
     else:
         chosen = creation_backend(like, backend)
         device = creation_device(chosen, like, device)
@@ -347,14 +411,14 @@ class Rotary(NamedTuple):
 
 @public(ops.apply_rotary)
 def apply_rotary(
-    x: Array,
+    x: ArrayT,
     positions: Array,
     /,
     *,
     base: float = 10000.0,
     layout: str = "halves",
     rotary_dim: int | None = None,
-) -> Array:
+) -> ArrayT:
     """Rotary position embeddings (RoPE, Su et al. 2021): rotate feature pairs of ``x`` by
     angles proportional to their positions.
 
@@ -477,8 +541,12 @@ def kv_cache_init(
         Features per value head (default ``head_dim``).
     dtype : dtype, optional
         The queries' dtype (default: that of ``like`` if floating, else the default float).
-    like, backend, device
-        As in :func:`causal_mask`.
+    like : array, optional
+        As in :func:`seqops.causal_mask`: the result takes its library and device.
+    backend : str or Backend, optional
+        As in :func:`seqops.causal_mask`: the backend of the result without ``like``.
+    device : device, optional
+        As in :func:`seqops.causal_mask`: the device of the result.
 
     Returns
     -------
@@ -510,9 +578,105 @@ def kv_cache_init(
     return KVCache(keys, values, 0)
 
 
+@overload
+def multi_head_attention(
+    query: ArrayT,
+    key: Array,
+    value: Array,
+    /,
+    params: MHAParams,
+    *,
+    num_heads: int,
+    mask: Array | None = ...,
+    key_padding_mask: Array | None = ...,
+    is_causal: bool = ...,
+    dropout_p: float = ...,
+    rng: Any = ...,
+    need_weights: Literal[False] = ...,
+    scale: float | None = ...,
+    bias: Array | None = ...,
+    num_kv_heads: int | None = ...,
+    rotary: Rotary | None = ...,
+    positions: Array | None = ...,
+    kv_cache: None = ...,
+) -> ArrayT: ...
+
+
+@overload
+def multi_head_attention(
+    query: ArrayT,
+    key: Array,
+    value: Array,
+    /,
+    params: MHAParams,
+    *,
+    num_heads: int,
+    mask: Array | None = ...,
+    key_padding_mask: Array | None = ...,
+    is_causal: bool = ...,
+    dropout_p: float = ...,
+    rng: Any = ...,
+    need_weights: Literal[True],
+    scale: float | None = ...,
+    bias: Array | None = ...,
+    num_kv_heads: int | None = ...,
+    rotary: Rotary | None = ...,
+    positions: Array | None = ...,
+    kv_cache: None = ...,
+) -> tuple[ArrayT, ArrayT]: ...
+
+
+@overload
+def multi_head_attention(
+    query: ArrayT,
+    key: Array,
+    value: Array,
+    /,
+    params: MHAParams,
+    *,
+    num_heads: int,
+    mask: Array | None = ...,
+    key_padding_mask: Array | None = ...,
+    is_causal: bool = ...,
+    dropout_p: float = ...,
+    rng: Any = ...,
+    need_weights: bool = ...,
+    scale: float | None = ...,
+    bias: Array | None = ...,
+    num_kv_heads: int | None = ...,
+    rotary: Rotary | None = ...,
+    positions: Array | None = ...,
+    kv_cache: None = ...,
+) -> ArrayT | tuple[ArrayT, ArrayT]: ...
+
+
+@overload
+def multi_head_attention(
+    query: ArrayT,
+    key: Array,
+    value: Array,
+    /,
+    params: MHAParams,
+    *,
+    num_heads: int,
+    mask: Array | None = ...,
+    key_padding_mask: Array | None = ...,
+    is_causal: bool = ...,
+    dropout_p: float = ...,
+    rng: Any = ...,
+    need_weights: Literal[False] = ...,
+    scale: float | None = ...,
+    bias: Array | None = ...,
+    num_kv_heads: int | None = ...,
+    rotary: Rotary | None = ...,
+    positions: Array | None = ...,
+    kv_cache: KVCache,
+) -> tuple[ArrayT, KVCache]: ...
+
+
 @public(ops.multi_head_attention)
 def multi_head_attention(
-    query: Array,
+    query: ArrayT,
     key: Array,
     value: Array,
     /,
@@ -531,14 +695,17 @@ def multi_head_attention(
     rotary: Rotary | None = None,
     positions: Array | None = None,
     kv_cache: KVCache | None = None,
-) -> Any:
+) -> ArrayT | tuple[ArrayT, ArrayT] | tuple[ArrayT, KVCache]:
     """Multi-head attention: project, attend per head, concatenate, project out.
 
     Parameters
     ----------
     query : array, shape ``(..., L, D_q)``
+        The inputs of the queries, projected by ``w_q``.
     key : array, shape ``(..., S, D_k)``
+        The inputs of the keys, projected by ``w_k``.
     value : array, shape ``(..., S, D_v)``
+        The inputs of the values, projected by ``w_v``.
     params : MHAParams
         ``w_q (D_q, D)``, ``w_k (D_k, D_kv)``, ``w_v (D_v, D_vo)``, ``w_o (H·dv, D_out)`` and
         optional biases; all of ``query``'s dtype. Head ``h`` uses columns
@@ -552,8 +719,11 @@ def multi_head_attention(
     is_causal : bool
         Top-left causal masking, combined with the masks (with a cache: query ``i`` sees
         the cached positions and the new keys ``j <= i``).
-    dropout_p, rng
-        Dropout on the attention weights, as in :func:`scaled_dot_product_attention`.
+    dropout_p : float
+        Dropout probability on the attention weights, as in
+        :func:`scaled_dot_product_attention`; ``> 0`` needs ``rng``.
+    rng : int or native generator/key, optional
+        Randomness for dropout, as in :func:`scaled_dot_product_attention`.
     need_weights : bool
         Also return the per-head weights ``(..., num_heads, L, S)`` (not with ``kv_cache``).
     scale : float, optional
@@ -622,7 +792,7 @@ def multi_head_attention(
     head_dim = params.w_q.shape[1] // num_heads
     if kv_cache is not None:
         source = _check_cache(
-            xp, kv_cache, lead, kv_heads, head_dim, params.w_v.shape[1] // kv_heads, query, key
+            backend, kv_cache, lead, kv_heads, head_dim, params.w_v.shape[1] // kv_heads, query, key
         )
         if need_weights:
             msg = "need_weights=True is not supported with kv_cache (pass kv_cache=None to get the weights)"
@@ -688,7 +858,7 @@ def _check_rotary(rotary: object, head_dim: int, length: int, source: int) -> Ro
 
 
 def _check_cache(
-    xp: Any,
+    backend: Backend,
     cache: object,
     lead: tuple[int, ...],
     heads: int,
@@ -711,10 +881,10 @@ def _check_cache(
         check.integer("kv_cache.length", filled)
         room = filled + key.shape[-2] <= size
     else:
-        if getattr(filled, "ndim", None) != 0 or not xp.isdtype(filled.dtype, "integral"):
+        if getattr(filled, "ndim", None) != 0 or not backend.namespace().isdtype(filled.dtype, "integral"):
             msg = f"kv_cache.length must be a Python int or a 0-d integer array; got {filled!r}"
             raise TypeError(msg)
-        room = concrete_bool(filled + key.shape[-2] <= size)  # None while tracing
+        room = concrete_bool(backend, filled + key.shape[-2] <= size)  # None while tracing
     if room is False:
         msg = (
             f"the cache is full: length {filled} + {key.shape[-2]} new keys > max_len {size} "

@@ -8,20 +8,20 @@ from typing import Any
 from seqops import ops
 from seqops._dispatch import creation_backend, public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array
+from seqops._lib.typing import Array, TreeT
 from seqops._lib.values import concrete_bool
 
 
 @public(ops.clip_grad_norm)
 def clip_grad_norm(
-    grads: Any,
+    grads: TreeT,
     /,
     max_norm: float,
     *,
     norm_type: float = 2.0,
     eps: float = 1e-6,
     error_if_nonfinite: bool = False,
-) -> tuple[Any, Array]:
+) -> tuple[TreeT, Array]:
     """Scale gradients so that their global norm is at most ``max_norm`` (torch semantics).
 
     ``total_norm`` is the ``norm_type``-norm of the per-array norms (the norm of all
@@ -35,9 +35,11 @@ def clip_grad_norm(
         ``None`` entries are kept as ``None``. All arrays of one library (and device);
         dtypes may differ.
     max_norm : float >= 0
+        The largest global norm kept: above it, every array is scaled down.
     norm_type : float > 0 or ``math.inf``
         ``inf`` is the largest absolute entry.
     eps : float >= 0
+        Added to ``total_norm`` in the scale factor (torch's fixed ``1e-6``).
     error_if_nonfinite : bool
         Raise ``RuntimeError`` if ``total_norm`` is NaN or infinite. This reads the value,
         so it is not possible under ``jax.jit`` or ``torch.compile``: there it raises a
@@ -82,7 +84,7 @@ def clip_grad_norm(
     backend = _backend_of(grads, arrays, present)
     clipped, total = ops.clip_grad_norm.dispatch(backend, present, max_norm=max_norm, norm_type=p, eps=eps)
     if check.flag("error_if_nonfinite", error_if_nonfinite):
-        finite = concrete_bool(backend.namespace().all(backend.namespace().isfinite(total)))
+        finite = concrete_bool(backend, backend.namespace().all(backend.namespace().isfinite(total)))
         if finite is None:
             msg = (
                 "error_if_nonfinite=True reads the total norm, which is impossible while tracing "
@@ -99,7 +101,7 @@ def clip_grad_norm(
 
 
 @public(ops.clip_grad_value)
-def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
+def clip_grad_value(grads: TreeT, /, clip_value: float) -> TreeT:
     """Clamp every gradient entry to ``[-clip_value, clip_value]`` (``clip_grad_value_``, no mutation).
 
     Parameters
@@ -107,6 +109,7 @@ def clip_grad_value(grads: Any, /, clip_value: float) -> Any:
     grads : list, tuple or dict of arrays, nested or not (a pytree)
         ``None`` entries are kept; all arrays of one library.
     clip_value : float >= 0
+        The largest absolute value kept.
 
     Returns
     -------

@@ -9,7 +9,7 @@ from typing import Any
 from seqops import ops
 from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array
+from seqops._lib.typing import Array, ArrayT
 
 
 @public(ops.greedy)
@@ -19,6 +19,7 @@ def greedy(logits: Array, /) -> Array:
     Parameters
     ----------
     logits : array, shape ``(..., V)``, real floating
+        Scores over a vocabulary of ``V`` tokens (probabilities or log-probabilities too).
 
     Returns
     -------
@@ -37,14 +38,14 @@ def greedy(logits: Array, /) -> Array:
 
 @public(ops.filter_logits)
 def filter_logits(
-    logits: Array,
+    logits: ArrayT,
     /,
     *,
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
     min_tokens_to_keep: int = 1,
-) -> Array:
+) -> ArrayT:
     """The logits :func:`sample_logits` samples from: temperature, top-k and top-p applied,
     ``-inf`` at the removed tokens.
 
@@ -59,10 +60,17 @@ def filter_logits(
     Parameters
     ----------
     logits : array, shape ``(..., V)``, real floating
+        Unnormalised scores over a vocabulary of ``V`` tokens.
     temperature : float > 0
+        Divides the logits first.
     top_k : int >= 1, optional
+        Keep the tokens whose logit is ``>=`` the ``k``-th largest (ties kept), ``k =
+        min(max(top_k, min_tokens_to_keep), V)``; ``None``: no top-k filter.
     top_p : float in ``(0, 1]``, optional
+        Keep the smallest set of most probable tokens whose probability reaches ``top_p``
+        (nucleus filtering, see :func:`sample_logits`); ``None``: no top-p filter.
     min_tokens_to_keep : int >= 1
+        The most probable tokens always kept, by both filters.
 
     Returns
     -------
@@ -126,12 +134,16 @@ def sample_logits(
     Parameters
     ----------
     logits : array, shape ``(..., V)``, real floating
+        Unnormalised scores over a vocabulary of ``V`` tokens.
     rng : int or native generator/key
         Randomness (see *Randomness* in ``API.md``); the same ``rng`` gives the same tokens
         on the same backend and device. Inside ``jax.jit``, pass a JAX key.
     temperature : float > 0
+        Divides the logits first.
     top_k : int >= 1, optional
+        The top-k filter (rule 2 above); ``None``: none.
     top_p : float in ``(0, 1]``, optional
+        The top-p filter (rule 3 above); ``None``: none.
     min_tokens_to_keep : int >= 1
         Applies to both filters.
 
@@ -160,7 +172,7 @@ def sample_logits(
 def decode(
     step: Callable[[Array, Any], tuple[Array, Any]],
     state: Any,
-    first_tokens: Array,
+    first_tokens: ArrayT,
     /,
     *,
     max_new_tokens: int,
@@ -173,7 +185,7 @@ def decode(
     eos_token_id: int | Sequence[int] | None = None,
     pad_token_id: int | None = None,
     prompt: Array | None = None,
-) -> Array:
+) -> ArrayT:
     """Generate up to ``max_new_tokens`` tokens with a user step function, as Hugging Face's
     ``generate`` does with a model.
 
@@ -187,7 +199,7 @@ def decode(
     step : callable ``(tokens (batch,), state) -> (logits (batch, V), state)``
         ``state`` is anything (a KV cache, an RNN state); it may change shape between
         steps. ``logits`` must be floating, of the library of ``first_tokens``.
-    state
+    state : object
         The initial state, passed unchanged to the first call.
     first_tokens : integer array, shape ``(batch,)``
         (Any shape ``(...)`` works; ``logits`` are then ``(..., V)``.)
@@ -200,6 +212,14 @@ def decode(
         Split into one rng per step with the backend's ``split_rng`` (JAX:
         ``jax.random.split``), so steps draw independently and the same ``rng`` gives the
         same tokens.
+    temperature : float > 0
+        With ``"sample"``: as in :func:`sample_logits`.
+    top_k : int >= 1, optional
+        With ``"sample"``: as in :func:`sample_logits`.
+    top_p : float in ``(0, 1]``, optional
+        With ``"sample"``: as in :func:`sample_logits`.
+    min_tokens_to_keep : int >= 1
+        With ``"sample"``: as in :func:`sample_logits`.
     eos_token_id : int or sequence of int, optional
         End-of-sequence tokens. Once a row emits one, its later tokens are
         ``pad_token_id`` (``step`` still receives them: shapes stay fixed). Eagerly, the

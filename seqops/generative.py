@@ -9,11 +9,11 @@ from typing import Any
 from seqops import ops
 from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array
+from seqops._lib.typing import Array, ArrayT
 
 
 @public(ops.reparameterize)
-def reparameterize(mu: Array, log_var: Array, /, *, rng: Any = None, eps: Array | None = None) -> Array:
+def reparameterize(mu: ArrayT, log_var: Array, /, *, rng: Any = None, eps: Array | None = None) -> ArrayT:
     """A differentiable draw ``z = mu + exp(log_var / 2) * eps`` from ``N(mu, exp(log_var))``.
 
     Parameters
@@ -60,12 +60,13 @@ def reparameterize(mu: Array, log_var: Array, /, *, rng: Any = None, eps: Array 
 
 
 @public(ops.kl_normal_standard)
-def kl_normal_standard(mu: Array, log_var: Array, /, *, axis: int | tuple[int, ...] = -1) -> Array:
+def kl_normal_standard(mu: ArrayT, log_var: Array, /, *, axis: int | tuple[int, ...] = -1) -> ArrayT:
     """``KL(N(mu, exp(log_var)) || N(0, I)) = ½ Σ (exp(log_var) + mu² − 1 − log_var)``.
 
     Parameters
     ----------
     mu, log_var : array, shape ``(..., Z)`` (broadcastable), real floating, one dtype
+        Mean and log-variance of the diagonal Gaussian ``q``.
     axis : int or tuple of int
         The latent axes summed over (per example; no batch reduction).
 
@@ -87,8 +88,8 @@ def kl_normal_standard(mu: Array, log_var: Array, /, *, axis: int | tuple[int, .
 
 @public(ops.kl_normal_normal)
 def kl_normal_normal(
-    mu_q: Array, log_var_q: Array, mu_p: Array, log_var_p: Array, /, *, axis: int | tuple[int, ...] = -1
-) -> Array:
+    mu_q: ArrayT, log_var_q: Array, mu_p: Array, log_var_p: Array, /, *, axis: int | tuple[int, ...] = -1
+) -> ArrayT:
     """``KL(q || p)`` of diagonal Gaussians, summed over ``axis``.
 
     ``½ Σ (log σp² − log σq² + (σq² + (μq − μp)²) / σp² − 1)``.
@@ -96,6 +97,7 @@ def kl_normal_normal(
     Parameters
     ----------
     mu_q, log_var_q, mu_p, log_var_p : array, shape ``(..., Z)`` (broadcastable), one dtype
+        Means and log-variances of ``q`` and ``p``; real floating.
     axis : int or tuple of int
         Axes summed over.
 
@@ -117,7 +119,7 @@ def kl_normal_normal(
 
 
 @public(ops.kl_mvn)
-def kl_mvn(mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /) -> Array:
+def kl_mvn(mu_q: ArrayT, cov_q: Array, mu_p: Array, cov_p: Array, /) -> ArrayT:
     """``KL(N(μq, Σq) || N(μp, Σp))`` of full-covariance Gaussians, via Cholesky factors.
 
     ``½ (tr(Σp⁻¹Σq) + (μp − μq)ᵀ Σp⁻¹ (μp − μq) − k + ln(|Σp| / |Σq|))``.
@@ -125,6 +127,7 @@ def kl_mvn(mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /) -> Array:
     Parameters
     ----------
     mu_q, mu_p : array, shape ``(..., k)``
+        Means of ``q`` and ``p``.
     cov_q, cov_p : array, shape ``(..., k, k)``
         Symmetric positive-definite covariances (the lower triangle is read). Leading
         dimensions of all four broadcast. One real floating dtype.
@@ -181,13 +184,14 @@ def kl_mvn(mu_q: Array, cov_q: Array, mu_p: Array, cov_p: Array, /) -> Array:
 
 @public(ops.gaussian_log_likelihood)
 def gaussian_log_likelihood(
-    x: Array, mean: Array, log_var: Array, /, *, axis: int | tuple[int, ...] = -1
-) -> Array:
+    x: ArrayT, mean: Array, log_var: Array, /, *, axis: int | tuple[int, ...] = -1
+) -> ArrayT:
     """``log N(x; mean, exp(log_var)) = −½ Σ (log 2π + log_var + (x − mean)² / exp(log_var))``.
 
     Parameters
     ----------
     x, mean, log_var : array (broadcastable shapes), real floating, one dtype
+        The data, and the mean and log-variance of the diagonal Gaussian.
     axis : int or tuple of int
         Axes summed over (the data dimensions of one example).
 
@@ -208,7 +212,7 @@ def gaussian_log_likelihood(
 
 
 @public(ops.bernoulli_log_likelihood)
-def bernoulli_log_likelihood(x: Array, logits: Array, /, *, axis: int | tuple[int, ...] = -1) -> Array:
+def bernoulli_log_likelihood(x: ArrayT, logits: Array, /, *, axis: int | tuple[int, ...] = -1) -> ArrayT:
     """``log Bernoulli(x; sigmoid(logits)) = Σ x·l − softplus(l)``, stable for any finite ``l``.
 
     The negative of ``torch.nn.functional.binary_cross_entropy_with_logits`` summed over
@@ -217,6 +221,7 @@ def bernoulli_log_likelihood(x: Array, logits: Array, /, *, axis: int | tuple[in
     Parameters
     ----------
     x, logits : array (broadcastable shapes), real floating, one dtype
+        The data (values in [0, 1]) and the logits of the Bernoulli probabilities.
     axis : int or tuple of int
         Axes summed over.
 
@@ -235,7 +240,7 @@ def bernoulli_log_likelihood(x: Array, logits: Array, /, *, axis: int | tuple[in
 
 
 @public(ops.iwae_bound)
-def iwae_bound(log_p_x_given_z: Array, log_p_z: Array, log_q_z: Array, /, *, axis: int = 0) -> Array:
+def iwae_bound(log_p_x_given_z: ArrayT, log_p_z: Array, log_q_z: Array, /, *, axis: int = 0) -> ArrayT:
     """The importance-weighted bound ``log (1/K) Σ_k w_k`` on ``log p(x)`` (Burda et al., 2016).
 
     ``log w_k = log p(x|z_k) + log p(z_k) − log q(z_k|x)`` for ``K`` samples ``z_k ~ q(z|x)``
@@ -283,7 +288,7 @@ def iwae_bound(log_p_x_given_z: Array, log_p_z: Array, log_q_z: Array, /, *, axi
 
 @public(ops.elbo)
 def elbo(
-    x: Array,
+    x: ArrayT,
     recon: Array | tuple[Array, Array],
     mu: Array,
     log_var: Array,
@@ -292,7 +297,7 @@ def elbo(
     likelihood: str = "bernoulli",
     axis: int | tuple[int, ...] = -1,
     reduction: str = "none",
-) -> Array:
+) -> ArrayT:
     """The evidence lower bound ``E_q[log p(x|z)] − KL(q(z|x) || N(0, I))`` (to maximise).
 
     The expectation is the usual one-sample estimate: ``recon`` is the decoder's output

@@ -5,14 +5,14 @@ from __future__ import annotations
 from seqops import ops
 from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array
+from seqops._lib.typing import Array, ArrayT
 from seqops._lib.values import concrete_bool
 from seqops.contract import Backend
 
 
 @public(ops.cross_entropy)
 def cross_entropy(
-    logits: Array,
+    logits: ArrayT,
     targets: Array,
     /,
     *,
@@ -21,7 +21,7 @@ def cross_entropy(
     ignore_index: int | None = None,
     label_smoothing: float = 0.0,
     reduction: str = "mean",
-) -> Array:
+) -> ArrayT:
     """Cross-entropy of class-index targets, as ``torch.nn.functional.cross_entropy``.
 
     With ``p = softmax(logits)`` along ``axis``, ``C`` classes and ``w = weight`` (all
@@ -47,6 +47,8 @@ def cross_entropy(
         Targets equal to it contribute 0 and are left out of the mean. Unlike torch
         (``-100``), nothing is ignored by default.
     label_smoothing : float in ``[0, 1]``
+        The share of the target's probability spread uniformly over the ``C`` classes, as
+        torch (``0``: none).
     reduction : {"mean", "sum", "none"}
         ``"mean"``: the sum of the losses divided by ``Σ w[t]`` over the targets that are
         not ignored (the count of them without ``weight``), as torch; NaN when every
@@ -111,7 +113,7 @@ def cross_entropy(
 
 
 @public(ops.autoregressive_log_likelihood)
-def autoregressive_log_likelihood(logits: Array, targets: Array, /, *, axis: int = -1) -> Array:
+def autoregressive_log_likelihood(logits: ArrayT, targets: Array, /, *, axis: int = -1) -> ArrayT:
     """``Σ_t log p(x_t | x_<t)`` per sequence: the log-likelihood a language model gives.
 
     **Shape contract**: ``logits[..., t, :]`` is the model's prediction *for*
@@ -175,7 +177,7 @@ def _check_targets(backend: Backend, targets: Array, num_classes: int, ignore_in
     bad = (targets < 0) | (targets >= num_classes)
     if ignore_index is not None:
         bad = bad & (targets != ignore_index)
-    if not concrete_bool(xp.any(bad)):
+    if not concrete_bool(backend, xp.any(bad)):
         return
     values = backend.to_numpy(targets)[backend.to_numpy(bad)]
     shown = ", ".join(str(v) for v in sorted(set(values.tolist()))[:5])

@@ -5,7 +5,7 @@ from __future__ import annotations
 from seqops import ops
 from seqops._dispatch import creation_backend, creation_device, creation_float_dtype, public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array, Device, DType
+from seqops._lib.typing import Array, ArrayT, Device, DType
 from seqops.contract import Backend
 
 
@@ -44,8 +44,12 @@ def pixelcnn_mask(
         Number of contiguous channel groups ordered at the centre (3 for RGB; 1 = none).
     dtype : dtype, optional
         Default: the dtype of ``like`` if floating, else the library's default float.
-    like, backend, device
-        As in :func:`seqops.causal_mask`.
+    like : array, optional
+        As in :func:`seqops.causal_mask`: the result takes its library and device.
+    backend : str or Backend, optional
+        As in :func:`seqops.causal_mask`: the backend of the result without ``like``.
+    device : device, optional
+        As in :func:`seqops.causal_mask`: the device of the result.
 
     Returns
     -------
@@ -83,7 +87,7 @@ def pixelcnn_mask(
 
 @public(ops.masked_conv2d)
 def masked_conv2d(
-    x: Array,
+    x: ArrayT,
     /,
     weight: Array,
     bias: Array | None = None,
@@ -91,7 +95,7 @@ def masked_conv2d(
     mask_type: str = "A",
     color_groups: int = 1,
     padding: str = "same",
-) -> Array:
+) -> ArrayT:
     """PixelCNN convolution: ``conv2d(x, weight * pixelcnn_mask(...), bias)``.
 
     Stride 1, zero "same" padding (``k // 2`` on each side), cross-correlation as in
@@ -104,9 +108,11 @@ def masked_conv2d(
     Parameters
     ----------
     x : array, shape ``(B, C, H, W)``, real floating
+        The images (or feature maps), channels first.
     weight : array, shape ``(O, C, kh, kw)``, dtype of ``x``
         Unmasked weights (the mask is applied here); odd ``kh`` and ``kw``.
     bias : array, shape ``(O,)``, optional
+        Added to every output channel; dtype of ``x``.
     mask_type : {"A", "B"}
     color_groups : int
         Must divide ``C`` and ``O``; see :func:`pixelcnn_mask`.

@@ -13,14 +13,14 @@ from typing import Any
 from seqops import ops
 from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array, Namespace
+from seqops._lib.typing import Array, ArrayT, Namespace
 
 NONLINEARITIES = ("tanh", "relu")
 
 
 @public(ops.rnn_cell)
 def rnn_cell(
-    x: Array,
+    x: ArrayT,
     h: Array,
     /,
     w_ih: Array,
@@ -28,7 +28,7 @@ def rnn_cell(
     b: Array | None = None,
     *,
     nonlinearity: str = "tanh",
-) -> Array:
+) -> ArrayT:
     """One Elman RNN step, ``h' = act(x @ w_ih + h @ w_hh + b)``.
 
     Parameters
@@ -38,10 +38,13 @@ def rnn_cell(
     h : array, shape ``(..., H)``
         Previous hidden state, same leading (batch) dimensions as ``x``.
     w_ih : array, shape ``(I, H)``
+        Input-to-hidden weight, applied as ``x @ w_ih`` (torch's ``weight_ih.T``).
     w_hh : array, shape ``(H, H)``
+        Hidden-to-hidden weight, applied as ``h @ w_hh`` (torch's ``weight_hh.T``).
     b : array, shape ``(H,)``, optional
         One bias (torch's ``bias_ih + bias_hh``). All arrays share ``x``'s dtype.
     nonlinearity : {"tanh", "relu"}
+        Applied to the sum of the two products and the bias.
 
     Returns
     -------
@@ -63,7 +66,7 @@ def rnn_cell(
 
 @public(ops.rnn)
 def rnn(
-    xs: Array,
+    xs: ArrayT,
     h0: Array,
     /,
     w_ih: Array,
@@ -71,7 +74,7 @@ def rnn(
     b: Array | None = None,
     *,
     nonlinearity: str = "tanh",
-) -> tuple[Array, Array]:
+) -> tuple[ArrayT, ArrayT]:
     """An Elman RNN over a time-major sequence: :func:`rnn_cell` at every step.
 
     Parameters
@@ -80,7 +83,13 @@ def rnn(
         Inputs, time first (torch's ``batch_first=False``).
     h0 : array, shape ``(..., H)``
         Initial hidden state; its leading dimensions are ``xs.shape[1:-1]``.
-    w_ih, w_hh, b, nonlinearity
+    w_ih : array, shape ``(I, H)``
+        Input-to-hidden weight, as in :func:`rnn_cell`.
+    w_hh : array, shape ``(H, H)``
+        Hidden-to-hidden weight, as in :func:`rnn_cell`.
+    b : array, shape ``(H,)``, optional
+        One bias, as in :func:`rnn_cell`.
+    nonlinearity : {"tanh", "relu"}
         As in :func:`rnn_cell`.
 
     Returns
@@ -106,13 +115,13 @@ def rnn(
 
 @public(ops.lstm_cell)
 def lstm_cell(
-    x: Array,
+    x: ArrayT,
     state: tuple[Array, Array],
     /,
     w_ih: Array,
     w_hh: Array,
     b: Array | None = None,
-) -> tuple[Array, Array]:
+) -> tuple[ArrayT, ArrayT]:
     """One LSTM step, gates packed **i, f, o, g**.
 
     ``[i, f, o, g] = x @ w_ih + h @ w_hh + b``; ``i, f, o`` pass a sigmoid and ``g`` a
@@ -121,12 +130,14 @@ def lstm_cell(
     Parameters
     ----------
     x : array, shape ``(..., I)``
+        Input of this step.
     state : pair of arrays ``(h, c)``, each of shape ``(..., H)``
         Hidden and cell state (flax's carry is ``(c, h)``: swap it).
     w_ih : array, shape ``(I, 4H)``
         Columns ``[0, H)`` feed the input gate, ``[H, 2H)`` the forget gate, ``[2H, 3H)``
         the output gate and ``[3H, 4H)`` the candidate ``g``.
     w_hh : array, shape ``(H, 4H)``
+        Hidden-to-gates weight, applied as ``h @ w_hh``, columns in the same gate order.
     b : array, shape ``(4H,)``, optional
         One bias (torch's ``bias_ih + bias_hh``). All arrays share ``x``'s dtype.
 
@@ -150,13 +161,13 @@ def lstm_cell(
 
 @public(ops.lstm)
 def lstm(
-    xs: Array,
+    xs: ArrayT,
     state: tuple[Array, Array],
     /,
     w_ih: Array,
     w_hh: Array,
     b: Array | None = None,
-) -> tuple[Array, tuple[Array, Array]]:
+) -> tuple[ArrayT, tuple[ArrayT, ArrayT]]:
     """An LSTM over a time-major sequence: :func:`lstm_cell` at every step.
 
     ``xs @ w_ih`` is computed for all steps in one product; the recurrence runs through
@@ -168,8 +179,12 @@ def lstm(
         Inputs, time first (torch's ``batch_first=False``).
     state : pair of arrays ``(h0, c0)``, each of shape ``(..., H)``
         Initial state; leading dimensions ``xs.shape[1:-1]``.
-    w_ih, w_hh, b
-        As in :func:`lstm_cell`: ``(I, 4H)``, ``(H, 4H)``, ``(4H,)``, gates i, f, o, g.
+    w_ih : array, shape ``(I, 4H)``
+        Input-to-gates weight, gates i, f, o, g, as in :func:`lstm_cell`.
+    w_hh : array, shape ``(H, 4H)``
+        Hidden-to-gates weight, as in :func:`lstm_cell`.
+    b : array, shape ``(4H,)``, optional
+        One bias, as in :func:`lstm_cell`.
 
     Returns
     -------
@@ -194,14 +209,14 @@ def lstm(
 
 @public(ops.gru_cell)
 def gru_cell(
-    x: Array,
+    x: ArrayT,
     h: Array,
     /,
     w_ih: Array,
     w_hh: Array,
     b_ih: Array | None = None,
     b_hh: Array | None = None,
-) -> Array:
+) -> ArrayT:
     """One GRU step, ``torch.nn.GRUCell``'s: gates packed **r, z, n**.
 
     With ``[r_i, z_i, n_i] = x @ w_ih + b_ih`` and ``[r_h, z_h, n_h] = h @ w_hh + b_hh``:
@@ -219,6 +234,8 @@ def gru_cell(
         Columns ``[0, H)`` feed the reset gate r, ``[H, 2H)`` the update gate z and
         ``[2H, 3H)`` the candidate n (torch's ``weight_ih.T``).
     w_hh : array, shape ``(H, 3H)``
+        Hidden-to-gates weight, applied as ``h @ w_hh``, columns in the same gate order
+        (torch's ``weight_hh.T``).
     b_ih, b_hh : array, shape ``(3H,)``, optional
         Input-side and hidden-side biases; a missing one is zero. All arrays share
         ``x``'s dtype.
@@ -244,14 +261,14 @@ def gru_cell(
 
 @public(ops.gru)
 def gru(
-    xs: Array,
+    xs: ArrayT,
     h0: Array,
     /,
     w_ih: Array,
     w_hh: Array,
     b_ih: Array | None = None,
     b_hh: Array | None = None,
-) -> tuple[Array, Array]:
+) -> tuple[ArrayT, ArrayT]:
     """A GRU over a time-major sequence: :func:`gru_cell` at every step (``torch.nn.GRU``).
 
     ``xs @ w_ih + b_ih`` is computed for all steps in one product; the recurrence runs
@@ -264,8 +281,12 @@ def gru(
     h0 : array, shape ``(..., H)``
         Initial hidden state; its leading dimensions are ``xs.shape[1:-1]`` (torch's
         ``h_0 (1, B, H)`` is ``h_0[0]``).
-    w_ih, w_hh, b_ih, b_hh
-        As in :func:`gru_cell`: ``(I, 3H)``, ``(H, 3H)``, ``(3H,)``, ``(3H,)``, gates r, z, n.
+    w_ih : array, shape ``(I, 3H)``
+        Input-to-gates weight, gates r, z, n, as in :func:`gru_cell`.
+    w_hh : array, shape ``(H, 3H)``
+        Hidden-to-gates weight, as in :func:`gru_cell`.
+    b_ih, b_hh : array, shape ``(3H,)``, optional
+        Input-side and hidden-side biases, as in :func:`gru_cell`.
 
     Returns
     -------

@@ -7,7 +7,7 @@ from typing import NamedTuple
 from seqops import ops
 from seqops._dispatch import public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array
+from seqops._lib.typing import Array, ArrayT
 from seqops.attention import MHAParams, _check_mha
 
 ACTIVATIONS = ("relu", "gelu", "gelu_tanh", "silu", "swish")
@@ -22,13 +22,14 @@ def _activation(activation: str) -> str:
 
 @public(ops.layer_norm)
 def layer_norm(
-    x: Array, /, weight: Array | None = None, bias: Array | None = None, *, eps: float = 1e-5
-) -> Array:
+    x: ArrayT, /, weight: Array | None = None, bias: Array | None = None, *, eps: float = 1e-5
+) -> ArrayT:
     """Layer normalisation over the last axis (biased variance, as torch).
 
     Parameters
     ----------
     x : array, shape ``(..., D)``
+        The input, normalised over its last axis.
     weight, bias : array, shape ``(D,)``, optional
         Elementwise scale and shift, same dtype as ``x``.
     eps : float
@@ -57,7 +58,7 @@ def layer_norm(
 
 
 @public(ops.rms_norm)
-def rms_norm(x: Array, /, weight: Array | None = None, *, eps: float = 1e-6) -> Array:
+def rms_norm(x: ArrayT, /, weight: Array | None = None, *, eps: float = 1e-6) -> ArrayT:
     """Root-mean-square normalisation over the last axis (Llama, T5): no centring, no bias.
 
     ``x / sqrt(mean(x², -1) + eps) * weight``, which is
@@ -67,6 +68,7 @@ def rms_norm(x: Array, /, weight: Array | None = None, *, eps: float = 1e-6) -> 
     Parameters
     ----------
     x : array, shape ``(..., E)``, real floating
+        The input, normalised over its last axis.
     weight : array, shape ``(E,)``, optional
         Elementwise scale, same dtype as ``x``.
     eps : float >= 0
@@ -96,7 +98,7 @@ def rms_norm(x: Array, /, weight: Array | None = None, *, eps: float = 1e-6) -> 
 
 @public(ops.feed_forward)
 def feed_forward(
-    x: Array,
+    x: ArrayT,
     /,
     w1: Array,
     b1: Array | None,
@@ -104,14 +106,21 @@ def feed_forward(
     b2: Array | None,
     *,
     activation: str = "relu",
-) -> Array:
+) -> ArrayT:
     """Position-wise feed-forward network ``activation(x @ w1 + b1) @ w2 + b2``.
 
     Parameters
     ----------
     x : array, shape ``(..., D)``
-    w1 : array, shape ``(D, F)``;  b1 : array, shape ``(F,)`` or None
-    w2 : array, shape ``(F, D_out)``;  b2 : array, shape ``(D_out,)`` or None
+        The input, same dtype as the weights.
+    w1 : array, shape ``(D, F)``
+        The first layer, applied as ``x @ w1`` (the transpose of a ``torch.nn.Linear`` weight).
+    b1 : array, shape ``(F,)``, optional
+        The first layer's bias (``None``: none).
+    w2 : array, shape ``(F, D_out)``
+        The second layer, applied to the activated hidden features.
+    b2 : array, shape ``(D_out,)``, optional
+        The second layer's bias (``None``: none).
     activation : {"relu", "gelu", "gelu_tanh", "silu", "swish"}
         ``"gelu"`` is the exact erf form, ``"gelu_tanh"`` the tanh approximation (see
         :func:`gelu`); ``"swish"`` is another name of ``"silu"`` (:func:`silu`).
@@ -134,7 +143,7 @@ def feed_forward(
 
 @public(ops.gated_feed_forward)
 def gated_feed_forward(
-    x: Array,
+    x: ArrayT,
     /,
     w_gate: Array,
     w_up: Array,
@@ -144,7 +153,7 @@ def gated_feed_forward(
     b_down: Array | None = None,
     *,
     activation: str = "silu",
-) -> Array:
+) -> ArrayT:
     """Gated feed-forward network (GLU family): ``(act(x @ w_gate + b_gate) * (x @ w_up + b_up))
     @ w_down + b_down``.
 
@@ -154,11 +163,15 @@ def gated_feed_forward(
     Parameters
     ----------
     x : array, shape ``(..., D)``
+        The input, same dtype as the weights.
     w_gate, w_up : array, shape ``(D, F)``
         Applied as ``x @ w`` (the transpose of a ``torch.nn.Linear`` weight).
     w_down : array, shape ``(F, D_out)``
+        Applied to the gated hidden features ``act(x @ w_gate + b_gate) * (x @ w_up + b_up)``.
     b_gate, b_up : array, shape ``(F,)``, optional
+        Biases of the gate and up projections (``None``: none).
     b_down : array, shape ``(D_out,)``, optional
+        Bias of the down projection (``None``: none).
     activation : {"silu", "swish", "gelu", "gelu_tanh", "relu"}
         Applied to the gate, as in :func:`feed_forward`.
 
@@ -237,7 +250,7 @@ class EncoderLayerParams(NamedTuple):
 
 @public(ops.transformer_encoder_layer)
 def transformer_encoder_layer(
-    x: Array,
+    x: ArrayT,
     /,
     params: EncoderLayerParams,
     *,
@@ -249,7 +262,7 @@ def transformer_encoder_layer(
     is_causal: bool = False,
     eps: float = 1e-5,
     scale: float | None = None,
-) -> Array:
+) -> ArrayT:
     """A transformer encoder layer, as ``torch.nn.TransformerEncoderLayer`` with dropout 0.
 
     Post-norm (default): ``x = norm1(x + attn(x)); x = norm2(x + ffn(x))``.
@@ -258,13 +271,25 @@ def transformer_encoder_layer(
     Parameters
     ----------
     x : array, shape ``(..., L, D)``
+        The input sequence.
     params : EncoderLayerParams
+        The self-attention's :class:`MHAParams` (``D -> D``), the feed-forward's ``w1 (D, F)``,
+        ``b1``, ``w2 (F, D)``, ``b2`` and the two norms' weights and biases ``(D,)`` (``None``:
+        none); all of ``x``'s dtype.
     num_heads : int
         Attention heads; must divide ``D``.
-    norm_first, activation, eps
-        As above; ``activation`` is one of ``"relu"``, ``"gelu"``, ``"gelu_tanh"``.
-    mask, key_padding_mask, is_causal
-        As in :func:`multi_head_attention` (**True = attend / real token**).
+    norm_first : bool
+        Pre-norm instead of post-norm (see above).
+    activation : {"relu", "gelu", "gelu_tanh", "silu", "swish"}
+        Of the feed-forward, as in :func:`feed_forward`.
+    mask : bool array broadcastable to ``(..., num_heads, L, L)``, optional
+        Self-attention mask, **True = attend**, as in :func:`multi_head_attention`.
+    key_padding_mask : bool array, shape ``(..., L)``, optional
+        **True = real token** of ``x``.
+    is_causal : bool
+        Causal self-attention, combined with the masks.
+    eps : float >= 0
+        Added to the variance of both layer norms.
     scale : float, optional
         The attention's logit scale (default ``1 / sqrt(head_dim)``; GPT-2 scales per layer).
 
@@ -359,7 +384,7 @@ class DecoderLayerParams(NamedTuple):
 
 @public(ops.transformer_decoder_layer)
 def transformer_decoder_layer(
-    x: Array,
+    x: ArrayT,
     memory: Array,
     /,
     params: DecoderLayerParams,
@@ -374,7 +399,7 @@ def transformer_decoder_layer(
     memory_key_padding_mask: Array | None = None,
     scale: float | None = None,
     eps: float = 1e-5,
-) -> Array:
+) -> ArrayT:
     """A transformer decoder layer, as ``torch.nn.TransformerDecoderLayer`` with dropout 0
     given a causal ``tgt_mask``.
 
@@ -389,10 +414,17 @@ def transformer_decoder_layer(
     memory : array, shape ``(..., S, D_mem)``
         The encoder's output.
     params : DecoderLayerParams
+        The self-attention's and the cross-attention's :class:`MHAParams`, the feed-forward's
+        weights and biases and the three norms' weights and biases (see
+        :class:`DecoderLayerParams`); all of ``x``'s dtype.
     num_heads : int
         Heads of both attentions; must divide ``D``.
-    norm_first, activation, eps
-        As in :func:`transformer_encoder_layer`.
+    norm_first : bool
+        Pre-norm instead of post-norm (see above).
+    activation : {"relu", "gelu", "gelu_tanh", "silu", "swish"}
+        Of the feed-forward, as in :func:`feed_forward`.
+    eps : float >= 0
+        Added to the variance of the three layer norms.
     mask : bool array broadcastable to ``(..., num_heads, L, L)``, optional
         Self-attention mask, **True = attend**; combined with causality.
     key_padding_mask : bool array, shape ``(..., L)``, optional

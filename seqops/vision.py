@@ -14,13 +14,13 @@ from typing import Any
 from seqops import ops
 from seqops._dispatch import creation_backend, creation_device, creation_float_dtype, public, resolve
 from seqops._lib import validate as check
-from seqops._lib.typing import Array, Device
+from seqops._lib.typing import Array, ArrayT, Device
 from seqops.attention import MHAParams, _check_mha
 from seqops.contract import Backend
 
 
 @public(ops.patchify)
-def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) -> Array:
+def patchify(images: ArrayT, /, patch_size: int, *, channels_last: bool = False) -> ArrayT:
     """Cut images into non-overlapping square patches, in raster order, each flattened.
 
     Parameters
@@ -59,14 +59,14 @@ def patchify(images: Array, /, patch_size: int, *, channels_last: bool = False) 
 
 @public(ops.unpatchify)
 def unpatchify(
-    patches: Array,
+    patches: ArrayT,
     /,
     patch_size: int,
     image_size: int | tuple[int, int],
     *,
     channels: int | None = None,
     channels_last: bool = False,
-) -> Array:
+) -> ArrayT:
     """Reassemble images from :func:`patchify`'s patches (its exact inverse).
 
     Parameters
@@ -74,6 +74,7 @@ def unpatchify(
     patches : array, shape ``(B, N, C·p·p)``
         Each patch flattened (C, ph, pw), patches in raster order.
     patch_size : int
+        Side ``p`` of a patch.
     image_size : int or (int, int)
         ``(H, W)``, or ``H = W``; both divisible by ``patch_size``.
     channels : int, optional
@@ -119,7 +120,7 @@ def unpatchify(
 
 @public(ops.vit_embed)
 def vit_embed(
-    images: Array,
+    images: ArrayT,
     /,
     w_patch: Array,
     b_patch: Array | None,
@@ -127,7 +128,7 @@ def vit_embed(
     pos_embed: Array,
     *,
     patch_size: int,
-) -> Array:
+) -> ArrayT:
     """ViT input embedding: patch projection, class token at index 0, positional embedding.
 
     ``out = concat([cls_token, patchify(images) @ w_patch + b_patch]) + pos_embed``.
@@ -135,15 +136,18 @@ def vit_embed(
     Parameters
     ----------
     images : float array, shape ``(B, C, H, W)``
+        ``H`` and ``W`` divisible by ``patch_size``; cut into ``N`` patches.
     w_patch : array, shape ``(C·p·p, D)``
         Rows in (C, ph, pw) order. From timm/HF's ``Conv2d`` weight ``(D, C, p, p)``:
         ``weight.reshape(D, -1).T``.
     b_patch : array, shape ``(D,)``, or None
+        Bias of the patch projection (timm/HF's ``Conv2d`` bias).
     cls_token : array, shape ``(D,)``
         timm's ``cls_token (1, 1, D)`` is ``cls_token.reshape(D)``.
     pos_embed : array, shape ``(1 + N, D)``
         Row 0 is the class token's; timm's ``(1, 1+N, D)`` is ``pos_embed[0]``.
     patch_size : int
+        Side ``p`` of a patch.
 
     Returns
     -------
@@ -179,7 +183,7 @@ def vit_embed(
 
 
 @public(ops.window_partition)
-def window_partition(x: Array, /, window_size: int) -> Array:
+def window_partition(x: ArrayT, /, window_size: int) -> ArrayT:
     """Split a feature map into non-overlapping ``ws × ws`` windows (Swin's order).
 
     Parameters
@@ -187,6 +191,7 @@ def window_partition(x: Array, /, window_size: int) -> Array:
     x : array, shape ``(B, H, W, C)``
         ``H`` and ``W`` divisible by ``window_size``; any dtype.
     window_size : int
+        Side ``ws`` of a window.
 
     Returns
     -------
@@ -207,12 +212,13 @@ def window_partition(x: Array, /, window_size: int) -> Array:
 
 
 @public(ops.window_reverse)
-def window_reverse(windows: Array, /, window_size: int, height: int, width: int) -> Array:
+def window_reverse(windows: ArrayT, /, window_size: int, height: int, width: int) -> ArrayT:
     """Merge :func:`window_partition`'s windows back into ``(B, H, W, C)`` (its inverse).
 
     Parameters
     ----------
     windows : array, shape ``(B·nW, ws, ws, C)``
+        Windows as :func:`window_partition` returns them, ``nW = (H/ws)·(W/ws)`` per image.
     window_size, height, width : int
         ``height`` and ``width`` divisible by ``window_size``.
 
@@ -244,7 +250,7 @@ def window_reverse(windows: Array, /, window_size: int, height: int, width: int)
 
 
 @public(ops.cyclic_shift)
-def cyclic_shift(x: Array, /, shift: int) -> Array:
+def cyclic_shift(x: ArrayT, /, shift: int) -> ArrayT:
     """Swin's cyclic shift: roll ``x (B, H, W, C)`` by ``(-shift, -shift)`` over H and W.
 
     ``cyclic_shift(cyclic_shift(x, s), -s)`` is ``x``.
@@ -252,6 +258,7 @@ def cyclic_shift(x: Array, /, shift: int) -> Array:
     Parameters
     ----------
     x : array, shape ``(B, H, W, C)``
+        The feature map; any dtype.
     shift : int
         Positive moves content up and left (``torch.roll(x, (-shift, -shift), (1, 2))``).
 
@@ -297,13 +304,18 @@ def shifted_window_mask(
     height, width : int
         Feature-map size, divisible by ``window_size``.
     window_size : int
+        Side ``ws`` of a window.
     shift_size : int
         In ``[0, window_size)``.
     as_bias : bool
         Return Swin's additive mask instead: ``0.0`` where allowed, ``-100.0`` elsewhere,
         in ``like``'s dtype if floating, else the library's default float.
-    like, backend, device
-        As in :func:`seqops.causal_mask`.
+    like : array, optional
+        As in :func:`seqops.causal_mask`: the result takes its library and device.
+    backend : str or Backend, optional
+        As in :func:`seqops.causal_mask`: the backend of the result without ``like``.
+    device : device, optional
+        As in :func:`seqops.causal_mask`: the device of the result.
 
     Returns
     -------
@@ -350,8 +362,13 @@ def relative_position_index(
     Parameters
     ----------
     window_size : int
-    like, backend, device
-        As in :func:`seqops.causal_mask`.
+        Side ``ws`` of a window.
+    like : array, optional
+        As in :func:`seqops.causal_mask`: the result takes its library and device.
+    backend : str or Backend, optional
+        As in :func:`seqops.causal_mask`: the backend of the result without ``like``.
+    device : device, optional
+        As in :func:`seqops.causal_mask`: the device of the result.
 
     Returns
     -------
@@ -371,7 +388,7 @@ def relative_position_index(
 
 @public(ops.window_attention)
 def window_attention(
-    x: Array,
+    x: ArrayT,
     /,
     params: MHAParams,
     *,
@@ -379,7 +396,7 @@ def window_attention(
     window_size: int,
     shift_size: int = 0,
     relative_bias_table: Array | None = None,
-) -> Array:
+) -> ArrayT:
     """Swin's (shifted) window multi-head self-attention (W-MSA / SW-MSA).
 
     Pad ``x`` with zeros at the bottom and right to multiples of ``window_size``, shift it
@@ -401,6 +418,7 @@ def window_attention(
     num_heads : int
         Divides ``D``.
     window_size : int
+        Side ``ws`` of a window.
     shift_size : int
         In ``[0, window_size)``; 0 is W-MSA, > 0 SW-MSA.
     relative_bias_table : array, shape ``((2ws-1)², num_heads)``, optional
@@ -460,14 +478,14 @@ def window_attention(
 
 @public(ops.patch_merging)
 def patch_merging(
-    x: Array,
+    x: ArrayT,
     /,
     weight: Array,
     norm_weight: Array | None = None,
     norm_bias: Array | None = None,
     *,
     eps: float = 1e-5,
-) -> Array:
+) -> ArrayT:
     """Swin's patch merging: each 2 × 2 neighbourhood becomes one token, normalised, projected.
 
     ``concat([x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]], -1)``
