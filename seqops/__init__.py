@@ -70,6 +70,12 @@ __version__ = "0.1.0"
 def backends() -> list[tuple[Backend, Availability]]:
     """Every registered backend with its availability (and the reason when unavailable).
 
+    Returns
+    -------
+    list of (Backend, Availability)
+        Highest precedence first; an :class:`Availability` is falsy when the backend cannot
+        run here, its ``reason`` saying why.
+
     Examples
     --------
     >>> import seqops
@@ -81,6 +87,11 @@ def backends() -> list[tuple[Backend, Availability]]:
 
 def plugins() -> list[tuple[str, object]]:
     """The registered plugins, ``(name, module or object)``, the built-in ``portable`` included.
+
+    Returns
+    -------
+    list of (str, object)
+        Each plugin's name and the module or object registered.
 
     Examples
     --------
@@ -94,6 +105,11 @@ def plugins() -> list[tuple[str, object]]:
 def quarantined() -> dict[str, str]:
     """What this process stopped asking, and why: plugins by name, and single implementations
     as ``"plugin: implementation (op)"`` (see the failure policy in :mod:`seqops.hookspecs`).
+
+    Returns
+    -------
+    dict of str to str
+        What was quarantined, mapped to the reason (empty when nothing was).
 
     Examples
     --------
@@ -112,12 +128,35 @@ def quarantined() -> dict[str, str]:
 
 
 def register_plugin(plugin: object, /, name: str | None = None) -> str:
-    """Register a plugin object or module (what entry points do), returning its name."""
+    """Register a plugin object or module (what entry points do), returning its name.
+
+    The implementation tables are rebuilt (the plugin's hooks are asked), so call it outside
+    ``jax.jit`` and ``torch.compile``.
+
+    Parameters
+    ----------
+    plugin : module or object
+        Implements the hooks of :mod:`seqops.hookspecs` (marked with ``@seqops.hookimpl``).
+    name : str, optional
+        The name to register it under; default pluggy's name for it (a module's
+        ``__name__``). A name already registered is a ``ValueError``.
+
+    Returns
+    -------
+    str
+        The name it was registered under (for :func:`unregister_plugin`).
+    """
     return registry.register(plugin, name)
 
 
 def unregister_plugin(name: str, /) -> None:
-    """Unregister the plugin called ``name``."""
+    """Unregister the plugin called ``name``; the implementation tables are rebuilt.
+
+    Parameters
+    ----------
+    name : str
+        A name :func:`register_plugin` returned or that :func:`plugins` lists.
+    """
     registry.unregister(name)
 
 

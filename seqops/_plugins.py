@@ -284,6 +284,16 @@ def set_check_plugins(enabled: bool | None, /) -> bool:
     unset or ``0``). The implementation tables are rebuilt (plugins are asked again), so
     call it outside ``jax.jit`` and ``torch.compile``; off, the calls cost nothing more.
 
+    Parameters
+    ----------
+    enabled : bool or None
+        Check mode on (``True``) or off (``False``), or ``None`` for the default.
+
+    Returns
+    -------
+    bool
+        Whether check mode was on before the call.
+
     Examples
     --------
     >>> import numpy as np, seqops
@@ -302,6 +312,11 @@ def set_check_plugins(enabled: bool | None, /) -> bool:
 
 def checking_plugins() -> bool:
     """Whether check mode is on (see :func:`set_check_plugins`).
+
+    Returns
+    -------
+    bool
+        ``True`` when fast-path results are checked against the portable implementation.
 
     Examples
     --------

@@ -36,6 +36,11 @@ ATTENTION = _Attention()
 def attention_memory_budget() -> int:
     """The bytes the attention scores may take (see :func:`set_attention_memory_budget`).
 
+    Returns
+    -------
+    int
+        The budget in bytes; above it, attention runs the tiled path.
+
     Examples
     --------
     >>> import seqops
@@ -53,6 +58,16 @@ def set_attention_memory_budget(nbytes: int | None, /) -> int:
     whenever no fast path takes the call. The composites (:func:`seqops.multi_head_attention`,
     :func:`seqops.transformer_encoder_layer`, :func:`seqops.window_attention`) dispatch their
     attention, so they follow the same budget for their per-head scores.
+
+    Parameters
+    ----------
+    nbytes : int >= 0 or None
+        The new budget in bytes, or ``None`` for the default.
+
+    Returns
+    -------
+    int
+        The budget before the call.
 
     Examples
     --------

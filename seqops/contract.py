@@ -14,6 +14,7 @@ written against, and nothing else (plugins import only public names, from here o
 
 from __future__ import annotations
 
+import contextlib
 import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -47,6 +48,10 @@ class Backend:
     name: str = ""
     #: Import name of the array library (``"torch"``, ``"jax"``, ...).
     library: str = ""
+    #: Whether reading a value computes a graph (Dask): the few value checks (targets in
+    #: range, a finite gradient norm, positive definiteness, decoding's early stop) are then
+    #: skipped, as under ``jax.jit``, so that no op computes behind the caller's back.
+    lazy: bool = False
     #: What this backend does not support (ops, dtypes, devices, transformations), each
     #: with the reason: the conformance suite skips those checks and the docs' support
     #: table lists them (see :class:`seqops.Limitation`).
@@ -69,6 +74,18 @@ class Backend:
         """Versions of the libraries this backend uses, for ``seqops info`` and reports."""
         module = __import__(self.library)
         return {self.library: str(getattr(module, "__version__", "unknown"))}
+
+    def accepts(self, x: object, /) -> bool:
+        """Whether ``x``, an array of another backend, may join this backend's arrays in one
+        call (Dask takes NumPy weights and masks, as its own operations do). The default:
+        never; mixing libraries is a ``TypeError``."""
+        return False
+
+    def computations(self) -> contextlib.AbstractContextManager[list[str]]:
+        """A context counting the computations the library runs inside it (one entry per
+        computation): the conformance suite fails an op that computes during the call on a
+        lazy backend. The default counts nothing (eager libraries compute as they go)."""
+        return contextlib.nullcontext([])
 
     # -- namespace, devices, dtypes ---------------------------------------------------
     def namespace(self) -> Namespace:
@@ -111,12 +128,21 @@ class Backend:
         return np.asarray(x)
 
     # -- randomness -------------------------------------------------------------------
-    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device) -> Array:
-        """Uniform draws in ``[0, 1)`` from ``rng`` (an integer seed or a native generator)."""
+    def random_uniform(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device, like: Array | None = None
+    ) -> Array:
+        """Uniform draws in ``[0, 1)`` from ``rng`` (an integer seed or a native generator).
+
+        ``like`` is the array the draws go with (attention's queries for a dropout mask, the
+        means of a reparameterization), for backends that lay draws out like their data (Dask
+        chunks them as ``like``); others ignore it."""
         raise NotImplementedError(f"backend {self.name!r} has no random numbers")
 
-    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device) -> Array:
-        """Standard normal draws from ``rng`` (an integer seed or a native generator)."""
+    def random_normal(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: DType, device: Device, like: Array | None = None
+    ) -> Array:
+        """Standard normal draws from ``rng`` (an integer seed or a native generator);
+        ``like`` as for :meth:`random_uniform`."""
         raise NotImplementedError(f"backend {self.name!r} has no random numbers")
 
     def split_rng(self, rng: Any, n: int, /) -> list[Any]:
@@ -155,6 +181,13 @@ class Backend:
             ys.append(y)
         return carry, xp.stack(ys)
 
+    def local_shape(self, x: Array, /) -> tuple[Any, ...]:
+        """The shape of the largest piece of ``x`` that one worker or device holds at a time:
+        what size-based choices (plain or tiled attention under the memory budget) are judged
+        on. The default is ``x.shape`` (one array in one memory); Dask answers its largest
+        chunk, JAX a shard of a sharded array. Sizes may be ``None`` or symbolic (unknown)."""
+        return tuple(x.shape)
+
     #: Native elementwise ``erf`` (a callable on this backend's arrays), or ``None`` to
     #: use the portable formula of :mod:`seqops._agnostic.special`.
     erf: Callable[[Array], Array] | None = None
@@ -170,7 +203,20 @@ class Backend:
 
 
 def check_rng(rng: Any, native: type, backend: str) -> None:
-    """Raise a ``TypeError`` unless ``rng`` is an integer seed or a ``native`` generator."""
+    """Raise a ``TypeError`` unless ``rng`` is an integer seed or a ``native`` generator.
+
+    For backends (in :meth:`Backend.random_uniform` and the other draws) to check the ``rng`` they
+    receive; ``bool`` is refused although it is an ``int``.
+
+    Parameters
+    ----------
+    rng : object
+        The ``rng`` argument a user passed.
+    native : type
+        The library's generator type (``numpy.random.Generator``, ``torch.Generator``).
+    backend : str
+        The backend's name, for the message.
+    """
     if isinstance(rng, bool) or not isinstance(rng, (int, native)):
         kind = f"{native.__module__}.{native.__qualname__}"
         msg = f"rng for backend {backend!r} must be an integer seed or a {kind}; got {type(rng).__name__}"
@@ -189,17 +235,17 @@ class Limitation:
 
     Parameters
     ----------
-    reason
+    reason : str
         Why, in a few words (``"marray has no linalg extension"``).
-    op
+    op : Op or str, optional
         A declared op (``seqops.ops.kl_mvn``) or its name (``"kl_mvn"``); an unknown name
         is a ``ValueError``.
-    dtype
+    dtype : str, optional
         A floating dtype name (``"float16"``).
-    device
+    device : str, optional
         A device label (``"cpu"``, ``"cuda:0"``) or its kind (``"cuda"`` matches every
         ``cuda:N``).
-    transformation
+    transformation : str, optional
         A conformance transformation (``"grad"``, ``"jit"``, ``"vmap"``, ``"compile"``).
 
     Examples
@@ -241,7 +287,27 @@ class Limitation:
 def find_limitation(
     limitations: Sequence[Limitation], *, op: str, dtype: str, device: str, transformation: str
 ) -> Limitation | None:
-    """The first of ``limitations`` that covers the call, else ``None``."""
+    """The first of ``limitations`` that covers the call, else ``None``.
+
+    Parameters
+    ----------
+    limitations : sequence of Limitation
+        Those of a backend or an implementation.
+    op : str
+        The name of a declared op.
+    dtype : str
+        A dtype name (``"float16"``).
+    device : str
+        A device label (``"cpu"``, ``"cuda:0"``).
+    transformation : str
+        A conformance transformation (``"eager"``, ``"grad"``, ``"jit"``, ``"vmap"``,
+        ``"compile"``).
+
+    Returns
+    -------
+    Limitation or None
+        The first whose :meth:`Limitation.matches` is true for the call.
+    """
     return next(
         (
             lim
@@ -258,31 +324,33 @@ class Implementation:
 
     Parameters
     ----------
-    op
+    op : Op or str
         The declared op (``seqops.ops.scaled_dot_product_attention``) or its name; an
         unknown name is a ``ValueError``.
-    name
+    name : str
         Shown by :func:`seqops.explain` and in conformance reports (``"portable"``,
         ``"torch-sdpa"``, ...).
-    fn
+    fn : callable
         Called as the op's contract says (``op.signature``, documented in
         :mod:`seqops.ops`): the backend, then exactly the arguments of the public function
         after validation, with defaults resolved (e.g. ``scale`` is a float), the arrays
         positionally and the options by name. Returns what the public function returns.
-    decline
+    decline : callable, optional
         Called with the same arguments before ``fn``; returns ``None`` to accept the call
         or a short reason to decline it (``"float64 is not supported by the flash kernel"``),
         in which case the next implementation is asked. ``None`` accepts every call. It must
         answer without raising, on symbolic or unknown sizes too (JAX export, Keras
         functional models, torch dynamic shapes, Dask's unknown chunks): a third-party
         ``decline`` that raises is quarantined for this op.
-    limitations
+    limitations : tuple of Limitation
         What ``decline`` always refuses, declared (dtypes, devices, ops): documentation
         that the conformance suite checks (the implementation must decline those calls) and
         turns into the support table of the docs. ``decline`` stays the rule at run time.
-    plugin
+    plugin : str
         The name of the plugin that offered it (set by the registry).
 
+    Notes
+    -----
     ``fn`` and ``decline`` are checked against the op's contract when the plugin is
     registered; one that does not match is refused with a :class:`seqops.SeqopsPluginWarning`
     naming the plugin, the op and the parameter.

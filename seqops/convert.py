@@ -13,6 +13,7 @@ from typing import NamedTuple
 
 import array_api_compat
 
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array
 from seqops.attention import MHAParams
 from seqops.transformer import DecoderLayerParams, EncoderLayerParams
@@ -35,8 +36,11 @@ def mha_params_from_torch(
     in_proj_weight : array, shape ``(3D, D)``
         Rows ``[0, D)`` project queries, ``[D, 2D)`` keys, ``[2D, 3D)`` values.
     in_proj_bias : array, shape ``(3D,)`` or None
+        The biases of the three projections, in the same order (``None``: no biases).
     out_proj_weight : array, shape ``(D, D)``
+        ``out_proj.weight``, transposed into ``w_o``.
     out_proj_bias : array, shape ``(D,)`` or None
+        ``out_proj.bias``, or ``None``.
 
     Returns
     -------
@@ -223,6 +227,7 @@ def lstm_weights_from_torch(
     weight_ih : array, shape ``(4H, I)``
         torch's ``weight_ih`` (``weight_ih_l0`` of ``nn.LSTM``), gate rows i, f, g, o.
     weight_hh : array, shape ``(4H, H)``
+        torch's ``weight_hh`` (``weight_hh_l0``), the same gate rows.
     bias_ih, bias_hh : array, shape ``(4H,)``, optional
         Summed into the one bias seqops uses.
 
@@ -257,8 +262,11 @@ def lstm_weights_to_torch(
     Parameters
     ----------
     w_ih : array, shape ``(I, 4H)``
+        seqops' input-to-gates weight, gate columns i, f, o, g.
     w_hh : array, shape ``(H, 4H)``
+        seqops' hidden-to-gates weight, the same gate columns.
     b : array, shape ``(4H,)``, optional
+        seqops' one bias (``None``: both torch biases are ``None``).
 
     Returns
     -------
@@ -287,8 +295,11 @@ def lstm_weights_from_keras(
     Parameters
     ----------
     kernel : array, shape ``(I, 4H)``
+        Keras' input kernel, gate columns i, f, c, o.
     recurrent_kernel : array, shape ``(H, 4H)``
+        Keras' recurrent kernel, the same gate columns.
     bias : array, shape ``(4H,)``, optional
+        Keras' one bias (``use_bias=False``: ``None``).
 
     Returns
     -------
@@ -307,7 +318,26 @@ def lstm_weights_from_keras(
 def lstm_weights_to_keras(
     w_ih: Array, w_hh: Array, b: Array | None = None
 ) -> tuple[Array, Array, Array | None]:
-    """``(kernel (I, 4H), recurrent_kernel (H, 4H), bias (4H,) or None)`` for keras' LSTM."""
+    """Keras LSTM weights from seqops LSTM weights (inverse of :func:`lstm_weights_from_keras`).
+
+    Parameters
+    ----------
+    w_ih : array, shape ``(I, 4H)``
+        seqops' input-to-gates weight, gate columns i, f, o, g.
+    w_hh : array, shape ``(H, 4H)``
+        seqops' hidden-to-gates weight, the same gate columns.
+    b : array, shape ``(4H,)``, optional
+        seqops' one bias.
+
+    Returns
+    -------
+    kernel : array, shape ``(I, 4H)``
+        Gate columns in keras' order i, f, c, o.
+    recurrent_kernel : array, shape ``(H, 4H)``
+        The same gate columns.
+    bias : array, shape ``(4H,)``, or None
+        ``None`` when ``b`` is.
+    """
     _check_packed(w_ih, w_hh, b, 4)
     return _permute_gates(w_ih), _permute_gates(w_hh), None if b is None else _permute_gates(b)
 
@@ -341,7 +371,7 @@ def lstm_weights_from_flax(params: Mapping[str, Mapping[str, Array]]) -> tuple[A
     hidden = params["hi"]["kernel"].shape[-1]
     like = params["hi"]["kernel"]
     b = [
-        xp.zeros((hidden,), dtype=like.dtype, device=array_api_compat.device(like)) if v is None else v
+        xp.zeros((hidden,), dtype=like.dtype, device=helper_device(like)) if v is None else v
         for v in biases
     ]
     return (
@@ -357,7 +387,10 @@ def lstm_weights_to_flax(w_ih: Array, w_hh: Array, b: Array | None = None) -> di
     Parameters
     ----------
     w_ih : array, shape ``(I, 4H)``
+        seqops' input-to-gates weight, gate columns i, f, o, g: the ``ii``, ``if``, ``io``,
+        ``ig`` kernels.
     w_hh : array, shape ``(H, 4H)``
+        seqops' hidden-to-gates weight: the ``hi``, ``hf``, ``ho``, ``hg`` kernels.
     b : array, shape ``(4H,)``, optional
         Becomes the hidden-side biases (zeros when None); input kernels have no bias.
 
@@ -369,7 +402,7 @@ def lstm_weights_to_flax(w_ih: Array, w_hh: Array, b: Array | None = None) -> di
     _check_packed(w_ih, w_hh, b, 4)
     if b is None:
         xp = array_api_compat.array_namespace(w_hh)
-        b = xp.zeros((w_hh.shape[-1],), dtype=w_hh.dtype, device=array_api_compat.device(w_hh))
+        b = xp.zeros((w_hh.shape[-1],), dtype=w_hh.dtype, device=helper_device(w_hh))
     params: dict[str, dict[str, Array]] = {}
     for g, ki, kh, bias in zip(
         _FLAX_GATES, _gate_blocks(w_ih), _gate_blocks(w_hh), _gate_blocks(b), strict=True
@@ -390,7 +423,9 @@ def rnn_weights_from_torch(
     Parameters
     ----------
     weight_ih : array, shape ``(H, I)``
+        torch's ``weight_ih`` (``weight_ih_l0`` of ``nn.RNN``), transposed into ``w_ih``.
     weight_hh : array, shape ``(H, H)``
+        torch's ``weight_hh`` (``weight_hh_l0``), transposed into ``w_hh``.
     bias_ih, bias_hh : array, shape ``(H,)``, optional
         Summed into one bias.
 
@@ -414,9 +449,25 @@ def rnn_weights_from_torch(
 def rnn_weights_to_torch(
     w_ih: Array, w_hh: Array, b: Array | None = None
 ) -> tuple[Array, Array, Array | None, Array | None]:
-    """``(weight_ih (H, I), weight_hh (H, H), bias_ih (H,), bias_hh = zeros)`` for torch's RNN.
+    """``torch.nn.RNN`` parameters from seqops RNN weights (inverse of the above).
 
-    Both biases are None when ``b`` is None.
+    Parameters
+    ----------
+    w_ih : array, shape ``(I, H)``
+        seqops' input-to-hidden weight.
+    w_hh : array, shape ``(H, H)``
+        seqops' hidden-to-hidden weight.
+    b : array, shape ``(H,)``, optional
+        seqops' one bias.
+
+    Returns
+    -------
+    weight_ih : array, shape ``(H, I)``
+    weight_hh : array, shape ``(H, H)``
+    bias_ih : array, shape ``(H,)``, or None
+        The whole bias; ``None`` when ``b`` is.
+    bias_hh : array, shape ``(H,)``, or None
+        Zeros (torch's two biases only act through their sum); ``None`` when ``b`` is.
     """
     _check_packed(w_ih, w_hh, b, 1)
     bias_hh = None if b is None else array_api_compat.array_namespace(b).zeros_like(b)
@@ -462,6 +513,7 @@ def gru_weights_from_torch(
     weight_ih : array, shape ``(3H, I)``
         torch's ``weight_ih`` (``weight_ih_l0`` of ``nn.GRU``), gate rows r, z, n.
     weight_hh : array, shape ``(3H, H)``
+        torch's ``weight_hh`` (``weight_hh_l0``), the same gate rows.
     bias_ih, bias_hh : array, shape ``(3H,)``, optional
         Kept apart (``bias_hh``'s n block is scaled by the reset gate).
 
@@ -491,8 +543,11 @@ def gru_weights_to_torch(
     Parameters
     ----------
     w_ih : array, shape ``(I, 3H)``
+        seqops' input-to-gates weight, gate columns r, z, n.
     w_hh : array, shape ``(H, 3H)``
+        seqops' hidden-to-gates weight, the same gate columns.
     b_ih, b_hh : array, shape ``(3H,)``, optional
+        seqops' input-side and hidden-side biases.
 
     Returns
     -------
@@ -520,7 +575,9 @@ def gru_weights_from_keras(
     Parameters
     ----------
     kernel : array, shape ``(I, 3H)``
+        Keras' input kernel, gate columns z, r, h.
     recurrent_kernel : array, shape ``(H, 3H)``
+        Keras' recurrent kernel, the same gate columns.
     bias : array, shape ``(2, 3H)``, optional
         ``(3H,)`` is keras' ``reset_after=False`` GRU (the reset gate applied before the
         recurrent product), a different cell: refused.
@@ -551,8 +608,27 @@ def gru_weights_from_keras(
 def gru_weights_to_keras(
     w_ih: Array, w_hh: Array, b_ih: Array | None = None, b_hh: Array | None = None
 ) -> tuple[Array, Array, Array | None]:
-    """``(kernel (I, 3H), recurrent_kernel (H, 3H), bias (2, 3H) or None)`` for keras' GRU
-    (``reset_after=True``); a single missing bias becomes zeros."""
+    """Keras GRU weights (``reset_after=True``) from seqops GRU weights (inverse of
+    :func:`gru_weights_from_keras`).
+
+    Parameters
+    ----------
+    w_ih : array, shape ``(I, 3H)``
+        seqops' input-to-gates weight, gate columns r, z, n.
+    w_hh : array, shape ``(H, 3H)``
+        seqops' hidden-to-gates weight, the same gate columns.
+    b_ih, b_hh : array, shape ``(3H,)``, optional
+        seqops' input-side and hidden-side biases; a single missing one becomes zeros.
+
+    Returns
+    -------
+    kernel : array, shape ``(I, 3H)``
+        Gate columns in keras' order z, r, h.
+    recurrent_kernel : array, shape ``(H, 3H)``
+        The same gate columns.
+    bias : array, shape ``(2, 3H)``, or None
+        Row 0 the input side, row 1 the hidden side; ``None`` when both biases are.
+    """
     _check_gru(w_ih, w_hh, b_ih, b_hh)
     bias_ih, bias_hh = _both_biases(b_ih, b_hh)
     kernel, recurrent = _permute_gates(w_ih, _SWAP_R_Z), _permute_gates(w_hh, _SWAP_R_Z)
@@ -602,7 +678,7 @@ def gru_weights_from_flax(
         found = params[name].get("bias")
         if found is not None:
             return found
-        return xp.zeros((hidden,), dtype=like.dtype, device=array_api_compat.device(like))
+        return xp.zeros((hidden,), dtype=like.dtype, device=helper_device(like))
 
     return (
         xp.concat([params[f"i{g}"]["kernel"] for g in _FLAX_GRU_GATES], axis=-1),
@@ -620,7 +696,9 @@ def gru_weights_to_flax(
     Parameters
     ----------
     w_ih : array, shape ``(I, 3H)``
+        seqops' input-to-gates weight, gate columns r, z, n: the ``ir``, ``iz``, ``in`` kernels.
     w_hh : array, shape ``(H, 3H)``
+        seqops' hidden-to-gates weight: the ``hr``, ``hz``, ``hn`` kernels.
     b_ih, b_hh : array, shape ``(3H,)``, optional
         flax has no ``hr``/``hz`` bias: the r and z blocks of ``b_hh`` join ``ir``/``iz``'s
         (they only act through the sum); ``in`` gets ``b_ih``'s n block and ``hn``
@@ -634,7 +712,7 @@ def gru_weights_to_flax(
     """
     _check_gru(w_ih, w_hh, b_ih, b_hh)
     xp = array_api_compat.array_namespace(w_hh)
-    zeros = xp.zeros((w_hh.shape[-1],), dtype=w_hh.dtype, device=array_api_compat.device(w_hh))  # (3H,)
+    zeros = xp.zeros((w_hh.shape[-1],), dtype=w_hh.dtype, device=helper_device(w_hh))  # (3H,)
     bi = _gate_blocks(zeros if b_ih is None else b_ih, 3)
     bh = _gate_blocks(zeros if b_hh is None else b_hh, 3)
     ki, kh = _gate_blocks(w_ih, 3), _gate_blocks(w_hh, 3)
@@ -1050,6 +1128,7 @@ def t5_relative_position_bias(
         The first block's ``layer.0.SelfAttention.relative_attention_bias.weight``
         (:attr:`PreNormBlockParams.relative_attention_bias`).
     query_length, key_length : int
+        ``L`` and ``S``: the number of queries and of keys.
     bidirectional : bool
         True for the encoder, False for the decoder's causal self-attention
         (``not config.is_decoder``).
@@ -1078,7 +1157,7 @@ def t5_relative_position_bias(
         msg = f"relative_attention_bias has {table.shape[0]} buckets (rows); num_buckets={num_buckets}"
         raise ValueError(msg)
     xp = array_api_compat.array_namespace(table)
-    device = array_api_compat.device(table)
+    device = helper_device(table)
     keys, queries = xp.arange(key_length, device=device), xp.arange(query_length, device=device)
     relative = keys[None, :] - queries[:, None] - offset  # (L, S)
     if bidirectional:  # half the buckets for keys after the query
