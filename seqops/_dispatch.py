@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array, Device, DType
 from seqops._lib.validate import dtype_name
 from seqops._op import DECLARED, Op, as_op
@@ -32,7 +33,8 @@ def resolve(*arrays: object, names: tuple[str, ...] = (), required: int | tuple[
     taken for an array. ``names`` labels the
     arguments in error messages. Raises ``TypeError`` naming the argument when a required one
     is ``None``, when an argument is a number or a list, when an array belongs to no backend, or when
-    arrays of two libraries are mixed.
+    arrays of two libraries are mixed (unless one backend accepts the other's arrays,
+    :meth:`seqops.Backend.accepts`: then the accepting backend is the call's).
     """
     # Hot path: every array given is of one already-seen type (the cache is by type), and no
     # required one is None (a required None of a cached type's call reaches the full check).
@@ -47,7 +49,7 @@ def resolve(*arrays: object, names: tuple[str, ...] = (), required: int | tuple[
                 if arrays[i] is None:
                     break
             else:
-                return backend
+                return backend if not backend.lazy else _known_sizes(backend, arrays, names)
     found: Backend | None = None
     found_at = 0
     needed = range(required) if isinstance(required, int) else required
@@ -66,9 +68,9 @@ def resolve(*arrays: object, names: tuple[str, ...] = (), required: int | tuple[
                 f"seqops backend handles (registered backends: {known})"
             )
             raise TypeError(msg)
-        if found is None:
-            found, found_at = backend, i
-        elif backend is not found:
+        if found is None or (backend is not found and backend.accepts(arrays[found_at])):
+            found, found_at = backend, i  # (Dask takes NumPy arrays beside its own: Backend.accepts)
+        elif backend is not found and not found.accepts(x):
             msg = (
                 f"arrays from different libraries in one call: {_label(names, found_at)} is "
                 f"{found.library} ({type(arrays[found_at]).__qualname__}) but {_label(names, i)} "
@@ -78,7 +80,16 @@ def resolve(*arrays: object, names: tuple[str, ...] = (), required: int | tuple[
     if found is None:
         msg = "expected at least one array argument"
         raise TypeError(msg)
-    return found
+    return found if not found.lazy else _known_sizes(found, arrays, names)
+
+
+def _known_sizes(backend: Backend, arrays: tuple[object, ...], names: tuple[str, ...]) -> Backend:
+    """``backend``, after :meth:`Backend.check_sizes` of each of ``arrays`` (a lazy backend's
+    arrays may not know their sizes: Dask's after boolean indexing)."""
+    for i, x in enumerate(arrays):
+        if x is not None:
+            backend.check_sizes(x, _label(names, i))
+    return backend
 
 
 def _not_an_array(names: tuple[str, ...], i: int, x: object) -> str:
@@ -123,7 +134,7 @@ def creation_device(backend: Backend, like: Array | None, device: Device | None)
     """``device`` if given (checked by making a 0-d array there: ``TypeError`` naming it if the
     backend's library refuses it), else the device of ``like``, else the backend's default."""
     if device is None:
-        return backend.device(like) if like is not None else backend.default_device()
+        return helper_device(like) if like is not None else backend.default_device()
     try:
         backend.namespace().asarray(0, device=device)
     except Exception as refused:  # noqa: BLE001 - each library refuses a bad device its own way
@@ -157,6 +168,20 @@ def creation_float_dtype(
 @contextlib.contextmanager
 def use(name: str) -> Iterator[Backend]:
     """Make ``name`` the default backend of creation functions inside a ``with`` block.
+
+    The creation functions (:func:`seqops.causal_mask`, the encodings and masks) called
+    without ``like=`` or ``backend=`` build their arrays with it; the previous default is
+    restored on leaving the block (per thread and async context).
+
+    Parameters
+    ----------
+    name : str
+        A registered backend's name (``"numpy"``, ``"torch"``, ``"jax"``, ...).
+
+    Yields
+    ------
+    Backend
+        The backend called ``name``.
 
     Examples
     --------
@@ -266,6 +291,12 @@ def declare(stub: Callable[..., Any], *, parts: tuple[Op, ...] = ()) -> Op:
 def declared_ops() -> tuple[Op, ...]:
     """Every declared op, in declaration order (see :mod:`seqops.ops`).
 
+    Returns
+    -------
+    tuple of Op
+        Each op's ``name``, contract ``signature``, ``doc``, ``parts`` and public
+        ``function``.
+
     Examples
     --------
     >>> import seqops
@@ -278,6 +309,18 @@ def declared_ops() -> tuple[Op, ...]:
 def implementations(op: Op | str, backend: Backend | str, /) -> tuple[Implementation, ...]:
     """The implementations offered for ``op`` on ``backend`` (a :class:`seqops.Backend` or
     its name), in the order a call asks them; each names its plugin.
+
+    Parameters
+    ----------
+    op : Op or str
+        A declared op (``seqops.ops.softmax``) or its name.
+    backend : Backend or str
+        A registered backend or its name.
+
+    Returns
+    -------
+    tuple of Implementation
+        In asking order; the built-in ``portable`` last.
 
     Examples
     --------
@@ -313,6 +356,21 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> Explanation:
     composite (``multi_head_attention``), this is the composite's own choice; its parts are
     chosen when it runs.
 
+    Parameters
+    ----------
+    fn : callable or str
+        A public seqops function, a declared op or an op's name.
+    *args : object
+        The positional arguments of the call.
+    **kwargs : object
+        The keyword arguments of the call.
+
+    Returns
+    -------
+    Explanation
+        The op, the backend, the implementation ``chosen`` and each implementation's
+        decision; printed, the choice and then one line per implementation.
+
     Examples
     --------
     >>> import numpy as np, seqops
@@ -335,6 +393,21 @@ def candidates(fn: Any, /, *args: Any, **kwargs: Any) -> list[tuple[str, Callabl
     dispatch of its op going to that implementation whatever precedes it (other ops it
     dispatches, such as a composite's parts, are chosen as usual). For checking every fast
     path against the others (the conformance suite).
+
+    Parameters
+    ----------
+    fn : callable or str
+        A public seqops function, a declared op or an op's name.
+    *args : object
+        The positional arguments of the call.
+    **kwargs : object
+        The keyword arguments of the call.
+
+    Returns
+    -------
+    list of (str, callable)
+        Each accepting implementation's name and a callable without arguments that makes
+        the call with it.
 
     Examples
     --------

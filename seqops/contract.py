@@ -81,6 +81,11 @@ class Backend:
         never; mixing libraries is a ``TypeError``."""
         return False
 
+    def check_sizes(self, x: Array, name: str, /) -> None:
+        """Raise a ``ValueError`` naming argument ``name`` (and what to do) when a size of
+        ``x`` is unknown. Called on the arguments of every op on a :attr:`lazy` backend; the
+        default checks nothing."""
+
     def computations(self) -> contextlib.AbstractContextManager[list[str]]:
         """A context counting the computations the library runs inside it (one entry per
         computation): the conformance suite fails an op that computes during the call on a

@@ -50,13 +50,17 @@ class CupyBackend(Backend):
         check_rng(rng, cupy.random.Generator, self.name)
         return cupy.random.default_rng(rng) if isinstance(rng, int) else rng
 
-    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_uniform(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         import cupy
 
         with cupy.cuda.Device(device.id if device is not None else None):
             return self._generator(rng).random(shape, dtype=cupy.float64).astype(dtype)
 
-    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_normal(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         import cupy
 
         with cupy.cuda.Device(device.id if device is not None else None):

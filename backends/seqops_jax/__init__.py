@@ -79,12 +79,16 @@ class JaxBackend(Backend):
         msg = f"rng for backend 'jax' must be an integer seed or a JAX PRNG key; got {type(rng).__name__}"
         raise TypeError(msg)
 
-    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_uniform(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         import jax
 
         return jax.random.uniform(self._key(rng), shape, dtype=dtype)
 
-    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_normal(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         import jax
 
         return jax.random.normal(self._key(rng), shape, dtype=dtype)
@@ -99,6 +103,21 @@ class JaxBackend(Backend):
         import jax
 
         return jax.lax.scan(step, carry, xs)
+
+    def local_shape(self, x: Any, /) -> tuple[Any, ...]:
+        # One device's shard of a sharded array. A tracer (jax.jit) has no .sharding: its
+        # type carries one (explicit mesh axes), else it is unknown and the global shape
+        # stands. Symbolic sizes (jax.export) are returned as they are.
+        import jax
+
+        shape = tuple(x.shape)
+        try:
+            sharding = x.sharding if isinstance(x, jax.Array) and not isinstance(x, jax.core.Tracer) else None
+            if sharding is None:
+                sharding = jax.typeof(x).sharding
+            return tuple(sharding.shard_shape(shape))
+        except Exception:  # noqa: BLE001 - no sharding known (or a symbolic size): the whole array
+            return shape
 
     @property
     def erf(self) -> Any:  # type: ignore[override]

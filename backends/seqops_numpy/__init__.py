@@ -37,11 +37,15 @@ class NumpyBackend(Backend):
         check_rng(rng, np.random.Generator, self.name)
         return np.random.default_rng(rng) if isinstance(rng, int) else rng
 
-    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_uniform(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         draws = self._generator(rng).random(shape, dtype="float64")
         return draws.astype(dtype, copy=False)
 
-    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_normal(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         draws = self._generator(rng).standard_normal(shape, dtype="float64")
         return draws.astype(dtype, copy=False)
 

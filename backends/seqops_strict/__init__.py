@@ -36,10 +36,14 @@ class StrictBackend(Backend):
         draws = getattr(generator, method)(shape)
         return self.namespace().asarray(draws, dtype=dtype, device=device)
 
-    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_uniform(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         return self._draw(rng, "random", shape, dtype, device)
 
-    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_normal(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         return self._draw(rng, "standard_normal", shape, dtype, device)
 
 

@@ -75,13 +75,17 @@ class TorchBackend(Backend):
             return torch.Generator(device=device).manual_seed(rng)
         return rng
 
-    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_uniform(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         import torch
 
         generator = self._generator(rng, device)
         return torch.rand(shape, generator=generator, dtype=torch.float32, device=device).to(dtype)
 
-    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_normal(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         import torch
 
         generator = self._generator(rng, device)

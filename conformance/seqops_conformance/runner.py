@@ -23,16 +23,18 @@ from seqops_conformance.report import Agreement, Report, Result, _plural
 from seqops_conformance.structure import fingerprint, flatten, map_structure
 from seqops_conformance.tolerances import TOLERANCES, error, tolerance
 
-TRANSFORMATIONS = ("eager", "grad", "jit", "vmap", "compile")
+TRANSFORMATIONS = ("eager", "grad", "jit", "vmap", "compile", "sharded")
 """The transformations a case can be checked under: ``"eager"`` calls the op and compares
 its outputs; ``"grad"`` compares its vector-Jacobian product (torch autograd, ``jax.vjp``)
 with finite differences of the reference (:mod:`seqops_conformance.grad`); ``"jit"``
 (``jax.jit``), ``"vmap"`` (``jax.vmap``) and ``"compile"`` (``torch.compile``) compare the
-outputs of the transformed op (:mod:`seqops_conformance.transforms`)."""
+outputs of the transformed op (:mod:`seqops_conformance.transforms`); ``"sharded"`` runs JAX
+inputs sharded over a mesh of 8 devices, eagerly and under ``jax.jit``
+(:mod:`seqops_conformance.sharding`)."""
 
 DEFAULT_TRANSFORMATIONS = ("eager", "grad", "jit", "vmap")
 """What :func:`run` checks unless told otherwise: all but ``"compile"``, whose inductor
-compilations take seconds per case."""
+compilations take seconds per case, and ``"sharded"``, which needs 8 JAX devices."""
 
 
 @dataclass(frozen=True)
@@ -136,7 +138,7 @@ def run(
             from seqops_conformance import grad
 
             report.notes.append(grad.coverage_note(names))
-        traced = [t for t in wanted if t in ("jit", "vmap", "compile")]
+        traced = [t for t in wanted if t in ("jit", "vmap", "compile", "sharded")]
         if traced:
             from seqops_conformance import transforms
 
@@ -253,6 +255,15 @@ def check(
         skipped = Result(backend.name, label, dtype_name, case.op, case.id, "", None, tol, "skip")
         skipped.transformation = transformation
         skipped.message = f"declared by backend {backend.name}: {declared.reason}"
+        return [skipped]
+    if backend.lazy and not case.traced:
+        tol = tolerance(dtype_name, "eager")
+        skipped = Result(backend.name, label, dtype_name, case.op, case.id, "", None, tol, "skip")
+        skipped.transformation = transformation
+        skipped.message = (
+            f"backend {backend.name} is lazy: it never reads values on the host, so every step "
+            "runs as under a trace, where this case's eager result reads them (Case.traced)"
+        )
         return [skipped]
     inputs = case.inputs(seed)
     if transformation == "eager":
@@ -372,11 +383,20 @@ def _check(
             continue
         results.append(result(name))
         try:
-            out = run_it()
+            with backend.computations() as computed:  # a lazy backend must not compute here
+                out = run_it()
         except Exception as exc:  # noqa: BLE001 - any error is a failed check, not a crash
             results[-1].message = f"raised {type(exc).__name__}: {exc}"
             continue
-        judge(results[-1], case, backend, b_args, b_kwargs, out, dtype, where, references)
+        if computed:
+            n, what = len(computed), ", ".join(computed)
+            results[-1].message = f"computed {n} graph{'s' * (n != 1)} during the call ({what})"
+            continue
+        try:  # a lazy backend computes here, where its errors surface
+            judge(results[-1], case, backend, b_args, b_kwargs, out, dtype, where, references)
+        except Exception as exc:  # noqa: BLE001 - any error is a failed check, not a crash
+            results[-1].message = f"raised {type(exc).__name__} computing the result: {exc}"
+            continue
         if record is not None and name == runs[0][0]:
             record(out)
     return results

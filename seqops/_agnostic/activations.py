@@ -19,8 +19,9 @@ def compute_dtype(xp: Namespace, dtype: DType) -> DType:
 
 def _stable_shift(xp: Namespace, x: Array, axis: int) -> Array:
     """``x - max(x)`` along ``axis``; a row whose max is not finite is shifted by 0 (and an
-    empty axis, which has no max, is returned as it is)."""
-    if x.ndim and x.shape[axis] == 0:
+    empty array, which has nothing to shift, is returned as it is: an empty axis has no max,
+    and Dask fails to compute the max of an empty batch)."""
+    if 0 in tuple(x.shape):
         return x
     m = xp.max(x, axis=axis, keepdims=True)
     return x - xp.where(xp.isfinite(m), m, 0.0)

@@ -45,10 +45,7 @@ def pixelcnn_mask(
     ``j`` → input group ``i`` iff ``i < j`` (type A) or ``i <= j`` (type B).
     """
     kh, kw = kernel_size
-    rows = xp.arange(kh, device=device)[:, None]  # (kh, 1)
-    cols = xp.arange(kw, device=device)[None, :]  # (1, kw)
-    before = (rows < kh // 2) | ((rows == kh // 2) & (cols < kw // 2))  # (kh, kw)
-    centre = (rows == kh // 2) & (cols == kw // 2)
+    centre = (kh // 2) * kw + kw // 2  # the centre tap's raster index: the taps before it are kept
     # Contiguous groups: channel c of n belongs to group c // (n / groups).
     out_group = xp.arange(out_channels, device=device) // (out_channels // color_groups)
     in_group = xp.arange(in_channels, device=device) // (in_channels // color_groups)
@@ -56,8 +53,14 @@ def pixelcnn_mask(
         sees = out_group[:, None] > in_group[None, :]  # (out, in)
     else:
         sees = out_group[:, None] >= in_group[None, :]
-    keep = before | (centre & sees[:, :, None, None])  # (out, in, kh, kw)
-    return xp.astype(keep, dtype)
+    # Taps in raster order: ones, the centre tap, zeros (out, in, kh·kw), written in one pass
+    # (ones and zeros broadcast, not allocated): the bool (out, in, kh, kw) broadcasts and a
+    # cast to dtype took 2-40x the time of torch.ones and two slice writes.
+    pair, after = (out_channels, in_channels), kh * kw - centre - 1
+    ones = xp.broadcast_to(xp.ones((1, 1, centre), dtype=dtype, device=device), (*pair, centre))
+    zeros = xp.broadcast_to(xp.zeros((1, 1, after), dtype=dtype, device=device), (*pair, after))
+    taps = xp.concat((ones, xp.astype(sees, dtype)[:, :, None], zeros), axis=-1)
+    return xp.reshape(taps, (*pair, kh, kw))
 
 
 def masked_conv2d(
@@ -207,8 +210,15 @@ def gaussian_log_likelihood(
     docstring)."""
     xs, ms, lv = _up(xp, x, mean, log_var)
     z = (xs - ms) * xp.exp(-0.5 * lv)  # the standardized residual
-    terms = (math.log(2.0 * math.pi) + lv) + z * z
-    return xp.astype(-0.5 * xp.sum(terms, axis=axis), x.dtype, copy=False)
+    terms = z * z + lv
+    count = math.prod(terms.shape[a] for a in axis)  # the entries summed
+    if isinstance(count, int):  # the constant added once, not per entry (a pass less: ~10%)
+        return xp.astype(-0.5 * (xp.sum(terms, axis=axis) + count * _LOG_2PI), x.dtype, copy=False)
+    # a symbolic or unknown size (a traced shape, a lazy array's NaN): the constant per entry
+    return xp.astype(-0.5 * xp.sum(terms + _LOG_2PI, axis=axis), x.dtype, copy=False)
+
+
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def iwae_bound(
@@ -223,6 +233,8 @@ def iwae_bound(
     """
     a, b, c = _up(xp, log_p_x_given_z, log_p_z, log_q_z)
     log_w = a + b - c  # the broadcast shape, samples along axis
+    if 0 in tuple(log_w.shape):  # no max to take out (and Dask fails on the max of an empty batch)
+        return xp.astype(xp.log(xp.mean(xp.exp(log_w), axis=axis)), log_p_x_given_z.dtype, copy=False)
     top = xp.max(log_w, axis=axis, keepdims=True)
     top = xp.where(xp.isfinite(top), top, 0.0)
     bound = xp.log(xp.mean(xp.exp(log_w - top), axis=axis)) + xp.squeeze(top, axis=axis)

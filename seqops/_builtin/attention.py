@@ -10,6 +10,7 @@ from typing import Any
 from seqops import config, ops
 from seqops._agnostic import activations, attention
 from seqops._builtin._table import implement, namespaced
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array
 from seqops._lib.validate import broadcast
 from seqops.contract import Backend
@@ -52,7 +53,7 @@ def dropout_keep(backend: Backend, rng: Any, p: float, shape: tuple[int, ...], l
     """Dropout multipliers (0 or ``1/(1-p)``) of ``shape``, computed in ``like``'s compute dtype."""
     xp = backend.namespace()
     dtype = activations.compute_dtype(xp, like.dtype)
-    u = backend.random_uniform(rng, shape, dtype=dtype, device=backend.device(like))
+    u = backend.random_uniform(rng, shape, dtype=dtype, device=helper_device(like), like=like)
     return xp.astype(u >= p, dtype) * (1.0 / (1.0 - p))
 
 
@@ -102,11 +103,14 @@ def scaled_dot_product_attention(
     )
 
 
-def _score_rows(q: Array, k: Array, v: Array, enable_gqa: bool) -> int | None:
-    """``prod(batch dims)``: how many ``(L, S)`` score matrices the call computes, or
-    ``None`` when a size is not a known int (symbolic, dynamic or unknown)."""
-    qs, ks, vs = tuple(q.shape[:-2]), tuple(k.shape[:-2]), tuple(v.shape[:-2])
-    if not all(isinstance(d, int) for d in (*qs, *ks, *vs, q.shape[-2], k.shape[-2])):
+def _score_rows(
+    q: tuple[Any, ...], k: tuple[Any, ...], v: tuple[Any, ...], enable_gqa: bool
+) -> int | None:
+    """``prod(batch dims)`` of the shapes of ``q``, ``k``, ``v``: how many ``(L, S)`` score
+    matrices the call computes, or ``None`` when a size is not a known int (symbolic,
+    dynamic or unknown)."""
+    qs, ks, vs = q[:-2], k[:-2], v[:-2]
+    if not all(isinstance(d, int) for d in (*qs, *ks, *vs, q[-2], k[-2])):
         return None
     if enable_gqa:
         ks, vs = (*ks[:-1], qs[-1]), (*vs[:-1], qs[-1])
@@ -126,11 +130,13 @@ def _decline_tiled(
 ) -> str | None:
     if return_weights:
         return "return_weights=True needs the whole (L, S) weights"
-    rows = _score_rows(q, k, v, enable_gqa)
+    # judged on what one chunk or shard holds (Backend.local_shape), not the global shape
+    qs, ks, vs = backend.local_shape(q), backend.local_shape(k), backend.local_shape(v)
+    rows = _score_rows(qs, ks, vs, enable_gqa)
     if rows is None:
         return UNKNOWN
     size = _score_bytes(backend.namespace(), q.dtype)
-    if rows * q.shape[-2] * k.shape[-2] * size <= config.ATTENTION.budget:
+    if rows * qs[-2] * ks[-2] * size <= config.ATTENTION.budget:
         return FITS
     return None
 
@@ -164,7 +170,7 @@ def tiled_scaled_dot_product_attention(
     if dropout_p > 0.0:
         # The same draws as the plain path (one (..., L, S) multiplier, sliced per tile).
         keep = _keep_for(backend, q, k, v, dropout_p, rng, enable_gqa)
-    rows = _score_rows(q, k, v, enable_gqa) or 1
+    rows = _score_rows(tuple(q.shape), tuple(k.shape), tuple(v.shape), enable_gqa) or 1
     key_tile = min(config.ATTENTION.key_tile, k.shape[-2])
     size = _score_bytes(xp, q.dtype)
     query_tile = max(1, config.ATTENTION.tile_bytes // (size * max(1, rows) * max(1, key_tile)))
@@ -207,7 +213,7 @@ def multi_head_attention(
     rotate = None
     if rotary is not None:
         if positions is None:
-            positions = xp.arange(query.shape[-2], device=backend.device(query)) + filled  # (L,)
+            positions = xp.arange(query.shape[-2], device=helper_device(query)) + filled  # (L,)
         at = positions[..., None, :]  # (..., 1, L): the same positions for every head
 
         def rotate(t: Array) -> Array:

@@ -10,6 +10,7 @@ from seqops import ops
 from seqops._agnostic import decoding
 from seqops._agnostic.activations import compute_dtype
 from seqops._builtin._table import implement, namespaced
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array
 from seqops._lib.values import concrete_bool
 from seqops.contract import Backend
@@ -30,7 +31,7 @@ def filter_logits(
 ) -> Array:
     xp = backend.namespace()
     filtered = decoding.filter_logits(
-        xp, logits, device=backend.device(logits), temperature=temperature, top_k=top_k, top_p=top_p,
+        xp, logits, device=helper_device(logits), temperature=temperature, top_k=top_k, top_p=top_p,
         min_tokens_to_keep=min_tokens_to_keep,
     )  # fmt: skip
     return xp.astype(filtered, logits.dtype, copy=False)  # computed in float32 for half types
@@ -49,7 +50,7 @@ def sample_logits(
     min_tokens_to_keep: int,
 ) -> Array:
     xp = backend.namespace()
-    device = backend.device(logits)
+    device = helper_device(logits)
     # Dispatched, so a fast path of the filter reaches sampling. It returns the dtype of
     # logits; the Gumbel noise is added in the compute dtype (float32 for half types).
     filtered = ops.filter_logits.dispatch(
@@ -57,7 +58,9 @@ def sample_logits(
         min_tokens_to_keep=min_tokens_to_keep,
     )  # fmt: skip
     filtered = xp.astype(filtered, compute_dtype(xp, filtered.dtype), copy=False)
-    uniform = backend.random_uniform(rng, tuple(filtered.shape), dtype=filtered.dtype, device=device)
+    uniform = backend.random_uniform(
+        rng, tuple(filtered.shape), dtype=filtered.dtype, device=device, like=filtered
+    )
     return decoding.gumbel_argmax(xp, filtered, uniform)
 
 
@@ -97,7 +100,7 @@ def decode(
 
     def all_finished(finished: Array) -> bool:
         # read eagerly (one host read per step, as generate does); never while tracing
-        return concrete_bool(xp.all(finished)) is True
+        return concrete_bool(backend, xp.all(finished)) is True
 
     return decoding.decode(
         xp,
@@ -110,5 +113,5 @@ def decode(
         pad_token_id=pad_token_id,
         prompt=prompt,
         all_finished=all_finished,
-        device=backend.device(first_tokens),
+        device=helper_device(first_tokens),
     )

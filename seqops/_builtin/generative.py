@@ -14,6 +14,7 @@ from seqops._agnostic import generative
 from seqops._agnostic.activations import compute_dtype
 from seqops._builtin._table import implement, namespaced
 from seqops._lib import validate as check
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array
 from seqops._lib.values import concrete_bool
 from seqops.contract import Backend
@@ -26,7 +27,7 @@ def reparameterize(
     xp = backend.namespace()
     if eps is None:
         dtype = compute_dtype(xp, mu.dtype)
-        eps = backend.random_normal(rng, shape, dtype=dtype, device=backend.device(mu))
+        eps = backend.random_normal(rng, shape, dtype=dtype, device=helper_device(mu), like=mu)
         eps = xp.astype(eps, mu.dtype, copy=False)
     return generative.reparameterize(xp, mu, log_var, eps)
 
@@ -92,7 +93,7 @@ def _check_factor(backend: Backend, name: str, cov: Array, chol: Array) -> None:
     matrix that is not positive definite) diagonal entry; read only when not tracing."""
     xp = backend.namespace()
     bad = ~(xp.linalg.diagonal(chol) > 0.0)  # NaN compares False: caught too
-    if concrete_bool(xp.any(bad)):
+    if concrete_bool(backend, xp.any(bad)):
         where = backend.to_numpy(xp.any(bad, axis=-1))
         entries = zip(*where.nonzero(), strict=True) if where.ndim else ()
         shown = [tuple(int(i) for i in idx) for idx in entries]

@@ -7,6 +7,7 @@ from typing import Any
 from seqops import ops
 from seqops._agnostic import losses
 from seqops._builtin._table import implement
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array
 from seqops.contract import Backend
 
@@ -27,7 +28,7 @@ def cross_entropy(
         backend.namespace(),
         logits,
         targets,
-        device=backend.device(logits),
+        device=helper_device(logits),
         weight=weight,
         ignore_index=ignore_index,
         label_smoothing=label_smoothing,
@@ -38,5 +39,5 @@ def cross_entropy(
 @implement(ops.autoregressive_log_likelihood)
 def autoregressive_log_likelihood(backend: Backend, logits: Array, targets: Array, /) -> Any:
     return losses.autoregressive_log_likelihood(
-        backend.namespace(), logits, targets, device=backend.device(logits)
+        backend.namespace(), logits, targets, device=helper_device(logits)
     )

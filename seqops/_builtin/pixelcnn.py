@@ -5,6 +5,7 @@ from __future__ import annotations
 from seqops import ops
 from seqops._agnostic import generative
 from seqops._builtin._table import implement, namespaced
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array
 from seqops.contract import Backend
 
@@ -17,7 +18,7 @@ def masked_conv2d(
 ) -> Array:
     xp = backend.namespace()
     out_channels, in_channels, kh, kw = weight.shape
-    device = backend.device(x)
+    device = helper_device(x)
     mask = generative.pixelcnn_mask(
         xp, (kh, kw), in_channels, out_channels, mask_type=mask_type, color_groups=color_groups,
         dtype=weight.dtype, device=device,

@@ -139,7 +139,9 @@ class MArrayBackend(seqops.Backend):
         return np.array(x.data, copy=True)
 
     # -- randomness -------------------------------------------------------------------
-    def random_uniform(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_uniform(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         """An unmasked MArray of shape ``shape`` of uniform draws in ``[0, 1)``.
 
         ``rng`` is an integer seed or a ``numpy.random.Generator`` (advanced by the draw).
@@ -147,7 +149,9 @@ class MArrayBackend(seqops.Backend):
         draws = _generator(rng).random(shape, dtype="float64")
         return self.namespace().asarray(draws, dtype=dtype, device=device)
 
-    def random_normal(self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any) -> Any:
+    def random_normal(
+        self, rng: Any, shape: tuple[int, ...], /, *, dtype: Any, device: Any, like: Any = None
+    ) -> Any:
         """An unmasked MArray of shape ``shape`` of standard normal draws.
 
         ``rng`` is an integer seed or a ``numpy.random.Generator`` (advanced by the draw).
