@@ -146,7 +146,8 @@ def run(
                 report.notes.append(transforms.coverage_note(traced, names))
         references: dict[tuple[Any, ...], Any] = {}
         outputs: dict[tuple[str, str], dict[str, list[np.ndarray | None]]] = {}
-        with _progress(progress, len(checks)) as advance:
+        expected = lambda: sum(expected_checks(*c, seed=seed) for c in checks)  # noqa: E731
+        with _progress(progress, len(checks), expected) as advance:
             for case, target, t in checks:
                 found = check(case, target, t, seed=seed, references=references, outputs=outputs)
                 report.results += found
@@ -321,6 +322,24 @@ def implementation_names(case: Case, target: Target, *, seed: int = 0) -> list[s
         return []
     limited = list(_limited(case, target.backend, target.dtype_name, target.label))
     return limited + [name for name in accepting if name not in limited]
+
+
+def expected_checks(case: Case, target: Target, transformation: str, *, seed: int = 0) -> int:
+    """How many checks (results that are not skips) :func:`check` of ``case`` on ``target``
+    under ``transformation`` reports, found without running the op: eagerly, one per
+    implementation accepting the call (a declared limitation's too: it fails), else one.
+    What the progress counts towards; the inputs are built and converted, the declines asked."""
+    if _declared(case, target, transformation) is not None:
+        return 0
+    if target.backend.lazy and not case.traced:
+        return 0
+    if transformation != "eager":
+        return 1
+    try:
+        b_args, b_kwargs = _backend_inputs(case.inputs(seed), target)
+        return len(implementations(case, b_args, b_kwargs))
+    except Exception:  # noqa: BLE001 - the check reports the error: one failed result
+        return 1
 
 
 def _backend_inputs(inputs: Inputs, target: Target) -> Inputs:
@@ -742,32 +761,38 @@ PROGRESS_INTERVAL = 10.0
 
 
 @contextlib.contextmanager
-def _progress(enabled: bool, total: int) -> Iterator[Callable[[str, list[Result]], None]]:
+def _progress(
+    enabled: bool, runs: int, count_checks: Callable[[], int]
+) -> Iterator[Callable[[str, list[Result]], None]]:
     """Progress on stderr; yields ``advance(description, results)``, to call after each of
-    the ``total`` case runs (a case on one backend, device and dtype under one
+    the ``runs`` case runs (a case on one backend, device and dtype under one
     transformation) with its results.
 
-    Checks, failures and skips are counted as the summary counts them
-    (:meth:`Report.summary`); the fraction done is over case runs, since a case run checks
-    every implementation that accepts the call and so how many checks it makes is known
-    only once it ran. On a terminal, with rich installed: a rich bar; otherwise a line such
-    as ``conformance: 540/712 case runs, 731 checks, 3 failed, 2m10s`` every
-    :data:`PROGRESS_INTERVAL` seconds and one at the end. Nothing when not ``enabled``.
+    The total is the number of checks the run makes, ``count_checks()`` (asked once, before
+    the first run: :func:`expected_checks` of every case run); checks, failures and skips are
+    counted as the summary counts them (:meth:`Report.summary`), so the last line's count is
+    the summary's. On a terminal, with rich installed: a rich bar; otherwise a line such as
+    ``conformance: 731/964 checks, 3 failed, 2m10s`` every :data:`PROGRESS_INTERVAL` seconds
+    and one at the end. Nothing when not ``enabled``.
     """
     if not enabled:
         yield lambda description, results: None
         return
+    total = count_checks()
     counts = dict.fromkeys(("runs", "checks", "failed", "skipped"), 0)
 
     def tally() -> str:
-        found = f"{_plural(counts['checks'], 'check')}, {counts['failed']} failed"
+        found = f"{counts['failed']} failed"
         return found + (f", {counts['skipped']} skipped" if counts["skipped"] else "")
 
-    def count(results: list[Result]) -> None:
+    def count(results: list[Result]) -> int:
         counts["runs"] += 1
+        checked = 0
         for r in results:
             counts["skipped" if r.status == "skip" else "checks"] += 1
+            checked += r.status != "skip"
             counts["failed"] += r.status == "fail"
+        return checked
 
     try:
         from rich.console import Console
@@ -782,15 +807,14 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[str, list[Result]
             TextColumn("{task.description:<45}"),
             BarColumn(),
             MofNCompleteColumn(),
-            TextColumn("case runs, {task.fields[tally]}"),
+            TextColumn("checks, {task.fields[tally]}"),
             TimeElapsedColumn(),
         )
         with Progress(*columns, console=console, transient=True) as bar:
             task = bar.add_task("conformance", total=total, tally=tally())
 
             def advance_bar(description: str, results: list[Result]) -> None:
-                count(results)
-                bar.update(task, advance=1, description=description, tally=tally())
+                bar.update(task, advance=count(results), description=description, tally=tally())
 
             yield advance_bar
         return
@@ -800,10 +824,10 @@ def _progress(enabled: bool, total: int) -> Iterator[Callable[[str, list[Result]
         nonlocal last
         count(results)
         now = time.monotonic()
-        if counts["runs"] == total or now - last >= PROGRESS_INTERVAL:
+        if counts["runs"] == runs or now - last >= PROGRESS_INTERVAL:
             last = now
-            runs = f"{counts['runs']}/{total} case {'run' if total == 1 else 'runs'}"
-            print(f"conformance: {runs}, {tally()}, {_duration(now - start)}", file=sys.stderr, flush=True)
+            done = f"{counts['checks']}/{_plural(total, 'check')}"
+            print(f"conformance: {done}, {tally()}, {_duration(now - start)}", file=sys.stderr, flush=True)
 
     yield advance
 
