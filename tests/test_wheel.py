@@ -52,6 +52,7 @@ print(json.dumps({
     "entry_points": sorted([ep.group, ep.name, ep.value] for ep in dist.entry_points),
     "requires": dist.requires or [],
     "license": dist.metadata["License-Expression"],
+    "license_files": dist.metadata.get_all("License-File") or [],
     "classifiers": dist.metadata.get_all("Classifier") or [],
     "urls": dist.metadata.get_all("Project-URL") or [],
     "editable_finder": any("__editable__" in type(f).__module__ for f in sys.meta_path),
@@ -174,7 +175,7 @@ def test_the_installed_wheel_is_the_seqops_of_the_new_environment(built, venv) -
     assert {"console_scripts", "seqops.backends", "seqops.plugins", "pytest11"} <= groups
     core = [r for r in found["requires"] if "extra ==" not in r]
     assert sorted(core) == sorted(PYPROJECT["project"]["dependencies"])
-    assert found["license"] == "BSD-3-Clause"
+    assert found["license"] == "BSD-3-Clause" and found["license_files"] == ["LICENSE"]
     assert {"Typing :: Typed", "Topic :: Scientific/Engineering :: Artificial Intelligence"} <= set(
         found["classifiers"]
     )
