@@ -36,6 +36,14 @@ def test_every_op_conforms_on_dask_without_computing_during_the_call(report) -> 
     assert blockwise == {"dask-blockwise-rnn", "dask-blockwise-lstm", "dask-blockwise-gru"}
 
 
+def test_every_op_conforms_with_every_axis_chunked(monkeypatch) -> None:
+    monkeypatch.setattr(DASK, "split", "all")  # matrices, heads, features cut in two chunks too
+    found = run(backends=["dask"], dtypes=["float64"], progress=False)
+    failed = [f"{r.case} via {r.implementation}: {r.message}" for r in found.results if r.status == "fail"]
+    assert not failed, "\n".join(failed[:20])
+    assert {r.op for r in found.results if r.status == "pass"} == {op.name for op in seqops.declared_ops()}
+
+
 def test_the_runner_counts_a_computation_during_the_call() -> None:
     x = da.ones((4, 3), chunks=2)
     with DASK.computations() as computed:
