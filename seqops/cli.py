@@ -109,7 +109,9 @@ def _parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="only this transformation (repeatable): eager (the outputs), grad (autodiff against "
         "finite differences of the reference, on torch and jax), jit (jax.jit), vmap (jax.vmap), "
-        "compile (torch.compile; slow, not run by default). Default: eager, grad, jit, vmap",
+        "compile (torch.compile; slow, not run by default), sharded (JAX inputs sharded over 8 devices, "
+        "eager and jit; needs XLA_FLAGS=--xla_force_host_platform_device_count=8 on a CPU; not run by "
+        "default). Default: eager, grad, jit, vmap",
     )
     conf.add_argument("--seed", type=int, default=0, metavar="N", help="seed of the case inputs (default 0)")
     conf.add_argument(

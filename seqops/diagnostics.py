@@ -17,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array
 from seqops._plugins import registry
 from seqops.recurrent import lstm_cell, rnn_cell
@@ -238,7 +239,7 @@ def _final_state(
     import array_api_compat
 
     xp = array_api_compat.array_namespace(zs)
-    zero = xp.zeros((*zs.shape[1:-1], w_hh.shape[0]), dtype=zs.dtype, device=array_api_compat.device(zs))
+    zero = xp.zeros((*zs.shape[1:-1], w_hh.shape[0]), dtype=zs.dtype, device=helper_device(zs))
 
     def rnn_step(h: Array, z: Array) -> tuple[Array, Array]:
         h = rnn_cell(z[..., :size_in], h, w_ih, w_hh, b) + z[..., size_in:]

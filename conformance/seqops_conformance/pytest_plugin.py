@@ -78,7 +78,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         "--seqops-transformation",
         action="append",
         metavar="NAME",
-        help="eager, grad, jit, vmap or compile (repeatable; default all but compile)",
+        help="eager, grad, jit, vmap, compile or sharded (repeatable; default all but compile and sharded)",
     )
     group.addoption("--seqops-skips", metavar="FILE", help="test-id substrings to skip, one per line")
     group.addoption("--seqops-xfails", metavar="FILE", help="test-id substrings expected to fail")

@@ -27,8 +27,8 @@ JSON schema (``schema_version`` 3)::
                   "tolerance", "status", "message", "transformation"}]}
 
 ``transformation`` is ``"eager"`` (the outputs), ``"grad"`` (the vector-Jacobian product
-against finite differences of the reference), ``"jit"``, ``"vmap"`` or ``"compile"`` (the
-outputs of the transformed op); ``checks`` counts both, ``worst_error`` is
+against finite differences of the reference), ``"jit"``, ``"vmap"``, ``"compile"`` or
+``"sharded"`` (the outputs of the transformed op); ``checks`` counts both, ``worst_error`` is
 over the eager checks and ``worst_gradient_error`` over the gradient ones (their
 tolerances differ). ``status`` is ``"pass"``, ``"fail"`` or ``"skip"``; an error is
 ``null`` when no comparison was possible (the call raised, or the output has the wrong

@@ -15,6 +15,10 @@ model), and that function is transformed by the host framework (:data:`DRIVERS`)
     variable ``SEQOPS_CONFORMANCE_COMPILE_BACKEND``), the cache reset per case. Off by
     default (``seqops conformance --transformation compile``): inductor compiles each case
     for seconds.
+``sharded``
+    JAX inputs sharded over a mesh of 8 devices, run eagerly and under ``jax.jit``, with
+    the output shardings and the compiled HLO checked too (:mod:`seqops_conformance.sharding`;
+    off by default: it needs ``XLA_FLAGS=--xla_force_host_platform_device_count=8`` on a CPU).
 
 The outputs are judged exactly as the eager ones (:func:`seqops_conformance.runner.judge`):
 same tolerances, and they must keep the library, dtype and device. Another backend's
@@ -71,6 +75,7 @@ DRIVERS: dict[str, dict[str, Transform]] = {
     "jit": {"jax": _jax_jit},
     "vmap": {"jax": _jax_vmap},
     "compile": {"torch": _torch_compile},
+    "sharded": {"jax": _jax_jit},  # inputs sharded first: seqops_conformance.sharding
 }
 """Transformation -> backend name -> ``transform(f) -> transformed f``."""
 
@@ -112,6 +117,10 @@ def check(
     from seqops_conformance.runner import _Converter, _label, judge
     from seqops_conformance.tolerances import tolerance
 
+    if transformation == "sharded":
+        from seqops_conformance import sharding
+
+        return sharding.check(case, inputs, backend, device, dtype_name, dtype, references)
     like = backend.from_numpy(np.zeros(1), dtype=dtype, device=device)
     where = backend.device(like)
     result = Result(

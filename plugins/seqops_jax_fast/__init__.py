@@ -20,10 +20,11 @@ portable ``softmax``/``log_softmax``, ``layer_norm``, ``rms_norm``, the activati
 selection) already run within 1.10x of ``jax.nn``/``lax`` under ``jax.jit`` on CPU, and a
 fast path compiled to the same kernels.
 
-The attention takes ``(B, T, N, H)`` arrays, so ``(..., L, E)`` inputs are broadcast over
-their leading dimensions, flattened to ``B`` and moved to its layout (heads are dim -3 with
-``enable_gqa``, else ``N = 1``). Where it differs from the contract it is corrected or
-declined:
+The attention takes ``(B, T, N, H)`` arrays: the heads axis of ``(..., N, L, E)`` inputs
+(dim -3) is its ``N`` (moved there by a transpose, never folded into ``B``: a heads-sharded
+input stays sharded, with no all-gather), the dims before it are broadcast and flattened to
+``B`` (a no-op for one batch dim; 2-D inputs get ``B = N = 1``). Where it differs from the
+contract it is corrected or declined:
 
 - a query row with no allowed key gives the mean of ``v`` there (it masks with a large
   finite negative): the plugin zeroes such rows (``where``, exact and cheap); ``-inf`` bias
@@ -254,22 +255,29 @@ def _attention(
     import jax
     import jax.numpy as jnp
 
-    nd = 3 if enable_gqa else 2  # trailing dims that are not batch: ([N,] T, H)
-    lead = tuple(jnp.broadcast_shapes(q.shape[:-nd], k.shape[:-nd], v.shape[:-nd]))
+    # The heads axis (dim -3) stays jax's N axis: folding it into B would cost an all-gather
+    # of a heads-sharded input and lose its sharding. Only the dims before it are flattened
+    # into B (a no-op for one batch dim). Without GQA, q, k, v broadcast to one head count.
+    if enable_gqa:
+        lead = tuple(jnp.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3]))
+        heads, kv_heads = q.shape[-3], k.shape[-3]
+        outer: tuple[int, ...] = (*lead, heads)
+    else:
+        outer = tuple(jnp.broadcast_shapes(q.shape[:-2], k.shape[:-2], v.shape[:-2]))
+        lead, heads = (outer[:-1], outer[-1]) if outer else ((), 1)
+        kv_heads = heads
     batch = math.prod(lead)
-    heads = q.shape[-3] if enable_gqa else 1
     length, source = q.shape[-2], k.shape[-2]
 
-    def to_bthn(x: Any) -> Any:
-        # (*lead, [N,] T, H) -> (B, T, N, H)
-        n = x.shape[-3] if enable_gqa else 1
-        x = jnp.broadcast_to(x, (*lead, *x.shape[x.ndim - nd :]))
+    def to_btnh(x: Any, n: int) -> Any:
+        # (*lead, [n,] T, H) -> (B, T, n, H)
+        x = jnp.broadcast_to(x, (*lead, n, x.shape[-2], x.shape[-1]))
         return jnp.swapaxes(jnp.reshape(x, (batch, n, x.shape[-2], x.shape[-1])), 1, 2)
 
     def to_bnts(x: Any) -> Any:
-        # mask/bias broadcastable to (*lead, [N,] L, S) -> (B, N, L, S)
-        target = (*lead, heads, length, source) if enable_gqa else (*lead, length, source)
-        return jnp.reshape(jnp.broadcast_to(x, target), (batch, heads, length, source))
+        # mask/bias broadcastable to (*lead, N, L, S) -> (B, N, L, S)
+        x = jnp.broadcast_to(x, (*lead, heads, length, source))
+        return jnp.reshape(x, (batch, heads, length, source))
 
     allowed = None if mask is None else to_bnts(mask)
     if bias is not None:
@@ -278,9 +286,9 @@ def _attention(
         allowed = finite if allowed is None else allowed & finite
         bias = jnp.where(allowed, bias, jnp.zeros((), bias.dtype))
     out = jax.nn.dot_product_attention(
-        to_bthn(q),
-        to_bthn(k),
-        to_bthn(v),
+        to_btnh(q, heads),
+        to_btnh(k, kv_heads),
+        to_btnh(v, kv_heads),
         bias=bias,
         mask=allowed,
         scale=scale,
@@ -294,5 +302,4 @@ def _attention(
         row_ok = jnp.swapaxes(jnp.any(allowed, axis=-1), 1, 2)[..., None]  # (B, L, N, 1)
         out = jnp.where(row_ok, out, jnp.zeros((), out.dtype))
     out = jnp.swapaxes(out, 1, 2)  # (B, N, L, E)
-    shape = (*lead, heads, length, out.shape[-1]) if enable_gqa else (*lead, length, out.shape[-1])
-    return jnp.reshape(out, shape)
+    return jnp.reshape(out, (*outer, length, out.shape[-1]))

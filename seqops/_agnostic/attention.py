@@ -10,9 +10,8 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from seqops._agnostic.activations import compute_dtype, masked_softmax, masked_softmax_parts
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array, Device, DType, Namespace
 from seqops._lib.validate import broadcast
 
@@ -25,7 +24,7 @@ def causal_mask(xp: Namespace, q_len: int, kv_len: int, /, *, offset: int, devic
 
 def padding_mask(xp: Namespace, lengths: Array, /, max_len: int) -> Array:
     """Bool ``(*lengths.shape, max_len)``, True at positions ``< length`` (real tokens)."""
-    positions = xp.arange(max_len, dtype=lengths.dtype, device=array_api_compat.device(lengths))
+    positions = xp.arange(max_len, dtype=lengths.dtype, device=helper_device(lengths))
     return positions < lengths[..., None]
 
 
@@ -34,7 +33,7 @@ def sinusoidal_positional_encoding(
 ) -> Array:
     """``(P, d_model)`` encodings of float ``positions (P,)``, computed in ``positions.dtype``."""
     # frequencies base^(-2i/d) for i < d/2; angles (P, d/2)
-    exponents = xp.arange(0, d_model, 2, dtype=positions.dtype, device=array_api_compat.device(positions))
+    exponents = xp.arange(0, d_model, 2, dtype=positions.dtype, device=helper_device(positions))
     inv_freq = xp.exp(exponents * (-math.log(base) / d_model if d_model else 0.0))  # d_model = 0: (0,)
     angles = positions[:, None] * inv_freq[None, :]
     sin, cos = xp.sin(angles), xp.cos(angles)
@@ -77,7 +76,7 @@ def scaled_dot_product_attention(
         logits = logits + xp.astype(bias, ct, copy=False)
     allowed = mask
     if is_causal:
-        causal = causal_mask(xp, q.shape[-2], k.shape[-2], offset=0, device=array_api_compat.device(q))
+        causal = causal_mask(xp, q.shape[-2], k.shape[-2], offset=0, device=helper_device(q))
         allowed = causal if allowed is None else xp.logical_and(allowed, causal)
     if return_weights:
         weights = masked_softmax(xp, logits, allowed)
@@ -100,7 +99,7 @@ def _tile(a: Array | None, start: int, stop: int, axis: int) -> Array | None:
 
 def _zeros_out(xp: Namespace, q: Array, v: Array, rows: int, dtype: DType) -> Array:
     shape = (*broadcast(tuple(q.shape[:-2]), tuple(v.shape[:-2])), rows, v.shape[-1])
-    return xp.zeros(shape, dtype=dtype, device=array_api_compat.device(q))
+    return xp.zeros(shape, dtype=dtype, device=helper_device(q))
 
 
 def tiled_scaled_dot_product_attention(
@@ -145,7 +144,7 @@ def tiled_scaled_dot_product_attention(
         bias = xp.astype(bias, ct, copy=False)
     if keep is not None:
         keep = xp.astype(keep, ct, copy=False)
-    device = array_api_compat.device(q)
+    device = helper_device(q)
     q_len, kv_len = q.shape[-2], k.shape[-2]
     key_tile = max(1, min(key_tile, kv_len))
     query_tile = q_len if query_tile is None else max(1, min(query_tile, q_len))
@@ -258,7 +257,7 @@ def multi_head_attention(
         k, v = write_cache(xp, keys, k, length), write_cache(xp, values, v, length)  # (..., Hkv, M, d)
         updated = (k, v, length + new)
         # query i sits at position length + i: it sees the filled positions, causally or not
-        seen = cache_mask(xp, q.shape[-2], k.shape[-2], length, new, is_causal, array_api_compat.device(k))
+        seen = cache_mask(xp, q.shape[-2], k.shape[-2], length, new, is_causal, helper_device(k))
         allowed = seen if allowed is None else xp.logical_and(allowed, seen)
         is_causal = False
     if key_padding_mask is not None:
@@ -282,7 +281,7 @@ def write_cache(xp: Namespace, buffer: Array, new: Array, length: Any) -> Array:
     size, count = buffer.shape[-2], new.shape[-2]
     if count == 0:
         return buffer
-    offset = xp.arange(size, device=array_api_compat.device(buffer)) - length  # (M,)
+    offset = xp.arange(size, device=helper_device(buffer)) - length  # (M,)
     inside = xp.logical_and(offset >= 0, offset < count)
     gathered = xp.take(new, xp.clip(offset, 0, count - 1), axis=-2)  # (..., M, d)
     return xp.where(inside[:, None], gathered, buffer)
@@ -307,7 +306,7 @@ def apply_rotary(
     dtype = x.dtype
     angle_dtype = xp.float64 if dtype == xp.float64 else xp.float32  # at least float32
     half = rotary_dim // 2
-    exponents = xp.arange(0, rotary_dim, 2, dtype=angle_dtype, device=array_api_compat.device(x))
+    exponents = xp.arange(0, rotary_dim, 2, dtype=angle_dtype, device=helper_device(x))
     inv_freq = 1.0 / (base ** (exponents / rotary_dim))  # (d/2,)
     angles = xp.astype(positions, angle_dtype)[..., None] * inv_freq  # (..., L, d/2)
     cos, sin = xp.cos(angles), xp.sin(angles)

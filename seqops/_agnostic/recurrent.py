@@ -21,6 +21,7 @@ import array_api_compat
 
 from seqops._agnostic.activations import compute_dtype, relu
 from seqops._agnostic.attention import linear
+from seqops._lib.placement import helper_device
 from seqops._lib.typing import Array, Namespace
 
 Scan = Callable[[Callable[[Any, Array], tuple[Any, Array]], Any, Array], tuple[Any, Array]]
@@ -164,7 +165,7 @@ def _gru_step_no_hidden_bias(carry: RnnCarry, xw_t: Array) -> tuple[RnnCarry, Ar
 def _empty_outputs(xp: Namespace, xs: Array, hidden: int) -> Array:
     """``hs`` of a sequence of length 0: shape ``(0, ..., H)``."""
     shape = (0, *xs.shape[1:-1], hidden)
-    return xp.zeros(shape, dtype=xs.dtype, device=array_api_compat.device(xs))
+    return xp.zeros(shape, dtype=xs.dtype, device=helper_device(xs))
 
 
 def rnn(
