@@ -147,7 +147,7 @@ class Layout:
                 self.batch_at = 0 if first.ndim >= 3 else None
             elif first.ndim >= 2 or first.dtype.kind in "iu":
                 self.batch_at = 0
-        self.size = None if self.batch_at is None else int(first.shape[self.batch_at])
+        self.size = None if first is None or self.batch_at is None else int(first.shape[self.batch_at])
         self.heads = any(self.heads_axis(a) is not None for a in _arrays((args, kwargs)))
 
     def batch_axis(self, a: np.ndarray, size: int | None = None) -> int | None:
@@ -274,7 +274,12 @@ def check(
     # sharding is an input sharding; the rest (options, callables) stays a constant of it
     is_array = lambda a: isinstance(a, jax.Array)  # noqa: E731
     arrays: list[Any] = []
-    slots = _map(lambda a: _Slot(arrays.append(a) or len(arrays) - 1), (s_args, s_kwargs), is_array)
+
+    def slot(a: Any) -> _Slot:
+        arrays.append(a)
+        return _Slot(len(arrays) - 1)
+
+    slots = _map(slot, (s_args, s_kwargs), is_array)
 
     def f(*values: Any) -> Any:
         a, k = _map(lambda slot: values[slot.index], slots, lambda v: isinstance(v, _Slot))
@@ -290,7 +295,7 @@ def check(
             else:
                 compiled = jax.jit(f).lower(*arrays).compile()
                 out = compiled(*arrays)
-                found = sorted({m.group(1) for m in COLLECTIVES.finditer(compiled.as_text())})
+                found = sorted({m.group(1) for m in COLLECTIVES.finditer(compiled.as_text() or "")})
                 if found and case.op in GATHERS:
                     notes.append(f"jit: the compiled HLO has {' and '.join(found)} ({GATHERS[case.op]})")
                 elif found:
@@ -356,7 +361,7 @@ def _placement(out: Any, tiled: int | None, heads: bool, creation: bool, n_batch
                 problems.append(f"output {i} {tuple(leaf.shape)} is cut into {shard} like the like= array")
             continue
         axis = next((a for a, n in enumerate(leaf.shape) if n == tiled), None) if tiled else None
-        if axis is not None and shard[axis] != tiled // n_batch:
+        if axis is not None and tiled is not None and shard[axis] != tiled // n_batch:
             problems.append(
                 f"output {i} {tuple(leaf.shape)} holds {shard} per device: not sharded on batch axis {axis}"
             )
