@@ -5,7 +5,9 @@ write instead on that library (``torch.nn.functional`` or a ``torch.nn`` module,
 ``lax`` under ``jax.jit``, plain NumPy), interleaved round by round in one process
 (``bench/run.py: interleaved``). The ``keras`` column times seqops on JAX (jitted) against
 ``keras.ops`` on the JAX backend (jitted), for the ops ``keras.ops`` has. A cell without a
-natural alternative is recorded as skipped with the reason (the row raises ``LookupError``);
+natural alternative is recorded as skipped with the reason (the row raises ``LookupError``).
+A cell's ratio is the median over rounds of the paired ratio (seqops' time / the native time
+of the same round); ``ratio_of_medians`` beside it is the ratio of the two medians;
 an op with no alternative on any library is in ``NO_NATIVE``, so the table lists every op
 of ``seqops.declared_ops()`` (``table`` raises if one is missing). Run it with
 ``python bench/run.py --only ops_table`` (part of the full ``python bench/run.py``).
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 from collections.abc import Callable
 from typing import Any
 
@@ -619,7 +622,15 @@ def rnn(name: str, seqops: Any) -> tuple[Timed, Timed]:
 
 
 def lstm(name: str, seqops: Any) -> tuple[Timed, Timed]:
-    """torch: ``nn.LSTM`` (no grad); JAX: ``lax.scan`` of the plain cell; NumPy: a loop of it."""
+    """torch: ``nn.LSTM`` (no grad); JAX: ``lax.scan`` of the plain cell; NumPy: a loop of it.
+
+    On torch this row (T=32, B=16, I=128, H=256) reads higher than ``bench/run.py``'s
+    ``lstm_torch`` case (T=128, B=32, I=256, H=512, ~1.08): the same native call on both
+    sides, but seqops takes its weights in its own layout (``(I, 4H)``, gates i, f, o, g)
+    and reorders them to torch's ``(4H, I)``, i, f, g, o, on every call (the module holds
+    its weights in torch's layout). That copy is fixed work per call, a larger share of a
+    small call: ~0.4 ms of 1.4 ms here before it was rewritten (one gate reorder of whole
+    rows and one 3-D permute copy, 2-10x faster than concatenating transposed blocks)."""
     return _sequence(name, seqops, "lstm")
 
 
@@ -633,6 +644,19 @@ def _grads(to: Callable[[np.ndarray], Any]) -> list[Any]:
     return [to(_f32(512, 512)) for _ in range(10)]
 
 
+# Gradient clipping: both sides do the same work, out of place. seqops returns new arrays
+# (nothing is mutated), so the native side is the out-of-place equivalent (torch:
+# ``get_total_norm`` and ``g * coef``, not ``clip_grad_norm_``/``clip_grads_with_norm_``,
+# which scale in place and allocate nothing), and ten 512 x 512 gradients (10 MiB, a
+# realistic layer set) keep the per-call overhead out of it. Such rows allocate 10 MiB of
+# results per call, and a fresh page costs a fault (~8 µs per 4 KiB in this VM): the
+# ratios of 3.8-10.6 in the first table (clip_grad_norm NumPy 4.7 / torch 3.8,
+# clip_grad_value torch 10.6, pixelcnn_mask 1.9 / 4.0) came from ``interleaved`` holding
+# one side's previous result while the other ran, so one side got recycled memory and the
+# other fresh pages, depending on the order; ``bench/run.py: interleaved`` now frees each
+# result outside the clock, and these rows read 0.8-1.0 (pixelcnn_mask: its portable
+# formulation, four broadcast bool passes and a cast, was also slow, rewritten as one
+# concatenation of broadcast ones, the centre taps and zeros).
 def clip_grad_norm(name: str, seqops: Any) -> tuple[Timed, Timed]:
     """torch: ``torch.nn.utils.get_total_norm`` then a multiply (``clip_grads_with_norm_`` is in place)."""
     xp, to = _lib(name)
@@ -1188,21 +1212,32 @@ def table(
     libraries: tuple[str, ...] = LIBRARIES,
     sync: Callable[[], Any] | None = None,
     record_errors: bool = False,
+    ops: tuple[str, ...] = (),
 ) -> dict[str, dict[str, Any]]:
     """``{op: {library: {"ratio", "seqops_s", "native_s"} or {"skipped": why}}}`` for every
     declared op (in declaration order), printing each row. ``sync`` waits for torch's device
     after each timed round (CUDA); ``record_errors`` records a cell that raises as
-    ``{"error": ...}`` instead of stopping (on a GPU, where a row may build a tensor on the CPU)."""
+    ``{"error": ...}`` instead of stopping (on a GPU, where a row may build a tensor on the CPU).
+    ``ops`` limits the table to those rows (``bench/run.py --op NAME``; unknown names raise)."""
     import seqops
 
+    names = declared(seqops)
+    unknown = sorted(set(ops) - set(names))
+    if unknown:
+        raise ValueError(f"not declared ops {unknown}")
     found: dict[str, dict[str, Any]] = {}
-    for op in declared(seqops):
+    for op in names:
+        if ops and op not in ops:
+            continue
         found[op] = {}
         for name in libraries:
             try:
                 ours, native = cell(op, name, seqops)
                 waits = sync if name == "torch" else None  # JAX results are blocked on one by one
-                t = interleaved({"seqops_s": ours, "native_s": native}, repeats=repeats, sync=waits)
+                rounds: list[dict[str, float]] = []
+                t = interleaved(
+                    {"seqops_s": ours, "native_s": native}, repeats=repeats, sync=waits, rounds=rounds
+                )
             except (ImportError, LookupError) as why:
                 found[op][name] = {"skipped": str(why)}
                 continue
@@ -1211,7 +1246,11 @@ def table(
                     raise
                 found[op][name] = {"error": f"{type(error).__name__}: {error}"[:300]}
                 continue
-            found[op][name] = {**t, "ratio": t["seqops_s"] / t["native_s"]}
+            # The median of the paired per-round ratios: a burst of load from other processes
+            # slows one round of both sides (or one side of one round), not the median; the
+            # ratio of the two medians moved by 2-5x between runs on the shared 2-core machine.
+            paired = statistics.median(r["seqops_s"] / r["native_s"] for r in rounds)
+            found[op][name] = {**t, "ratio": paired, "ratio_of_medians": t["seqops_s"] / t["native_s"]}
         cells = [f"{name} {e['ratio']:.2f}" if "ratio" in e else f"{name} -" for name, e in found[op].items()]
         note = f"  ({NO_NATIVE[op]})" if op in NO_NATIVE else ""
         print(f"  {op:30s} " + "  ".join(cells) + note, flush=True)

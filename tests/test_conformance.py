@@ -151,6 +151,8 @@ def test_results_name_the_implementation(report: Report) -> None:
         over,
         "numpy-silu",  # numpy-fast
         "numpy-topk-sample",
+        "numpy-rotary",
+        "numpy-shifted-window-mask",
     }
     tiled = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable-tiled"}
     plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}

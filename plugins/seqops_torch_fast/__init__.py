@@ -16,7 +16,9 @@ the native kernels of the pointwise ops, losses, the masked convolution and top-
   ``bernoulli_log_likelihood`` (:mod:`.generative`, ``binary_cross_entropy_with_logits``),
   ``apply_rotary`` (:mod:`.rotary`, one ``torch.addcmul``), ``rnn_cell`` and ``gru_cell``
   (:mod:`.cells`, ``torch.rnn_tanh_cell``/``rnn_relu_cell``/``gru_cell``), ``clip_grad_norm``
-  and ``clip_grad_value`` (:mod:`.clipping`, ``get_total_norm`` and ``clamp``).
+  and ``clip_grad_value`` (:mod:`.clipping`, ``get_total_norm`` and ``clamp``), ``vit_embed``
+  (:mod:`.vision`, ``F.conv2d`` with stride = patch) and ``shifted_window_mask`` (one
+  ``torch.where`` for its additive form).
   The composites (``feed_forward``, ``gated_feed_forward``, the transformer layers) reach
   them through their dispatched parts. ``python bench/torch_fast.py`` prints
   their ratios to the native torch calls.
@@ -37,7 +39,7 @@ from typing import Any
 
 import seqops
 
-from . import cells, clipping, conv, decoding, generative, losses, pointwise, rotary
+from . import cells, clipping, conv, decoding, generative, losses, pointwise, rotary, vision
 from ._functorch import vmapped
 
 # Reasons shown by seqops.explain.
@@ -90,6 +92,7 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
         *rotary.implementations(),
         *cells.implementations(),
         *clipping.implementations(),
+        *vision.implementations(),
     ]
 
 
@@ -145,7 +148,7 @@ def decline_sdpa(
         return WEIGHTS
     if dropout_p > 0.0:
         return DROPOUT
-    if q.dtype not in _attention_dtypes():
+    if q.dtype not in (_KERNELS.get("dtypes") or _attention_dtypes()):
         return f"dtype {q.dtype} is not one torch's attention kernels compute"
     if q.shape[-1] == 0:
         return NO_FEATURES
@@ -175,19 +178,31 @@ def sdpa(
         # torch's fused kernels without a mask give zeros, not NaN, on a query row holding a
         # NaN (every score of the row is NaN): such rows are made NaN again, as the contract
         # (and torch's own kernel with a mask) gives them.
-        if not is_causal and not enable_gqa and q.shape[-1] and scale == 1.0 / math.sqrt(q.shape[-1]):
-            # The common call, without keywords (torch's default scale is the same double).
-            return _nan_rows(q, k, kernel(q, k, v))
+        if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(q.shape[-1]):  # E > 0: declined
+            # The common call, without keywords (torch's default scale is the same double),
+            # and _nan_rows' test inline (a call costs ~0.1 µs).
+            out = kernel(q, k, v)
+            if (
+                q.is_cpu
+                and k.shape[-2]
+                and not _compiling()
+                and (q.ndim != 4 or not q.numel() or not math.isnan(q.max().item()))
+            ):
+                return out
+            return _nan_rows(q, k, out, known=True)
         k, nan_rows = _excluded_nan_keys(q, k, "causal" if is_causal else None, enable_gqa)
         out = kernel(q, k, v, None, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
         return _nan_rows(q, k, out if nan_rows is None else out.masked_fill(nan_rows, math.nan))
     allowed = _allowed(q, k, mask, is_causal)
     k, nan_rows = _excluded_nan_keys(q, k, allowed, enable_gqa)
     attn_mask = allowed if bias is None else _with_bias(allowed, bias)
-    out = kernel(q, k, v, attn_mask, is_causal=False, scale=scale, enable_gqa=enable_gqa)
+    if not enable_gqa and scale == 1.0 / math.sqrt(q.shape[-1]):
+        out = kernel(q, k, v, attn_mask)  # no keyword: its parser costs ~0.1-0.4 µs each
+    else:
+        out = kernel(q, k, v, attn_mask, is_causal=False, scale=scale, enable_gqa=enable_gqa)
     if nan_rows is not None:
         out = out.masked_fill(nan_rows, math.nan)
-    if q.device.type != "cpu":
+    if not q.is_cpu:
         # torch's CPU kernels give zeros on rows with no allowed key (checked by the
         # tests); the GPU kernels are not all documented to, so zero those rows here.
         torch = _torch()
@@ -196,17 +211,26 @@ def sdpa(
     return out
 
 
-def _nan_rows(q: Any, k: Any, out: Any) -> Any:
+def _nan_rows(q: Any, k: Any, out: Any, *, known: bool = False) -> Any:
     """``out`` with NaN on the rows where ``q`` has a NaN. With no key (S = 0) the contract's
     zeros, whatever the kernel gave (NaN for some layouts).
 
-    Eagerly on the CPU the sum of ``q`` decides (one reduction and a read, 1.5 µs on a tiny
-    call; reading a CPU tensor waits for nothing): a NaN anywhere makes it NaN (so does
-    ``inf - inf``, which only costs the exact fix below); on a GPU or while traced the fix is
-    always applied (no host read: no device synchronisation)."""
+    Only torch's fused CPU kernel (flash attention, for 4-D inputs only: ``sdp_utils_cpp``)
+    drops NaN rows; the math kernel it runs for any other rank keeps them (the conformance
+    cases are 3-D, ``tests/test_torch_fast_ops.py``'s 4-D). Eagerly on the CPU the maximum of
+    ``q`` decides (one reduction and a read, 0.9 µs on a tiny call, a sum 1.3 µs; torch's
+    ``max`` propagates NaN, and reading a CPU tensor waits for nothing); on a GPU or while
+    traced the fix is always applied (no host read: no device synchronisation; a compiled
+    graph may take another kernel, so the 4-D rule is for eager calls only). ``known``:
+    the caller has made that test already (and found something to fix)."""
     if k.shape[-2] == 0:
         return out.masked_fill(out != 0, 0.0)  # keeps the graph: zero gradients
-    if q.device.type == "cpu" and not _compiling() and not math.isnan(q.sum().item()):
+    if (
+        not known
+        and q.is_cpu
+        and not _compiling()
+        and (q.ndim != 4 or not q.numel() or not math.isnan(q.max().item()))
+    ):
         return out
     return out.masked_fill(q.isnan().any(-1, keepdim=True), math.nan)
 
@@ -256,8 +280,8 @@ def _excluded_nan_keys(q: Any, k: Any, allowed: Any, enable_gqa: bool) -> tuple[
     attending a NaN key are found from a running maximum over the keys."""
     if allowed is None or k.shape[-2] == 0:
         return k, None
-    if k.device.type == "cpu" and not _compiling() and not math.isnan(k.sum().item()):
-        return k, None
+    if k.is_cpu and (not k.numel() or not (_compiling() or math.isnan(k.max().item()))):
+        return k, None  # torch's max propagates NaN (and is cheaper than a sum: _nan_rows)
     bad = k.isnan().any(-1)  # (..., Hk, S)
     clean = k.masked_fill(bad[..., None], 0.0)
     if enable_gqa and k.ndim >= 3 and q.shape[-3] != k.shape[-3]:

@@ -222,5 +222,10 @@ def patch_merging(xp: Namespace, x: Array, /, weight: Array, *, norm: Callable[[
     # Swin's concat order [(0,0), (1,0), (0,1), (1,1)] (row offset fastest), as Swin's strided
     # slices: under jax.jit the reshape-and-transpose form (same values) took 1.3x, XLA fusing
     # the layer norm's reductions less well over the transpose.
-    x = xp.concat((x[:, 0::2, 0::2], x[:, 1::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 1::2]), axis=-1)
+    b, h, w, c = x.shape
+    if h and w:
+        parts = (x[:, 0::2, 0::2, :], x[:, 1::2, 0::2, :], x[:, 0::2, 1::2, :], x[:, 1::2, 1::2, :])
+        x = xp.concat(parts, axis=-1)
+    else:  # nothing to merge (a start of 1 on an empty axis is not portable)
+        x = xp.reshape(x, (b, h // 2, w // 2, 4 * c))
     return xp.matmul(norm(x), weight)  # (B, H/2, W/2, 4C) normalized, projected
