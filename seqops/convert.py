@@ -371,8 +371,7 @@ def lstm_weights_from_flax(params: Mapping[str, Mapping[str, Array]]) -> tuple[A
     hidden = params["hi"]["kernel"].shape[-1]
     like = params["hi"]["kernel"]
     b = [
-        xp.zeros((hidden,), dtype=like.dtype, device=helper_device(like)) if v is None else v
-        for v in biases
+        xp.zeros((hidden,), dtype=like.dtype, device=helper_device(like)) if v is None else v for v in biases
     ]
     return (
         xp.concat([params[f"i{g}"]["kernel"] for g in _FLAX_GATES], axis=-1),

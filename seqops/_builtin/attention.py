@@ -103,9 +103,7 @@ def scaled_dot_product_attention(
     )
 
 
-def _score_rows(
-    q: tuple[Any, ...], k: tuple[Any, ...], v: tuple[Any, ...], enable_gqa: bool
-) -> int | None:
+def _score_rows(q: tuple[Any, ...], k: tuple[Any, ...], v: tuple[Any, ...], enable_gqa: bool) -> int | None:
     """``prod(batch dims)`` of the shapes of ``q``, ``k``, ``v``: how many ``(L, S)`` score
     matrices the call computes, or ``None`` when a size is not a known int (symbolic,
     dynamic or unknown)."""
