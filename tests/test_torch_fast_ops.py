@@ -386,6 +386,33 @@ def test_apply_rotary_gradient_equals_portable() -> None:
         torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("kwargs", [{}, {"is_causal": True}, {"mask": "windows"}, {"bias": "heads"}])
+def test_sdpa_folds_several_leading_dims_into_one_batch(kwargs: dict[str, Any], monkeypatch) -> None:
+    """(B, windows, H, N, d) runs torch's 4-D kernels on the folded batch: the values of the
+    portable path, a NaN query row kept NaN (the fused kernel drops it), masks broadcast."""
+    import seqops_torch_fast
+
+    ranks: list[int] = []
+    kernel = torch.nn.functional.scaled_dot_product_attention
+    seqops.scaled_dot_product_attention(*(_randn(1, 2, 8),) * 3)  # the plugin looks its kernel up
+    monkeypatch.setitem(
+        seqops_torch_fast._KERNELS, "sdpa", lambda q, *a, **k: ranks.append(q.ndim) or kernel(q, *a, **k)
+    )
+    q, k, v = _randn(2, 3, 4, 5, 8), _randn(2, 3, 4, 7, 8), _randn(1, 3, 4, 7, 6)  # v broadcasts
+    q[1, 2, 0, 3, 1] = math.nan
+    if "mask" in kwargs:
+        kwargs = {"mask": torch.rand(3, 1, 5, 7, generator=torch.Generator().manual_seed(1)) > 0.3}
+    if "bias" in kwargs:
+        kwargs = {"bias": _randn(4, 5, 7)}
+    assert runs(seqops.scaled_dot_product_attention, q, k, v, **kwargs) == "torch-sdpa"
+    out = seqops.scaled_dot_product_attention(q, k, v, **kwargs)
+    with portable():
+        expected = seqops.scaled_dot_product_attention(q, k, v, **kwargs)
+    assert out.shape == expected.shape == (2, 3, 4, 5, 6) and ranks == [4]  # torch's kernel saw 4-D
+    assert torch.equal(out.isnan(), expected.isnan()) and bool(out[1, 2, 0, 3].isnan().all())
+    torch.testing.assert_close(out.nan_to_num(), expected.nan_to_num())
+
+
 # -- non-finite inputs --------------------------------------------------------------------------
 @pytest.mark.parametrize("kwargs", [{}, {"is_causal": True}, {"scale": 0.3}])
 def test_sdpa_keeps_nan_query_rows_visible(kwargs: dict[str, Any]) -> None:

@@ -173,6 +173,11 @@ def sdpa(
     enable_gqa: bool,
     return_weights: bool,
 ) -> Any:
+    if q.ndim > 4:
+        return _folded(
+            backend, q, k, v, mask=mask, bias=bias, is_causal=is_causal, scale=scale,
+            dropout_p=dropout_p, rng=rng, enable_gqa=enable_gqa, return_weights=return_weights,
+        )  # fmt: skip
     kernel = _KERNELS.get("sdpa") or _attention_kernel()
     if mask is None and bias is None:
         # torch's fused kernels without a mask give zeros, not NaN, on a query row holding a
@@ -209,6 +214,26 @@ def sdpa(
         allowed = attn_mask if attn_mask.dtype == torch.bool else attn_mask > -math.inf
         out = torch.where(allowed.any(dim=-1, keepdim=True), out, torch.zeros((), dtype=out.dtype))
     return out
+
+
+def _folded(backend: seqops.Backend, q: Any, k: Any, v: Any, /, **options: Any) -> Any:
+    """:func:`sdpa` of ``(..., H, L, E)`` inputs with more than one leading dimension, folded
+    into one batch axis: torch takes its fused kernels for 4-D inputs only (Swin's window
+    attention, ``(B, windows, H, N, d)``, ran its math kernel: 1.33x the plain attention).
+    ``mask`` and ``bias`` are expanded to the leading shape first (views; the fold copies
+    what does not reshape in place)."""
+    torch = _torch()
+    lead = torch.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
+
+    def fold(x: Any) -> Any:
+        if x is None:
+            return None
+        x = x.reshape((1,) * (q.ndim - x.ndim) + tuple(x.shape))  # (..., H or 1, L or 1, S)
+        return x.expand(*lead, *x.shape[-3:]).reshape(-1, *x.shape[-3:])
+
+    options["mask"], options["bias"] = fold(options["mask"]), fold(options["bias"])
+    out = sdpa(backend, fold(q), fold(k), fold(v), **options)
+    return out.reshape(*lead, *out.shape[-3:])
 
 
 def _nan_rows(q: Any, k: Any, out: Any, *, known: bool = False) -> Any:
