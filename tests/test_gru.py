@@ -675,7 +675,8 @@ def test_torch_gru_is_declared_in_the_support_table(torch_fast):
 
     table = support_table()
     assert "| torch-gru | torch-fast | torch | gru | half precision" in table
-    assert "| gru | ✓ | ✓ | ✓ | ✓ | ✓ (torch-gru) |" in table
+    (row,) = [line for line in table.splitlines() if line.startswith("| gru |")]
+    assert row.endswith("| ✓ (torch-gru) |"), row  # the torch column, last
 
 
 # array-api-compat's lru_cache-wrapped helpers make Dynamo warn (harmless, not seqops' code).

@@ -53,7 +53,7 @@ class DaskBackend(Backend):
         if found is None:
             import array_api_compat.dask.array
 
-            found = _NAMESPACE["xp"] = _EmptyFixes(array_api_compat.dask.array)
+            found = _NAMESPACE["xp"] = _Namespace(array_api_compat.dask.array)
         return found
 
     def versions(self) -> dict[str, str]:
@@ -174,12 +174,19 @@ class DaskBackend(Backend):
 _NAMESPACE: dict[str, Any] = {}
 
 
-class _EmptyFixes:
-    """array-api-compat's Dask namespace, with ``reshape``, ``max`` and ``min`` of arrays
-    holding no element made directly (Dask builds them, then fails when computing them:
-    ``reduce()`` of an empty chunk list, the max of an empty chunk). The result's shape, or
-    the error, is NumPy's for an empty array of the same shape; its value is no value, so a
-    lazy ``zeros`` of that shape is exact. Everything else is array-api-compat's."""
+class _Namespace:
+    """array-api-compat's Dask namespace, completed where Dask falls short:
+
+    - ``reshape``, ``max`` and ``min`` of arrays holding no element are made directly (Dask
+      builds them, then fails when computing them: ``reduce()`` of an empty chunk list, the max
+      of an empty chunk). The result's shape, or the error, is NumPy's for an empty array of the
+      same shape; its value is no value, so a lazy ``zeros`` of that shape is exact.
+    - ``take_along_axis`` (which Dask lacks) along the last axis, per chunk of the other axes:
+      ``cross_entropy``'s gather of the target logit, instead of a one-hot product over the
+      vocabulary.
+    - ``linalg.cholesky`` of a batch of matrices, per chunk (Dask factors 2-D arrays only).
+
+    Everything else is array-api-compat's."""
 
     def __init__(self, xp: Any) -> None:
         self._xp = xp
@@ -202,6 +209,19 @@ class _EmptyFixes:
         if _is_empty(x) or 0 in shape:
             return self._empty_result(x, "reshape", shape)
         return self._xp.reshape(x, shape, **kwargs)
+
+    def take_along_axis(self, x: Any, indices: Any, /, *, axis: int = -1) -> Any:
+        import dask.array as da
+
+        if axis not in (-1, x.ndim - 1) or indices.ndim != x.ndim:
+            msg = "seqops' Dask take_along_axis gathers along the last axis of equal-rank arrays only"
+            raise NotImplementedError(msg)
+        lead = tuple(f"b{i}" for i in range(x.ndim - 1))
+        x, indices = x.rechunk({x.ndim - 1: -1}), da.asarray(indices).rechunk({x.ndim - 1: -1})
+        return da.blockwise(
+            _block_take, (*lead, "K"), x, (*lead, "C"), indices, (*lead, "K"),
+            dtype=x.dtype, meta=x._meta, concatenate=True,
+        )  # fmt: skip
 
     def max(self, x: Any, /, *, axis: Any = None, keepdims: bool = False) -> Any:
         if _is_empty(x):
@@ -229,6 +249,10 @@ class _Linalg:
             return self._linalg.cholesky(x, upper=upper)
         x = x.rechunk({x.ndim - 2: -1, x.ndim - 1: -1})
         return x.map_blocks(_block_cholesky, upper, dtype=x.dtype, meta=x._meta)
+
+
+def _block_take(x: Any, indices: Any) -> Any:
+    return array_api_compat.array_namespace(x).take_along_axis(x, indices, axis=-1)
 
 
 def _block_cholesky(block: Any, upper: bool) -> Any:
