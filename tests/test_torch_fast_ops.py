@@ -386,10 +386,13 @@ def test_apply_rotary_gradient_equals_portable() -> None:
         torch.testing.assert_close(grad, expected, rtol=1e-12, atol=1e-12)
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"is_causal": True}, {"mask": "windows"}, {"bias": "heads"}])
-def test_sdpa_folds_several_leading_dims_into_one_batch(kwargs: dict[str, Any], monkeypatch) -> None:
-    """(B, windows, H, N, d) runs torch's 4-D kernels on the folded batch: the values of the
-    portable path, a NaN query row kept NaN (the fused kernel drops it), masks broadcast."""
+@pytest.mark.parametrize(
+    "kwargs", [{}, {"is_causal": True}, {"mask": "windows"}, {"bias": "heads"}, {"enable_gqa": True}]
+)
+def test_sdpa_folds_the_middle_dims_into_the_heads(kwargs: dict[str, Any], monkeypatch) -> None:
+    """(B, windows, H, N, d) runs torch's 4-D kernels with the windows folded into the heads:
+    the values of the portable path, a NaN query row kept NaN (the fused kernel drops it),
+    masks and biases broadcast, GQA's head groups kept."""
     import seqops_torch_fast
 
     ranks: list[int] = []
@@ -399,6 +402,8 @@ def test_sdpa_folds_several_leading_dims_into_one_batch(kwargs: dict[str, Any], 
         seqops_torch_fast._KERNELS, "sdpa", lambda q, *a, **k: ranks.append(q.ndim) or kernel(q, *a, **k)
     )
     q, k, v = _randn(2, 3, 4, 5, 8), _randn(2, 3, 4, 7, 8), _randn(1, 3, 4, 7, 6)  # v broadcasts
+    if kwargs.get("enable_gqa"):  # 4 query heads over 2 key/value heads
+        k, v = k[:, :, :2], v[:, :, :2]
     q[1, 2, 0, 3, 1] = math.nan
     if "mask" in kwargs:
         kwargs = {"mask": torch.rand(3, 1, 5, 7, generator=torch.Generator().manual_seed(1)) > 0.3}

@@ -217,23 +217,29 @@ def sdpa(
 
 
 def _folded(backend: seqops.Backend, q: Any, k: Any, v: Any, /, **options: Any) -> Any:
-    """:func:`sdpa` of ``(..., H, L, E)`` inputs with more than one leading dimension, folded
-    into one batch axis: torch takes its fused kernels for 4-D inputs only (Swin's window
-    attention, ``(B, windows, H, N, d)``, ran its math kernel: 1.33x the plain attention).
-    ``mask`` and ``bias`` are expanded to the leading shape first (views; the fold copies
-    what does not reshape in place)."""
+    """:func:`sdpa` of ``(B, A..., H, L, E)`` inputs, the middle dimensions folded into the
+    heads axis, ``(B, A...·H, L, E)``: torch takes its fused kernels for 4-D inputs only (Swin's
+    window attention, ``(B, windows, H, N, d)``, ran its math kernel: 1.33x the plain
+    attention). Folding into the heads rather than the batch keeps a mask or bias shared over
+    the batch (Swin's ``(windows, 1, N, N)``) at its own size: it is expanded over the middle
+    dimensions and the heads only. With GQA, query head ``a·H + h`` meets key head
+    ``a·Hk + h // (H / Hk)``, as unfolded."""
     torch = _torch()
     lead = torch.broadcast_shapes(q.shape[:-3], k.shape[:-3], v.shape[:-3])
+    heads = q.shape[-3]
 
-    def fold(x: Any) -> Any:
+    def fold(x: Any, mask: bool = False) -> Any:
         if x is None:
             return None
-        x = x.reshape((1,) * (q.ndim - x.ndim) + tuple(x.shape))  # (..., H or 1, L or 1, S)
-        return x.expand(*lead, *x.shape[-3:]).reshape(-1, *x.shape[-3:])
+        x = x.reshape((1,) * (q.ndim - x.ndim) + tuple(x.shape))  # (B or 1, A..., H or 1, L, S)
+        # a mask keeps its batch axis (it broadcasts); its heads axis is the queries'
+        batch, h = (x.shape[0], heads) if mask else (lead[0], x.shape[-3])
+        x = x.expand(batch, *lead[1:], h, *x.shape[-2:])
+        return x.reshape(batch, math.prod(lead[1:]) * h, *x.shape[-2:])  # not -1: B may be 0
 
-    options["mask"], options["bias"] = fold(options["mask"]), fold(options["bias"])
-    out = sdpa(backend, fold(q), fold(k), fold(v), **options)
-    return out.reshape(*lead, *out.shape[-3:])
+    options["mask"], options["bias"] = fold(options["mask"], True), fold(options["bias"], True)
+    out = sdpa(backend, fold(q), fold(k), fold(v), **options)  # (B, A...·H, L, Ev)
+    return out.reshape(*lead, heads, *out.shape[-2:])
 
 
 def _nan_rows(q: Any, k: Any, out: Any, *, known: bool = False) -> Any:
