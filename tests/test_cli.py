@@ -52,6 +52,22 @@ def test_progress_off_a_terminal_is_plain_lines_counting_what_the_summary_counts
     assert f"{summary['checks']} checks" in report.summary_line()
 
 
+def test_progress_total_is_known_from_the_first_line_under_traced_transformations(
+    off_a_terminal, monkeypatch, capsys
+) -> None:
+    pytest.importorskip("jax")
+    monkeypatch.setattr(runner, "PROGRESS_INTERVAL", 0.0)
+    # vmap skips the creation functions (no floating input): their runs make no check
+    ops = ["causal_mask", "softmax", "scaled_dot_product_attention"]
+    report = runner.run(
+        backends=["jax"], ops=ops, dtypes=["float32"], transformations=["eager", "jit", "vmap"]
+    )
+    found = [PROGRESS.fullmatch(line) for line in capsys.readouterr().err.splitlines()]
+    assert found and all(found)
+    summary = report.summary()
+    assert {int(m[2]) for m in found if m} == {summary["checks"]} and summary["skipped"] > 0
+
+
 def test_progress_off_a_terminal_is_one_line_at_the_end_of_a_short_run(off_a_terminal, capsys) -> None:
     report = runner.run(backends=["numpy"], ops=["softmax"], dtypes=["float32"], transformations=["eager"])
     (line,) = capsys.readouterr().err.splitlines()

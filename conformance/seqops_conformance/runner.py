@@ -146,8 +146,8 @@ def run(
                 report.notes.append(transforms.coverage_note(traced, names))
         references: dict[tuple[Any, ...], Any] = {}
         outputs: dict[tuple[str, str], dict[str, list[np.ndarray | None]]] = {}
-        expected = lambda: sum(expected_checks(*c, seed=seed) for c in checks)  # noqa: E731
-        with _progress(progress, len(checks), expected) as advance:
+        expected = lambda: [expected_checks(*c, seed=seed) for c in checks]  # noqa: E731
+        with _progress(progress, expected) as advance:
             for case, target, t in checks:
                 found = check(case, target, t, seed=seed, references=references, outputs=outputs)
                 report.results += found
@@ -333,8 +333,12 @@ def expected_checks(case: Case, target: Target, transformation: str, *, seed: in
         return 0
     if target.backend.lazy and not case.traced:
         return 0
+    if transformation == "vmap":
+        from seqops_conformance import transforms
+
+        return int(transforms.vmap_skip(case.inputs(seed), lambda: case.inputs(seed + 1)) is None)
     if transformation != "eager":
-        return 1
+        return 1  # one result; a sharded check may still skip on what it finds (the total follows)
     try:
         b_args, b_kwargs = _backend_inputs(case.inputs(seed), target)
         return len(implementations(case, b_args, b_kwargs))
@@ -762,23 +766,26 @@ PROGRESS_INTERVAL = 10.0
 
 @contextlib.contextmanager
 def _progress(
-    enabled: bool, runs: int, count_checks: Callable[[], int]
+    enabled: bool, count_checks: Callable[[], list[int]]
 ) -> Iterator[Callable[[str, list[Result]], None]]:
-    """Progress on stderr; yields ``advance(description, results)``, to call after each of
-    the ``runs`` case runs (a case on one backend, device and dtype under one
-    transformation) with its results.
+    """Progress on stderr; yields ``advance(description, results)``, to call after each case
+    run (a case on one backend, device and dtype under one transformation), in order, with
+    its results.
 
-    The total is the number of checks the run makes, ``count_checks()`` (asked once, before
-    the first run: :func:`expected_checks` of every case run); checks, failures and skips are
-    counted as the summary counts them (:meth:`Report.summary`), so the last line's count is
-    the summary's. On a terminal, with rich installed: a rich bar; otherwise a line such as
-    ``conformance: 731/964 checks, 3 failed, 2m10s`` every :data:`PROGRESS_INTERVAL` seconds
-    and one at the end. Nothing when not ``enabled``.
+    The total is the number of checks the run makes: ``count_checks()`` (asked once, before
+    the first run) says how many each case run makes (:func:`expected_checks`), and should a
+    run make another number (a check that skips on what it finds), the total follows it.
+    Checks, failures and skips are counted as the summary counts them
+    (:meth:`Report.summary`), so the last line reads the summary's count out of itself. On a
+    terminal, with rich installed: a rich bar; otherwise a line such as ``conformance:
+    731/964 checks, 3 failed, 2m10s`` every :data:`PROGRESS_INTERVAL` seconds and one at the
+    end. Nothing when not ``enabled``.
     """
     if not enabled:
         yield lambda description, results: None
         return
-    total = count_checks()
+    planned = count_checks()
+    runs, total = len(planned), sum(planned)
     counts = dict.fromkeys(("runs", "checks", "failed", "skipped"), 0)
 
     def tally() -> str:
@@ -786,12 +793,14 @@ def _progress(
         return found + (f", {counts['skipped']} skipped" if counts["skipped"] else "")
 
     def count(results: list[Result]) -> int:
-        counts["runs"] += 1
+        nonlocal total
         checked = 0
         for r in results:
             counts["skipped" if r.status == "skip" else "checks"] += 1
             checked += r.status != "skip"
             counts["failed"] += r.status == "fail"
+        total += checked - planned[counts["runs"]]
+        counts["runs"] += 1
         return checked
 
     try:
@@ -814,7 +823,8 @@ def _progress(
             task = bar.add_task("conformance", total=total, tally=tally())
 
             def advance_bar(description: str, results: list[Result]) -> None:
-                bar.update(task, advance=count(results), description=description, tally=tally())
+                checked = count(results)
+                bar.update(task, advance=checked, total=total, description=description, tally=tally())
 
             yield advance_bar
         return

@@ -98,6 +98,20 @@ def coverage_note(transformations: list[str], backends: set[str]) -> str:
     )
 
 
+def vmap_skip(
+    inputs: tuple[tuple[Any, ...], dict[str, Any]],
+    other_inputs: Callable[[], tuple[tuple[Any, ...], dict[str, Any]]],
+) -> str | None:
+    """Why ``vmap`` has nothing to check on these inputs (no floating input to batch over, or
+    another seed's inputs of other shapes), else ``None``."""
+    leaves = template(inputs)[1]
+    if not leaves:
+        return "no floating input to batch over"
+    if [a.shape for a in template(other_inputs())[1]] != [a.shape for a in leaves]:
+        return "the inputs of another seed have other shapes"
+    return None
+
+
 def check(
     case: Case,
     inputs: tuple[tuple[Any, ...], dict[str, Any]],
@@ -139,14 +153,11 @@ def check(
     to_backend = _Converter(backend, device, dtype, like)
     batches = [leaves]
     if transformation == "vmap":
-        if not leaves:
-            result.status, result.message = "skip", "no floating input to batch over"
+        reason = vmap_skip(inputs, other_inputs)
+        if reason is not None:
+            result.status, result.message = "skip", reason
             return result
-        other = template(other_inputs())[1]
-        if [a.shape for a in other] != [a.shape for a in leaves]:
-            result.status, result.message = "skip", "the inputs of another seed have other shapes"
-            return result
-        batches.append(other)
+        batches.append(template(other_inputs())[1])
     try:
         b_structure = to_backend(structure)
         primals = [[to_backend(leaf) for leaf in batch] for batch in batches]
