@@ -251,20 +251,16 @@ def check(
     references = {} if references is None else references
     label = target.label
     declared = _declared(case, target, transformation)
-    if declared is not None:
-        tol = tolerance(dtype_name, "grad" if transformation == "grad" else "eager")
-        skipped = Result(backend.name, label, dtype_name, case.op, case.id, "", None, tol, "skip")
-        skipped.transformation = transformation
-        skipped.message = f"declared by backend {backend.name}: {declared.reason}"
-        return [skipped]
-    if backend.lazy and not case.traced:
-        tol = tolerance(dtype_name, "eager")
-        skipped = Result(backend.name, label, dtype_name, case.op, case.id, "", None, tol, "skip")
-        skipped.transformation = transformation
-        skipped.message = (
+    reason = None if declared is None else f"declared by backend {backend.name}: {declared.reason}"
+    if reason is None and backend.lazy and not case.traced:
+        reason = (
             f"backend {backend.name} is lazy: it never reads values on the host, so every step "
             "runs as under a trace, where this case's eager result reads them (Case.traced)"
         )
+    if reason is not None:
+        tol = tolerance(dtype_name, "grad" if transformation == "grad" else "eager")
+        skipped = Result(backend.name, label, dtype_name, case.op, case.id, "", None, tol, "skip")
+        skipped.transformation, skipped.message = transformation, reason
         return [skipped]
     inputs = case.inputs(seed)
     if transformation == "eager":
