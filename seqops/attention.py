@@ -183,12 +183,12 @@ def scaled_dot_product_attention(
         v,
         mask=mask,
         bias=bias,
-        is_causal=bool(is_causal),
+        is_causal=is_causal,  # checked above: True or False (no truthiness), no bool() to pay
         scale=scale,
         dropout_p=dropout_p,
         rng=rng,
-        enable_gqa=bool(enable_gqa),
-        return_weights=bool(return_weights),
+        enable_gqa=enable_gqa,
+        return_weights=return_weights,
     )
 
 

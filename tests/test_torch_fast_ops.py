@@ -10,6 +10,7 @@ import math
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import numpy as np
 import pytest
 from _sampling import check_top_k_draws
 
@@ -258,6 +259,94 @@ def test_bernoulli_log_likelihood_equals_portable(dtype: str) -> None:
     same_as_portable(seqops.bernoulli_log_likelihood, x[:0], logits[:0], dtype=dtype)  # empty
 
 
+# -- Gaussian log-likelihood, IWAE bound ---------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_log_likelihood_runs_natively_and_matches_torch_distributions(dtype: str) -> None:
+    # (_randn seeds by shape: the flips keep equal shapes from giving equal arrays)
+    x, mean, log_var = (
+        _randn(3, 4, 5, dtype=dtype),
+        _randn(3, 4, 5, dtype=dtype).flip(-1),
+        _randn(4, 5, dtype=dtype),
+    )
+    assert runs(seqops.gaussian_log_likelihood, x, mean, log_var) == "torch-gaussian-log-likelihood"
+    normal = torch.distributions.Normal(mean.double(), (0.5 * log_var.double()).exp())
+    for axis in (-1, (1, 2), ()):
+        out = seqops.gaussian_log_likelihood(x, mean, log_var, axis=axis)
+        dims = (axis,) if isinstance(axis, int) else axis
+        lp = normal.log_prob(x.double())
+        expected = lp.sum(dims) if dims else lp
+        assert out.dtype == x.dtype
+        torch.testing.assert_close(out.double(), expected, **TOL[dtype])
+        same_as_portable(seqops.gaussian_log_likelihood, x, mean, log_var, dtype=dtype, axis=axis)
+    same_as_portable(seqops.gaussian_log_likelihood, x[:0], mean[:0], log_var, dtype=dtype)  # empty
+
+
+def test_gaussian_log_likelihood_is_exact_at_the_mean_for_any_variance() -> None:
+    x = _randn(2, 6)
+    log_var = torch.tensor([-100.0, -40.0, 0.0, 40.0, 80.0, 0.5]).expand(2, 6)
+    out = seqops.gaussian_log_likelihood(x, x, log_var, axis=())
+    torch.testing.assert_close(out, -0.5 * (math.log(2 * math.pi) + log_var))  # (x - mean)² = 0 exactly
+    grads = torch.autograd.functional.jacobian(
+        lambda lv: seqops.gaussian_log_likelihood(x, x, lv, axis=()).sum(), log_var.clone()
+    )
+    torch.testing.assert_close(grads, torch.full_like(log_var, -0.5))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_iwae_bound_runs_logsumexp_and_matches_a_float64_formula(dtype: str) -> None:
+    a, b, c = (
+        _randn(7, 5, dtype=dtype, scale=20.0),
+        _randn(7, 1, dtype=dtype),
+        _randn(7, 5, dtype=dtype).flip(0),
+    )
+    assert runs(seqops.iwae_bound, a, b, c) == "torch-logsumexp-iwae"
+    log_w = (a.double() + b.double() - c.double()).numpy()
+    top = log_w.max(0)
+    expected = top + np.log(np.exp(log_w - top).mean(0))  # the max-shifted mean, in NumPy
+    out = seqops.iwae_bound(a, b, c)
+    assert out.dtype == a.dtype and out.shape == (5,)
+    torch.testing.assert_close(out.double(), torch.from_numpy(expected), **TOL[dtype])
+    same_as_portable(seqops.iwae_bound, a, b, c, dtype=dtype, axis=-1)
+
+
+def test_iwae_bound_infinite_log_weights_and_no_samples() -> None:
+    inf = math.inf
+    a = torch.tensor([[-inf, -inf, 1.0, inf], [-inf, 2.0, 3.0, inf]])  # columns: all -inf, ..., +inf
+    zero = torch.zeros_like(a)
+    out = seqops.iwae_bound(a, zero, zero)
+    expected = torch.tensor([-inf, 2.0 + math.log(0.5), 3.0 + math.log((1 + math.exp(-2.0)) / 2), inf])
+    torch.testing.assert_close(out, expected.float())
+    assert torch.isnan(seqops.iwae_bound(torch.tensor([[math.nan], [0.0]]), zero[:, :1], zero[:, :1])).all()
+    empty = torch.zeros(0, 3)
+    assert (
+        reason(seqops.iwae_bound, "torch-logsumexp-iwae", empty, empty, empty) == fast.generative.NO_SAMPLES
+    )
+    assert torch.isnan(seqops.iwae_bound(empty, empty, empty)).all()  # the portable path's NaN, (3,)
+
+
+def test_iwae_bound_declines_every_kind_of_autodiff() -> None:
+    """torch.logsumexp's derivative rounds the bound at its own magnitude; the portable path's
+    does not (tests/test_iwae.py, log-weights near -1e4 in float32)."""
+    a, b, c = _randn(6, 3), _randn(6, 3).flip(0), _randn(6, 3).flip(1)
+    why = fast.generative.DIFFERENTIATED
+    assert reason(seqops.iwae_bound, "torch-logsumexp-iwae", a.requires_grad_(), b, c) == why
+    with torch.no_grad():
+        assert reason(seqops.iwae_bound, "torch-logsumexp-iwae", a, b, c) is None
+    a = a.detach()
+    seen: list[str] = []
+
+    def record(x: Any) -> Any:
+        seen.append(runs(seqops.iwae_bound, x, b, c))
+        return seqops.iwae_bound(x, b, c).sum()
+
+    torch.func.grad(record)(a)
+    torch.func.jvp(record, (a,), (torch.ones_like(a),))
+    with torch.autograd.forward_ad.dual_level():
+        record(torch.autograd.forward_ad.make_dual(a, torch.ones_like(a)))
+    assert seen == ["portable"] * 3
+    assert runs(seqops.iwae_bound, a, b, c) == "torch-logsumexp-iwae"
+
+
 # -- top-k filter and sampling ----------------------------------------------------------------
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_filter_logits_top_k_equals_portable(dtype: str) -> None:
@@ -337,6 +426,8 @@ def test_torch_compile_fullgraph_through_the_fast_paths() -> None:
             seqops.filter_logits(x, top_k=3),
             seqops.autoregressive_log_likelihood(x[None], t[None]),
             seqops.masked_conv2d(img, cw, None),
+            seqops.gaussian_log_likelihood(x, x.flip(0), x),
+            seqops.iwae_bound(x, x, x.flip(1)),
         )
 
     x, t, w = _randn(6, 11), torch.randint(0, 11, (6,)), torch.rand(11)

@@ -13,9 +13,11 @@ the native kernels of the pointwise ops, losses, the masked convolution and top-
   (:mod:`.pointwise`), ``cross_entropy`` and ``autoregressive_log_likelihood``
   (:mod:`.losses`), ``masked_conv2d`` (:mod:`.conv`), ``filter_logits`` and
   ``sample_logits`` with top-k (:mod:`.decoding`, ``torch.topk`` instead of a full sort),
-  ``bernoulli_log_likelihood`` (:mod:`.generative`, ``binary_cross_entropy_with_logits``),
+  ``bernoulli_log_likelihood``, ``gaussian_log_likelihood`` and ``iwae_bound``
+  (:mod:`.generative`: ``binary_cross_entropy_with_logits``, ``addcmul``, ``logsumexp``),
   ``apply_rotary`` (:mod:`.rotary`, one ``torch.addcmul``), ``rnn_cell`` and ``gru_cell``
-  (:mod:`.cells`, ``torch.rnn_tanh_cell``/``rnn_relu_cell``/``gru_cell``), ``clip_grad_norm``
+  (:mod:`.cells`, ``torch.rnn_tanh_cell``/``rnn_relu_cell``/``gru_cell``; ``lstm_cell`` in
+  torch's kernels on the contract's gate order), ``clip_grad_norm``
   and ``clip_grad_value`` (:mod:`.clipping`, ``get_total_norm`` and ``clamp``), ``vit_embed``
   (:mod:`.vision`, ``F.conv2d`` with stride = patch) and ``shifted_window_mask`` (one
   ``torch.where`` for its additive form).
@@ -148,9 +150,10 @@ def decline_sdpa(
         return WEIGHTS
     if dropout_p > 0.0:
         return DROPOUT
-    if q.dtype not in (_KERNELS.get("dtypes") or _attention_dtypes()):
-        return f"dtype {q.dtype} is not one torch's attention kernels compute"
-    if q.shape[-1] == 0:
+    dtype = q.dtype
+    if dtype not in (_KERNELS.get("dtypes") or _attention_dtypes()):
+        return f"dtype {dtype} is not one torch's attention kernels compute"
+    if not q.shape[-1]:
         return NO_FEATURES
     if vmapped(q, k, v, mask, bias):
         return VMAPPED_ATTENTION
@@ -173,7 +176,9 @@ def sdpa(
     enable_gqa: bool,
     return_weights: bool,
 ) -> Any:
-    if q.ndim > 4:
+    shape = q.shape  # read once: each read of a torch shape builds a torch.Size (~0.07 µs)
+    rank = len(shape)
+    if rank > 4:
         return _folded(
             backend, q, k, v, mask=mask, bias=bias, is_causal=is_causal, scale=scale,
             dropout_p=dropout_p, rng=rng, enable_gqa=enable_gqa, return_weights=return_weights,
@@ -183,15 +188,16 @@ def sdpa(
         # torch's fused kernels without a mask give zeros, not NaN, on a query row holding a
         # NaN (every score of the row is NaN): such rows are made NaN again, as the contract
         # (and torch's own kernel with a mask) gives them.
-        if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(q.shape[-1]):  # E > 0: declined
+        if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(shape[-1]):  # E > 0: declined
             # The common call, without keywords (torch's default scale is the same double),
-            # and _nan_rows' test inline (a call costs ~0.1 µs).
+            # and _nan_rows' test inline (a call costs ~0.1 µs). No key element (S = 0, or no
+            # batch) goes to _nan_rows too, which gives S = 0 the contract's zeros.
             out = kernel(q, k, v)
             if (
                 q.is_cpu
-                and k.shape[-2]
+                and k.numel()
                 and not _compiling()
-                and (q.ndim != 4 or not q.numel() or not math.isnan(q.max().item()))
+                and (rank != 4 or not q.numel() or not math.isnan(q.max().item()))
             ):
                 return out
             return _nan_rows(q, k, out, known=True)
@@ -448,12 +454,13 @@ def lstm(backend: seqops.Backend, xs: Any, state: Any, w_ih: Any, w_hh: Any, b: 
         # gates i, f, o, g along the last axis -> torch's i, f, g, o along the first
         if w.ndim == 1:
             return w.reshape(4, hidden)[_IFGO].reshape(4 * hidden)
-        # (I, 4H) -> (I, 4, H) gates reordered (a copy of whole rows) -> (4, H, I) -> (4H, I),
-        # contiguous: torch's CPU kernel is ~10% slower on strided weights. Two copies, yet
-        # 2-10x faster than concatenating three transposed blocks (or one ``w.T.contiguous()``)
-        # on this CPU: at I=128, H=256 that took ~0.4 ms of a 1.4 ms call.
+        # (I, 4H) -> (4H, I) contiguous (torch's blocked 2-D transpose, ~0.1 ms per MiB here),
+        # then the gate blocks reordered as whole rows (a plain copy, ~10x cheaper). A strided
+        # (4H, I) view is no saving: torch's kernel then makes it contiguous itself, slower
+        # (1.34x of nn.LSTM at T=32, B=16, I=128, H=256, against 1.22x this way); the
+        # transpose is what seqops' (I, 4H) layout costs per call on torch.
         rows = w.shape[0]
-        return w.reshape(rows, 4, hidden)[:, _IFGO].permute(1, 2, 0).reshape(4 * hidden, rows)
+        return w.T.contiguous().reshape(4, hidden, rows)[_IFGO].reshape(4 * hidden, rows)
 
     weights = [torch_layout(w_ih), torch_layout(w_hh)]
     if b is not None:

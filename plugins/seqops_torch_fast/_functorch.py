@@ -1,4 +1,6 @@
-"""Whether a call runs inside ``torch.func.vmap`` (kernels without a batching rule decline it)."""
+"""Whether a call runs inside ``torch.func.vmap`` (kernels without a batching rule decline it),
+or under any automatic differentiation (kernels whose derivative is less accurate than the
+contract's decline that)."""
 
 from __future__ import annotations
 
@@ -24,6 +26,22 @@ def vmapped(*tensors: Any) -> bool:
     return False
 
 
+def differentiated(*tensors: Any) -> bool:
+    """Whether autodiff may differentiate through ``tensors``: reverse mode (gradients enabled
+    and one of them requires grad, eagerly or while compiled), forward mode (a dual level of
+    ``torch.autograd.forward_ad`` is open) or a ``torch.func`` transform (``grad``, ``vjp``,
+    ``jvp``...; ``vmap`` too, which the interpreter stack does not tell apart cheaply)."""
+    checks = _CHECKS or _lookup()
+    torch = checks[3]
+    if torch.is_grad_enabled():
+        for t in tensors:  # a loop, not any(generator): Dynamo traces loops
+            if t is not None and t.requires_grad:
+                return True
+    if checks[0]():  # compiling: no functorch level nor dual level is traced
+        return False
+    return checks[1]() is not None or checks[4]._current_level >= 0
+
+
 # ``torch.compiler.is_compiling``, ``peek_interpreter_stack`` and ``torch._C._functorch``,
 # looked up on the first call (the import and the attribute chains cost ~0.2 µs a call).
 _CHECKS: list[Any] = []
@@ -31,7 +49,14 @@ _CHECKS: list[Any] = []
 
 def _lookup() -> list[Any]:
     import torch
+    import torch.autograd.forward_ad
 
     functorch = torch._C._functorch
-    _CHECKS[:] = [torch.compiler.is_compiling, functorch.peek_interpreter_stack, functorch]
+    _CHECKS[:] = [
+        torch.compiler.is_compiling,
+        functorch.peek_interpreter_stack,
+        functorch,
+        torch,
+        torch.autograd.forward_ad,  # its _current_level: -1 while no dual level is open
+    ]
     return _CHECKS

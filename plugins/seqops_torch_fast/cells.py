@@ -88,9 +88,13 @@ def lstm_cell(backend: seqops.Backend, x: Any, state: Any, w_ih: Any, w_hh: Any,
     hidden = h.shape[-1]
     x2, h2, batch = _flat(x, h)
     gates = x2 @ w_ih if b is None else k["addmm"](b, x2, w_ih)
-    gates = k["addmm"](gates, h2, w_hh)  # (B, 4H), gates i, f, o, g
-    ifo = gates[:, : 3 * hidden].sigmoid()
+    gates = k["addmm"](gates, h2, w_hh)  # (B, 4H), gates i, f, o, g (addmm_ has no vmap rule)
+    # The sigmoid in place on our own temporary (an allocation and a pass less). Safe for
+    # autograd: addmm's backward needs neither its output nor ``gates``; ``g`` (tanh keeps its
+    # output) is taken before the sigmoid overwrites the rest of ``gates``, and nothing
+    # writes to ``gates`` after that.
     g = gates[:, 3 * hidden :].tanh()
+    ifo = gates[:, : 3 * hidden].sigmoid_()
     c_new = k["addcmul"](ifo[:, hidden : 2 * hidden] * c.reshape(-1, hidden), ifo[:, :hidden], g)
     h_new = ifo[:, 2 * hidden :] * c_new.tanh()
     return h_new.reshape(*batch, hidden), c_new.reshape(*batch, hidden)

@@ -1,17 +1,32 @@
-"""The Bernoulli log-likelihood on ``torch.nn.functional.binary_cross_entropy_with_logits``.
+"""The log-likelihoods and the IWAE bound on torch's fused kernels.
 
-``bernoulli_log_likelihood``: ``-binary_cross_entropy_with_logits(logits, x, reduction="none")``
-(torch's fused ``softplus(l) - x·l``, stable for any logit) summed over ``axis``, on the
-broadcast views of ``x`` and ``logits``; half precision on float32 copies, cast back once.
-``gaussian_log_likelihood`` has no torch kernel (``gaussian_nll_loss`` clamps the variance):
-the portable formula is what torch would run.
+- ``bernoulli_log_likelihood``: ``-binary_cross_entropy_with_logits(logits, x, reduction="none")``
+  (torch's fused ``softplus(l) - x·l``, stable for any logit) summed over ``axis``, on the
+  broadcast views of ``x`` and ``logits``.
+- ``gaussian_log_likelihood``: torch has no kernel for it (``gaussian_nll_loss`` clamps the
+  variance); the contract's stable form ``z² + log_var`` with ``z = (x − mean)·exp(−log_var/2)``
+  in four kernels (``addcmul`` for ``z·z + log_var``, the exponential in place on its own
+  temporary), the constant added once to the sums. The portable formula takes six passes:
+  1.12-1.16x of the plain formula a torch user writes (512 x 2048, float32).
+- ``iwae_bound``: ``torch.logsumexp`` of the log-weights minus ``log K``: one fused reduction
+  (the largest log-weight taken out, an infinite one by 0, as the contract's), where the
+  portable formula takes six passes (1.10-1.15x of ``torch.logsumexp``, 256 x 4096). Declined
+  under autodiff: torch's derivative, ``exp(log w − result)``, rounds ``result`` at its own
+  magnitude (float32 log-weights near -1e4 gave importance weights summing to 1 ± 4e-4; the
+  portable path's, from the shifted weights, to 1 ± 1e-6). No samples (``K = 0``) is declined
+  too: the portable path gives its NaN.
+
+Half precision runs on float32 copies, cast back once (the contract's compute dtype).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import seqops
+
+from ._functorch import differentiated
 
 _K: dict[str, Any] = {}
 
@@ -21,7 +36,10 @@ def _load() -> dict[str, Any]:
 
     _K.update(
         bce=torch.nn.functional.binary_cross_entropy_with_logits,
+        addcmul=torch.addcmul,
+        logsumexp=torch.logsumexp,
         broadcast=torch.broadcast_tensors,
+        broadcast_shapes=torch.broadcast_shapes,
         float32=torch.float32,
         native=frozenset((torch.float32, torch.float64)),
     )
@@ -29,11 +47,24 @@ def _load() -> dict[str, Any]:
 
 
 def implementations() -> list[seqops.Implementation]:
+    ops = seqops.ops
     return [
         seqops.Implementation(
-            seqops.ops.bernoulli_log_likelihood, "torch-bce-with-logits", bernoulli_log_likelihood
-        )
+            ops.bernoulli_log_likelihood, "torch-bce-with-logits", bernoulli_log_likelihood
+        ),
+        seqops.Implementation(
+            ops.gaussian_log_likelihood, "torch-gaussian-log-likelihood", gaussian_log_likelihood
+        ),
+        seqops.Implementation(ops.iwae_bound, "torch-logsumexp-iwae", iwae_bound, decline=decline_iwae_bound),
     ]
+
+
+NO_SAMPLES = "no samples (K = 0): left to the portable path, which gives its NaN"
+DIFFERENTIATED = (
+    "under autodiff: torch.logsumexp's derivative exp(x - result) loses float32 precision at "
+    "log-weights of large magnitude (the portable path's does not)"
+)
+_LOG_2PI = math.log(2.0 * math.pi)
 
 
 def bernoulli_log_likelihood(
@@ -48,3 +79,43 @@ def bernoulli_log_likelihood(
     terms = k["bce"](logits, x, reduction="none")  # -(x·l - softplus(l))
     # torch's sum over dim=() would reduce every axis: no axis is no sum
     return (-terms if not axis else -terms.sum(axis)).to(dtype)
+
+
+def gaussian_log_likelihood(
+    backend: seqops.Backend, x: Any, mean: Any, log_var: Any, /, *, axis: tuple[int, ...]
+) -> Any:
+    k = _K or _load()
+    dtype = x.dtype
+    if dtype not in k["native"]:
+        x, mean, log_var = x.to(k["float32"]), mean.to(k["float32"]), log_var.to(k["float32"])
+    # exp_ in place on the product's own output: autograd keeps exp's result, and the
+    # product's backward does not need its output
+    z = (x - mean) * log_var.mul(-0.5).exp_()  # the standardized residual, broadcast
+    terms = k["addcmul"](log_var, z, z)  # z² + log_var
+    if not axis:  # torch's sum over dim=() would reduce every axis: no axis is no sum
+        return (-0.5 * (terms + _LOG_2PI)).to(dtype)
+    count = 1  # the entries summed (a loop: Dynamo does not trace a generator)
+    for a in axis:
+        count *= terms.shape[a]
+    return (-0.5 * (terms.sum(axis) + count * _LOG_2PI)).to(dtype)
+
+
+def decline_iwae_bound(
+    backend: seqops.Backend, log_p_x_given_z: Any, log_p_z: Any, log_q_z: Any, /, *, axis: int
+) -> str | None:
+    k = _K or _load()
+    if differentiated(log_p_x_given_z, log_p_z, log_q_z):
+        return DIFFERENTIATED
+    shape = k["broadcast_shapes"](log_p_x_given_z.shape, log_p_z.shape, log_q_z.shape)
+    return NO_SAMPLES if shape[axis] == 0 else None
+
+
+def iwae_bound(
+    backend: seqops.Backend, log_p_x_given_z: Any, log_p_z: Any, log_q_z: Any, /, *, axis: int
+) -> Any:
+    k = _K or _load()
+    dtype = log_p_x_given_z.dtype
+    if dtype not in k["native"]:
+        log_p_x_given_z, log_p_z, log_q_z = (t.to(k["float32"]) for t in (log_p_x_given_z, log_p_z, log_q_z))
+    log_w = log_p_x_given_z + log_p_z - log_q_z  # (..., K, ...), the samples along axis
+    return (k["logsumexp"](log_w, axis) - math.log(log_w.shape[axis])).to(dtype)
