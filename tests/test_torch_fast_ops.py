@@ -293,6 +293,34 @@ def test_gaussian_log_likelihood_is_exact_at_the_mean_for_any_variance() -> None
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+def test_gaussian_kls_run_natively_and_match_torch_distributions(dtype: str) -> None:
+    mq, lq = _randn(3, 4, 5, dtype=dtype), _randn(3, 4, 5, dtype=dtype, scale=0.5).flip(0)
+    mp, lp = _randn(4, 5, dtype=dtype), _randn(4, 5, dtype=dtype, scale=0.5).flip(1)
+    assert runs(seqops.kl_normal_standard, mq, lq) == "torch-kl-normal-standard"
+    assert runs(seqops.kl_normal_normal, mq, lq, mp, lp) == "torch-kl-normal-normal"
+    normal = torch.distributions.Normal
+    q = normal(mq.double(), (0.5 * lq.double()).exp())
+    per_entry = {
+        seqops.kl_normal_standard: (torch.distributions.kl_divergence(q, normal(0.0, 1.0)), (mq, lq)),
+        seqops.kl_normal_normal: (
+            torch.distributions.kl_divergence(q, normal(mp.double(), (0.5 * lp.double()).exp())),
+            (mq, lq, mp, lp),
+        ),
+    }
+    for fn, (kl, args) in per_entry.items():
+        for axis in (-1, (1, 2), ()):
+            dims = (axis,) if isinstance(axis, int) else axis
+            out = fn(*args, axis=axis)
+            assert out.dtype == mq.dtype
+            torch.testing.assert_close(out.double(), kl.sum(dims) if dims else kl, **TOL[dtype])
+            same_as_portable(fn, *args, dtype=dtype, axis=axis)
+    # equal arguments: exactly 0, whatever the variance
+    lv = torch.tensor([-80.0, -1e-4, 0.0, 1e-4, 30.0]).to(mq.dtype)
+    assert (seqops.kl_normal_normal(lv, lv, lv, lv, axis=()) == 0).all()
+    assert (seqops.kl_normal_standard(torch.zeros_like(lv), torch.zeros_like(lv), axis=()) == 0).all()
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_iwae_bound_runs_logsumexp_and_matches_a_float64_formula(dtype: str) -> None:
     a, b, c = (
         _randn(7, 5, dtype=dtype, scale=20.0),
@@ -427,6 +455,7 @@ def test_torch_compile_fullgraph_through_the_fast_paths() -> None:
             seqops.autoregressive_log_likelihood(x[None], t[None]),
             seqops.masked_conv2d(img, cw, None),
             seqops.gaussian_log_likelihood(x, x.flip(0), x),
+            seqops.kl_normal_normal(x, x.flip(0), x.flip(1), x) + seqops.kl_normal_standard(x, x.flip(1)),
             seqops.iwae_bound(x, x, x.flip(1)),
         )
 

@@ -204,10 +204,22 @@ def sdpa(
         k, nan_rows = _excluded_nan_keys(q, k, "causal" if is_causal else None, enable_gqa)
         out = kernel(q, k, v, None, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
         return _nan_rows(q, k, out if nan_rows is None else out.masked_fill(nan_rows, math.nan))
+    default_scale = not enable_gqa and scale == 1.0 / math.sqrt(shape[-1])
+    if (
+        bias is None
+        and not is_causal
+        and default_scale
+        and mask.ndim > 1
+        and q.is_cpu
+        and (not k.numel() or not (_compiling() or math.isnan(k.max().item())))
+    ):
+        # The common masked call (a padding or an (L, S) mask): _excluded_nan_keys' test
+        # inline, no NaN key to keep out, torch's kernel without keywords (~1 µs less).
+        return kernel(q, k, v, mask)
     allowed = _allowed(q, k, mask, is_causal)
     k, nan_rows = _excluded_nan_keys(q, k, allowed, enable_gqa)
     attn_mask = allowed if bias is None else _with_bias(allowed, bias)
-    if not enable_gqa and scale == 1.0 / math.sqrt(q.shape[-1]):
+    if default_scale:
         out = kernel(q, k, v, attn_mask)  # no keyword: its parser costs ~0.1-0.4 µs each
     else:
         out = kernel(q, k, v, attn_mask, is_causal=False, scale=scale, enable_gqa=enable_gqa)

@@ -8,6 +8,10 @@
   in four kernels (``addcmul`` for ``z·z + log_var``, the exponential in place on its own
   temporary), the constant added once to the sums. The portable formula takes six passes:
   1.12-1.16x of the plain formula a torch user writes (512 x 2048, float32).
+- ``kl_normal_standard`` and ``kl_normal_normal``: the contract's forms (``expm1(r) − r`` and the
+  mean difference in units of ``σp``, module docstring of ``seqops._agnostic.generative``) with
+  ``addcmul`` for ``… + z·z``: one pass less than the portable formula, whose ratio to the
+  plain formula moved between 0.83 and 1.21 from run to run (512 x 2048, float32).
 - ``iwae_bound``: ``torch.logsumexp`` of the log-weights minus ``log K``: one fused reduction
   (the largest log-weight taken out, an infinite one by 0, as the contract's), where the
   portable formula takes six passes (1.10-1.15x of ``torch.logsumexp``, 256 x 4096). Declined
@@ -37,6 +41,7 @@ def _load() -> dict[str, Any]:
     _K.update(
         bce=torch.nn.functional.binary_cross_entropy_with_logits,
         addcmul=torch.addcmul,
+        expm1=torch.expm1,
         logsumexp=torch.logsumexp,
         broadcast=torch.broadcast_tensors,
         broadcast_shapes=torch.broadcast_shapes,
@@ -55,6 +60,8 @@ def implementations() -> list[seqops.Implementation]:
         seqops.Implementation(
             ops.gaussian_log_likelihood, "torch-gaussian-log-likelihood", gaussian_log_likelihood
         ),
+        seqops.Implementation(ops.kl_normal_standard, "torch-kl-normal-standard", kl_normal_standard),
+        seqops.Implementation(ops.kl_normal_normal, "torch-kl-normal-normal", kl_normal_normal),
         seqops.Implementation(ops.iwae_bound, "torch-logsumexp-iwae", iwae_bound, decline=decline_iwae_bound),
     ]
 
@@ -92,12 +99,47 @@ def gaussian_log_likelihood(
     # product's backward does not need its output
     z = (x - mean) * log_var.mul(-0.5).exp_()  # the standardized residual, broadcast
     terms = k["addcmul"](log_var, z, z)  # z² + log_var
-    if not axis:  # torch's sum over dim=() would reduce every axis: no axis is no sum
+    if not axis:
         return (-0.5 * (terms + _LOG_2PI)).to(dtype)
     count = 1  # the entries summed (a loop: Dynamo does not trace a generator)
     for a in axis:
         count *= terms.shape[a]
     return (-0.5 * (terms.sum(axis) + count * _LOG_2PI)).to(dtype)
+
+
+def _summed(terms: Any, axis: tuple[int, ...]) -> Any:
+    """``terms`` summed over ``axis``; none for ``()`` (torch's ``sum(())`` reduces every axis)."""
+    return terms.sum(axis) if axis else terms
+
+
+def kl_normal_standard(backend: seqops.Backend, mu: Any, log_var: Any, /, *, axis: tuple[int, ...]) -> Any:
+    k = _K or _load()
+    dtype = mu.dtype
+    if dtype not in k["native"]:
+        mu, log_var = mu.to(k["float32"]), log_var.to(k["float32"])
+    # not expm1(...).sub_(...): expm1's derivative reads its output
+    terms = k["addcmul"](k["expm1"](log_var) - log_var, mu, mu)  # expm1(lv) − lv + mu²
+    return (0.5 * _summed(terms, axis)).to(dtype)
+
+
+def kl_normal_normal(
+    backend: seqops.Backend,
+    mu_q: Any,
+    log_var_q: Any,
+    mu_p: Any,
+    log_var_p: Any,
+    /,
+    *,
+    axis: tuple[int, ...],
+) -> Any:
+    k = _K or _load()
+    dtype = mu_q.dtype
+    if dtype not in k["native"]:
+        mu_q, log_var_q, mu_p, log_var_p = (t.to(k["float32"]) for t in (mu_q, log_var_q, mu_p, log_var_p))
+    r = log_var_q - log_var_p
+    z = (mu_q - mu_p) * log_var_p.mul(-0.5).exp_()  # the mean difference in units of σp
+    terms = k["addcmul"](k["expm1"](r) - r, z, z)
+    return (0.5 * _summed(terms, axis)).to(dtype)
 
 
 def decline_iwae_bound(
