@@ -1,7 +1,7 @@
 """The jax-fast plugin's fast paths beyond the XLA attention: ``masked_conv2d`` through
-``lax.conv_general_dilated``, and the cuDNN/XLA choice of ``jax.nn.dot_product_attention``
-(checked with a stubbed "on a CUDA GPU" predicate: no GPU here). Tiny shapes: eager JAX
-compiles per shape."""
+``lax.conv_general_dilated``, the cuDNN/XLA choice of ``jax.nn.dot_product_attention``
+(checked with a stubbed "on a CUDA GPU" predicate: no GPU here), ``softmax``/``log_softmax``
+through ``jax.nn`` and the fused window attention. Tiny shapes: eager JAX compiles per shape."""
 
 from __future__ import annotations
 
@@ -22,7 +22,8 @@ if seqops.registry.pm.get_plugin("jax-fast") is None:
 
 import seqops_jax_fast  # noqa: E402
 from _sampling import check_top_k_draws  # noqa: E402
-from seqops_jax_fast import conv  # noqa: E402
+from seqops_conformance.references import vision as vision_ref  # noqa: E402
+from seqops_jax_fast import conv, windows  # noqa: E402
 
 BACKEND = next(backend for backend, _ in seqops.backends() if backend.name == "jax")
 CONV = "jax-conv-general-dilated"
@@ -149,7 +150,7 @@ def test_pixelcnn_keep_is_the_public_mask() -> None:
 def on_gpu(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Pretend JAX runs on a CUDA GPU of compute capability 9.0 (a stub: nothing is run there)."""
     monkeypatch.setattr(seqops_jax_fast, "_cuda_capability", lambda: (9, 0))
-    monkeypatch.setattr(seqops_jax_fast, "_on_cpu", lambda: False)
+    monkeypatch.setattr(seqops_jax_fast, "on_cpu", lambda: False)
     return monkeypatch
 
 
@@ -287,3 +288,197 @@ def test_top_k_sampling_eagerly_under_vmap_and_at_the_edges() -> None:
     assert dict(explanation.decisions)["jax-topk-sample (plugin 'jax-fast')"].endswith(
         seqops_jax_fast.decoding.TOP_P
     )
+
+
+# -- softmax / log_softmax: jax.nn ------------------------------------------------------------
+SOFTMAX = {"softmax": "jax-nn-softmax", "log_softmax": "jax-nn-log-softmax"}
+
+
+def _log_softmax64(x: Any, axis: int) -> np.ndarray:
+    """``x - log Σ exp(x)`` in float64 by ``logaddexp.reduce`` (no maximum taken out)."""
+    x = np.asarray(x, dtype=np.float64)
+    with np.errstate(invalid="ignore"):  # the NaN and the all -inf rows
+        return x - np.logaddexp.reduce(x, axis=axis, keepdims=True)
+
+
+def _softmax_input(dtype: Any) -> Any:
+    """``(3, 5, 4)`` normals: along the last axis row ``(0, 1)`` all ``-inf``, row ``(0, 2)``
+    with a NaN, row ``(1, 0)`` with one ``-inf``; large logits (±30) elsewhere."""
+    x = 10.0 * rng.standard_normal((3, 5, 4))
+    x[0, 1] = -np.inf
+    x[0, 2, 2] = np.nan
+    x[1, 0, 1] = -np.inf
+    return jnp.asarray(x, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("axis", [-1, 0])
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_matches_a_float64_reference(op: str, axis: int, dtype_name: str) -> None:
+    dtype = getattr(jnp, dtype_name)
+    x = _softmax_input(dtype)
+    public = getattr(seqops, op)
+    assert seqops.explain(public, x, axis=axis).chosen == SOFTMAX[op]
+    out = public(x, axis=axis)
+    expected = _log_softmax64(np.asarray(x, dtype=np.float64), axis)  # from the rounded input
+    if op == "softmax":
+        expected = np.exp(expected)
+    # NaN where the reference has it (the NaN row, the all -inf row), and nowhere else
+    np.testing.assert_array_equal(np.isnan(np.asarray(out, dtype=np.float64)), np.isnan(expected))
+    _close(out, jnp.asarray(expected).astype(dtype), dtype_name)
+    with without_plugin():
+        portable = public(x, axis=axis)
+    _close(out, portable, dtype_name)
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_of_a_row_with_inf_is_nan_as_the_reference(op: str) -> None:
+    """``+inf - +inf``: every entry of the row is NaN, as in the float64 conformance reference
+    (the portable path keeps the finite entries at 0 / -inf)."""
+    out = getattr(seqops, op)(jnp.asarray([[jnp.inf, 0.0, 1.0], [0.0, 1.0, 2.0]]))
+    assert bool(jnp.all(jnp.isnan(out[0]))) and bool(jnp.all(jnp.isfinite(out[1])))
+
+
+@pytest.mark.parametrize("op", ["softmax", "log_softmax"])
+def test_softmax_under_jit_and_grad_and_on_empty_sizes(op: str) -> None:
+    public = getattr(seqops, op)
+    x = _normal((4, 7), jnp.float64)
+
+    def loss(x: Any) -> Any:
+        return jnp.sum(jnp.sin(public(x, axis=0)))
+
+    value, grad = jax.jit(jax.value_and_grad(loss))(x)
+    with without_plugin():
+        expected_value, expected_grad = jax.value_and_grad(loss)(x)
+    _close(value, expected_value, "float64")
+    _close(grad, expected_grad, "float64")
+    for shape, axis in (((3, 0), -1), ((0, 4), -1), ((0, 4), 0)):
+        empty = jnp.zeros(shape, jnp.float32)
+        assert seqops.explain(public, empty, axis=axis).chosen == SOFTMAX[op]
+        out = public(empty, axis=axis)
+        assert out.shape == shape and out.dtype == jnp.float32
+
+
+# -- window attention -----------------------------------------------------------------------------
+WINDOWS = "jax-fused-window-attention"
+
+
+def _swin(
+    dtype: Any, *, size: tuple[int, int] = (8, 8), ws: int = 4, heads: int = 2, biases: bool = True
+) -> tuple[Any, seqops.MHAParams, Any]:
+    """``x (2, H, W, 6)``, parameters ``6 -> 6`` (``w_o`` to 5), a relative bias table."""
+    c = 6
+    weights = [_normal((c, c), dtype) * 0.4 for _ in range(3)] + [_normal((c, 5), dtype) * 0.4]
+    bias_vectors = [_normal((c,), dtype) * 0.1 for _ in range(3)] + [_normal((5,), dtype) * 0.1]
+    params = seqops.MHAParams(*weights, *(bias_vectors if biases else [None] * 4))
+    table = _normal(((2 * ws - 1) ** 2, heads), dtype)
+    return _normal((2, *size, c), dtype), params, table
+
+
+def _as64(params: seqops.MHAParams) -> seqops.MHAParams:
+    return seqops.MHAParams(*(None if w is None else np.asarray(w, np.float64) for w in params))
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize(
+    ("size", "ws", "shift", "with_table", "biases"),
+    [
+        ((8, 8), 4, 2, True, True),  # SW-MSA with the relative bias
+        ((7, 9), 4, 1, True, False),  # padded to 8 × 12, no projection biases
+        ((6, 6), 3, 0, False, True),  # W-MSA, no mask
+        ((5, 5), 1, 0, True, True),  # one token a window: the output is the projected value
+    ],
+)
+def test_window_attention_matches_the_reference(
+    dtype_name: str, size: tuple[int, int], ws: int, shift: int, with_table: bool, biases: bool
+) -> None:
+    dtype = getattr(jnp, dtype_name)
+    x, params, table = _swin(dtype, size=size, ws=ws, biases=biases)
+    table = table if with_table else None
+    options: dict[str, Any] = dict(num_heads=2, window_size=ws, shift_size=shift, relative_bias_table=table)
+    assert seqops.explain(seqops.window_attention, x, params, **options).chosen == WINDOWS
+    out = seqops.window_attention(x, params, **options)
+    assert out.shape == (2, *size, 5)
+    expected = vision_ref.window_attention(
+        np.asarray(x, np.float64),
+        _as64(params),
+        2,
+        ws,
+        shift,
+        None if table is None else np.asarray(table, np.float64),
+    )
+    # half precision rounds the projections and the attended values too (as the portable path)
+    tol = {"float16": 2e-2, "bfloat16": 1e-1}.get(dtype_name, TOL[dtype_name]["rtol"])
+    np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=tol, atol=tol)
+    with without_plugin():
+        portable = seqops.window_attention(x, params, **options)
+    _close(out, portable, dtype_name)
+
+
+def test_window_attention_keeps_excluded_nan_scores_and_empty_rows_out() -> None:
+    """A NaN score reaches only the queries that attend it (the mask is a select, not an
+    added -inf); a query whose every allowed key has a -inf bias gives zeros before ``w_o``."""
+    x, params, table = _swin(jnp.float32)
+    # a NaN bias two rows apart (head 0): in the bottom windows of the shifted map rows
+    # 0-1 and 2-3 are different regions, so every such pair there is masked out
+    index = np.asarray(seqops.relative_position_index(4))
+    table = table.at[index[8, 0], 0].set(jnp.nan)  # token (2, 0) to token (0, 0)
+    options: dict[str, Any] = dict(num_heads=2, window_size=4, shift_size=2, relative_bias_table=table)
+    out = np.asarray(seqops.window_attention(x, params, **options), dtype=np.float64)
+    expected = vision_ref.window_attention(
+        np.asarray(x, np.float64), _as64(params), 2, 4, 2, np.asarray(table, np.float64)
+    )
+    nan = np.isnan(out)
+    np.testing.assert_array_equal(nan, np.isnan(expected))
+    assert nan.any() and not nan.all()
+    np.testing.assert_allclose(out[~nan], expected[~nan], rtol=1e-5, atol=1e-5)
+
+    # head 0 sees no key at all: its half of the attended features is 0
+    blocked = table.at[:, 0].set(-jnp.inf)
+    out = seqops.window_attention(x, params, **{**options, "relative_bias_table": blocked})
+    expected = vision_ref.window_attention(
+        np.asarray(x, np.float64), _as64(params), 2, 4, 2, np.asarray(blocked, np.float64)
+    )
+    _close(out, jnp.asarray(expected, jnp.float32), "float32")
+
+
+def test_window_attention_under_jit_and_grad() -> None:
+    x, params, table = _swin(jnp.float64, size=(6, 7), ws=3)
+
+    def loss(x: Any, params: Any, table: Any) -> Any:
+        out = seqops.window_attention(
+            x, params, num_heads=2, window_size=3, shift_size=1, relative_bias_table=table
+        )
+        return jnp.sum(jnp.sin(out))
+
+    value, grads = jax.jit(jax.value_and_grad(loss, argnums=(0, 1, 2)))(x, params, table)
+    with without_plugin():
+        expected_value, expected_grads = jax.value_and_grad(loss, argnums=(0, 1, 2))(x, params, table)
+    _close(value, expected_value, "float64")
+    for a, e in zip(jax.tree.leaves(grads), jax.tree.leaves(expected_grads), strict=True):
+        _close(a, e, "float64")
+
+
+def test_window_attention_declines_with_its_reasons(monkeypatch: pytest.MonkeyPatch) -> None:
+    x, params, table = _swin(jnp.float32)
+    options: dict[str, Any] = dict(num_heads=2, window_size=4, shift_size=2, relative_bias_table=table)
+
+    def reason(x: Any) -> str:
+        explanation = seqops.explain(seqops.window_attention, x, params, **options)
+        assert explanation.chosen == "portable"
+        return dict(explanation.decisions)[f"{WINDOWS} (plugin 'jax-fast')"]
+
+    assert reason(x[:0]).endswith(windows.EMPTY)
+    old = seqops.set_attention_memory_budget(2 * 4 * 2 * 16 * 16 * 4 - 1)  # one byte short
+    try:
+        assert reason(x).endswith(windows.OVER_BUDGET)
+    finally:
+        seqops.set_attention_memory_budget(old)
+    (batch,) = jax.export.symbolic_shape("b")
+    spec = jax.ShapeDtypeStruct((batch, 8, 8, 6), jnp.float32)
+    assert (
+        windows.decline_window_attention(BACKEND, spec, params, num_heads=2, window_size=4)
+        == windows.SYMBOLIC
+    )
+    monkeypatch.setattr(windows, "on_cpu", lambda: False)
+    assert reason(x).endswith(windows.OFF_CPU)

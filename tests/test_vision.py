@@ -356,6 +356,7 @@ def test_every_backend_keeps_library_device_dtype(backend, rng, dtype_name):
     bias = seqops.shifted_window_mask(4, 6, 2, 1, as_bias=True, like=x)
     _check_kept(backend, bias, x, dtype)
     close(bias, ref.shifted_window_mask(4, 6, 2, 1, as_bias=True), exact=True)
+    assert not np.signbit(backend.to_numpy(bias)).any(axis=None, where=backend.to_numpy(mask))  # +0.0
     default = seqops.shifted_window_mask(4, 6, 2, 1, as_bias=True, backend=backend.name)
     assert backend.owns(default) and default.dtype == backend.default_float_dtype()
     index = seqops.relative_position_index(3, like=x)

@@ -13,12 +13,28 @@
 - ``masked_conv2d`` (``conv.py``): one ``lax.conv_general_dilated`` with the masked weight,
   ~0.93x of calling it directly against 4.5x for the portable im2col (jitted, CPU), so
   accepted everywhere.
+- ``softmax``/``log_softmax`` (``activations.py``): ``jax.nn.softmax``/``jax.nn.log_softmax``,
+  the same kernels (against 1.03-1.18x and 1.12-1.39x for the portable math, whose select
+  guarding a non-finite row maximum XLA's CPU compiler fuses into no YNNPACK kernel: a pass
+  more), accepted everywhere.
+- ``window_attention`` (``windows.py``), on CPU: the whole composite in ``jax.numpy``, its
+  softmax guarded by ``maximum``s (exact) so that XLA fuses it with both products: 0.90-0.96x
+  of Swin's own code against 1.12-1.24x for the composite over the portable attention
+  (2 × 56 × 56 × 96, window 7, shift 3).
 
-Measured and not kept (``bench.py`` here prints every candidate's jitted ratio): the
-portable ``softmax``/``log_softmax``, ``layer_norm``, ``rms_norm``, the activations,
-``cross_entropy`` (a ``take_along_axis`` gather) and top-k ``filter_logits`` (a ``lax.top_k``
-selection) already run within 1.10x of ``jax.nn``/``lax`` under ``jax.jit`` on CPU, and a
-fast path compiled to the same kernels.
+Measured and not kept (``bench/jax_fast.py`` and ``bench/ops_table.py`` print the jitted
+ratios): the portable ``layer_norm``, ``rms_norm``, the activations, ``cross_entropy`` (a
+``take_along_axis`` gather) and top-k ``filter_logits`` (a ``lax.top_k`` selection) already
+run within 1.10x of ``jax.nn``/``lax`` under ``jax.jit`` on CPU, and a fast path compiled to
+the same kernels; so does ``iwae_bound`` (the kernels of ``jax.scipy.special.logsumexp``:
+0.97-1.06x, the spread of timing one function against a copy of itself here).
+``gaussian_log_likelihood`` (1.07-1.19x) gets no fast path: its gap is a constant, ``-0.5``,
+that XLA shares between the per-entry kernel and the final scaling and then passes to the
+YNNPACK kernel as an operand; it belongs to the portable formula (any form that does not
+repeat the constant: 0.95-1.03x). ``windows.py``'s ``maximum`` guards tried in the portable
+masked softmax (the attention's softmax and value product then one kernel) took the
+``scaled_dot_product_attention`` row of ``bench/ops_table.py`` (B=2 H=8 L=S=1024 E=64)
+from 0.85x to 1.46x of its plain ``jnp`` attention: not proposed.
 
 The attention takes ``(B, T, N, H)`` arrays: the heads axis of ``(..., N, L, E)`` inputs
 (dim -3) is its ``N`` (moved there by a transpose, never folded into ``B``: a heads-sharded
@@ -48,8 +64,8 @@ from typing import Any, Literal
 
 import seqops
 
-from . import conv, decoding
-from ._shapes import SYMBOLIC, static
+from . import activations, conv, decoding, windows
+from ._shapes import SYMBOLIC, on_cpu, static
 
 DROPOUT = "dropout with an explicit rng: jax.nn.dot_product_attention has no dropout"
 WEIGHTS = "return_weights=True: jax.nn.dot_product_attention does not return the weights"
@@ -108,14 +124,16 @@ def seqops_implementations(backend: seqops.Backend) -> list[seqops.Implementatio
             decoding.sample_logits,
             decline=decoding.decline_sample_logits,
         ),
+        seqops.Implementation(ops.softmax, "jax-nn-softmax", activations.softmax),
+        seqops.Implementation(ops.log_softmax, "jax-nn-log-softmax", activations.log_softmax),
+        seqops.Implementation(
+            ops.window_attention,
+            "jax-fused-window-attention",
+            windows.window_attention,
+            decline=windows.decline_window_attention,
+            limitations=(seqops.Limitation(windows.OFF_CPU, device="cuda"),),
+        ),
     ]
-
-
-@functools.cache
-def _on_cpu() -> bool:
-    import jax
-
-    return jax.default_backend() == "cpu"
 
 
 @functools.cache
@@ -145,7 +163,7 @@ def decline_sdpa(
 ) -> str | None:
     if return_weights:
         return WEIGHTS
-    if not ACCEPT_ON_CPU and _on_cpu():
+    if not ACCEPT_ON_CPU and on_cpu():
         return ON_CPU
     return _unsupported(q, k, v, dropout_p)
 

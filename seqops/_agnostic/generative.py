@@ -213,9 +213,11 @@ def gaussian_log_likelihood(
     terms = z * z + lv
     count = math.prod(terms.shape[a] for a in axis)  # the entries summed
     if isinstance(count, int):  # the constant added once, not per entry (a pass less: ~10%)
-        return xp.astype(-0.5 * (xp.sum(terms, axis=axis) + count * _LOG_2PI), x.dtype, copy=False)
+        # -(0.5 * ...), not -0.5 * ...: XLA shares a -0.5 between the kernels and passes it to the
+        # fused one as an operand (~12% of the op, jitted on CPU); the same bits either way
+        return xp.astype(-(0.5 * (xp.sum(terms, axis=axis) + count * _LOG_2PI)), x.dtype, copy=False)
     # a symbolic or unknown size (a traced shape, a lazy array's NaN): the constant per entry
-    return xp.astype(-0.5 * xp.sum(terms + _LOG_2PI, axis=axis), x.dtype, copy=False)
+    return xp.astype(-(0.5 * xp.sum(terms + _LOG_2PI, axis=axis)), x.dtype, copy=False)
 
 
 _LOG_2PI = math.log(2.0 * math.pi)
