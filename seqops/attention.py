@@ -162,14 +162,16 @@ def scaled_dot_product_attention(
         and (k_shape == v_shape or (k_shape[-2] == v_shape[-2] and k_shape[:-2] == v_shape[:-2]))
     ):
         lead = _check_sdpa_inputs(backend.namespace(), q, k, v, mask, bias, enable_gqa)
-    elif mask is not None or bias is not None:
-        lead = q_shape[:-2]  # equal leading dims (with GQA: equal heads too)
-    if mask is not None or bias is not None:
         target = (*lead, q_shape[-2], k_shape[-2])
+    elif mask is not None or bias is not None:
+        target = (*q_shape[:-1], k_shape[-2])  # equal leading dims (with GQA: equal heads too)
+    if mask is not None:
         check.broadcast_to_target("mask", mask, target, "(..., L, S)")
+    if bias is not None:
         check.broadcast_to_target("bias", bias, target, "(..., L, S)")
     if scale is None:  # E = 0: every score is 0 whatever the scale (docs/errors-and-edge-cases.md)
-        scale = 1.0 / math.sqrt(q_shape[-1]) if q_shape[-1] else 1.0
+        width = q_shape[-1]
+        scale = 1.0 / math.sqrt(width) if width else 1.0
     else:
         scale = check.number("scale", scale)
     if dropout_p != 0.0 or type(dropout_p) is not float or rng is not None:
