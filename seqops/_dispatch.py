@@ -326,7 +326,7 @@ def implementations(op: Op | str, backend: Backend | str, /) -> tuple[Implementa
     --------
     >>> import seqops
     >>> [(i.name, i.plugin) for i in seqops.implementations("softmax", "numpy")]
-    [('portable', 'portable')]
+    [('numpy-softmax', 'numpy-fast'), ('portable', 'portable')]
     """
     chosen = backend if isinstance(backend, Backend) else backend_named(backend)
     return registry.implementations(as_op(op), chosen)
@@ -376,9 +376,10 @@ def explain(fn: Any, /, *args: Any, **kwargs: Any) -> Explanation:
     >>> import numpy as np, seqops
     >>> q = np.ones((2, 4, 8), dtype=np.float32)
     >>> print(seqops.explain(seqops.scaled_dot_product_attention, q, q, q))
-    scaled_dot_product_attention on backend 'numpy': runs 'portable'
+    scaled_dot_product_attention on backend 'numpy': runs 'numpy-attention'
+      numpy-attention (plugin 'numpy-fast'): accepts: runs
       portable-tiled (plugin 'portable'): declines: the (L, S) scores fit the memory budget
-      portable: accepts: runs
+      portable: would accept, not reached
     """
     return _explain(*_dispatched(fn, args, kwargs))
 
@@ -414,7 +415,7 @@ def candidates(fn: Any, /, *args: Any, **kwargs: Any) -> list[tuple[str, Callabl
     >>> import numpy as np, seqops
     >>> q = np.ones((2, 4, 8), dtype=np.float32)
     >>> [name for name, _ in seqops.candidates(seqops.scaled_dot_product_attention, q, q, q)]
-    ['portable']
+    ['numpy-attention', 'portable']
     """
     op, backend, v_args, v_kwargs = _dispatched(fn, args, kwargs)
     found: list[tuple[str, Callable[[], Any]]] = []

@@ -122,8 +122,8 @@ def test_padding_mask_follows_lengths_library(backend: seqops.Backend) -> None:
 def test_explain_validates_like_a_real_call() -> None:
     q = np.ones((2, 3, 4), dtype=np.float32)
     explanation = seqops.explain("scaled_dot_product_attention", q, q, q, is_causal=True)
-    assert explanation.chosen == "portable" and explanation.backend == "numpy"
-    assert "runs 'portable'" in str(explanation)
+    assert explanation.chosen == "numpy-attention" and explanation.backend == "numpy"
+    assert "runs 'numpy-attention'" in str(explanation)
     with pytest.raises(ValueError, match="same feature size"):
         seqops.explain(seqops.scaled_dot_product_attention, q, q[..., :2], q)
     with pytest.raises(TypeError, match="not a dispatched seqops op"):

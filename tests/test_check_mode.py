@@ -110,7 +110,7 @@ def test_check_mode_off_returns_the_wrong_result_unchecked(wrong: Wrong) -> None
 def test_switching_rebuilds_the_tables(wrong: Wrong) -> None:
     assert set_check_plugins(True) is False
     try:
-        first, portable = seqops.implementations("softmax", "numpy")
+        first, *_, portable = seqops.implementations("softmax", "numpy")  # numpy-softmax between
         assert first.fn.__wrapped__ == wrong.softmax  # the fast path, wrapped
         assert not hasattr(portable.fn, "__wrapped__")  # the reference itself is not
         assert seqops.ops.softmax.mismatch(first.fn) is None  # the contract's signature kept

@@ -151,8 +151,17 @@ def test_results_name_the_implementation(report: Report) -> None:
         over,
         "numpy-silu",  # numpy-fast
         "numpy-topk-sample",
+        "numpy-topk-filter",
         "numpy-rotary",
         "numpy-shifted-window-mask",
+        "numpy-softmax",
+        "numpy-attention",
+        "numpy-rnn",
+        "numpy-rnn-cell",
+        "numpy-reparameterize",
+        "numpy-reparameterize + portable",
+        "numpy-kl-normal-normal",
+        "numpy-gaussian-log-likelihood",
     }
     tiled = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable-tiled"}
     plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}
@@ -426,7 +435,7 @@ SDPA = "scaled_dot_product_attention"
 def test_candidates_validate_and_list_the_accepting_implementations_in_asking_order() -> None:
     q = np.ones((2, 4, 8), dtype=np.float32)
     f = seqops.scaled_dot_product_attention
-    assert [name for name, _ in seqops.candidates(f, q, q, q)] == ["portable"]
+    assert [name for name, _ in seqops.candidates(f, q, q, q)] == ["numpy-attention", "portable"]
     old = seqops.set_attention_memory_budget(0)
     try:
         found = seqops.candidates(f, q, q, q)

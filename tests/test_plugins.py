@@ -176,7 +176,7 @@ def test_a_third_party_decline_that_raises_disables_that_implementation_for_that
             out = seqops.softmax(x)  # the call proceeds to the next implementation
         np.testing.assert_allclose(out, _softmax_reference(x))
         np.testing.assert_allclose(seqops.softmax(x), _softmax_reference(x))  # not asked again, no warning
-        assert [i.name for i in seqops.implementations(seqops.ops.softmax, "numpy")] == ["portable"]
+        assert "fragile" not in [i.name for i in seqops.implementations(seqops.ops.softmax, "numpy")]
         # The plugin and its other implementation are untouched.
         assert seqops.registry.pm.has_plugin(name)
         assert seqops.scaled_dot_product_attention(x, x, x) == "steady"
