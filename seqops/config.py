@@ -7,9 +7,15 @@ call); plugins that materialise scores in chunks size them by
 
 from __future__ import annotations
 
+import math
 import os
+from typing import TYPE_CHECKING, Any
 
 from seqops._lib import validate as check
+
+if TYPE_CHECKING:
+    from seqops._lib.typing import Array
+    from seqops.contract import Backend
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
 """Bytes the ``(..., L, S)`` attention scores may take before the tiled path is chosen."""
@@ -81,3 +87,63 @@ def set_attention_memory_budget(nbytes: int | None, /) -> int:
     previous = ATTENTION.budget
     ATTENTION.budget = _default_budget() if nbytes is None else check.integer("nbytes", nbytes)
     return previous
+
+
+def attention_scores_fit(
+    backend: Backend, q: Array, k: Array, v: Array, /, *, enable_gqa: bool = False
+) -> bool | None:
+    """Whether the ``(..., L, S)`` scores of an attention over ``q``, ``k``, ``v`` fit the
+    memory budget: the rule by which the portable path takes its plain or its tiled attention,
+    for a fast path that materialises the scores to decline the calls beyond it by the same rule.
+
+    Judged on what one chunk or shard holds (:meth:`seqops.Backend.local_shape`): 8 bytes a
+    score for float64, 4 otherwise (half precision computes its scores in float32).
+
+    Parameters
+    ----------
+    backend : Backend
+        The call's backend (a ``decline`` receives it).
+    q, k, v : array
+        ``(..., L, E)``, ``(..., S, E)``, ``(..., S, Ev)``, as validated for the attention.
+    enable_gqa : bool
+        ``k`` and ``v`` with fewer heads (dim -3) than ``q``.
+
+    Returns
+    -------
+    bool or None
+        ``None`` when a size is not a known int (symbolic or dynamic: the plain path runs).
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> q = np.ones((2, 3, 16, 4), dtype=np.float32)  # 2 * 3 * 16 * 16 * 4 = 6144 bytes of scores
+    >>> backend = dict((b.name, b) for b, _ in seqops.backends())["numpy"]
+    >>> old = seqops.set_attention_memory_budget(6144)
+    >>> seqops.attention_scores_fit(backend, q, q, q), seqops.set_attention_memory_budget(6143) == 6144
+    (True, True)
+    >>> seqops.attention_scores_fit(backend, q, q, q)
+    False
+    >>> _ = seqops.set_attention_memory_budget(old)
+    """
+    qs, ks, vs = backend.local_shape(q), backend.local_shape(k), backend.local_shape(v)
+    rows = score_rows(qs, ks, vs, enable_gqa)
+    if rows is None:
+        return None
+    return rows * qs[-2] * ks[-2] * score_bytes(backend.namespace(), q.dtype) <= ATTENTION.budget
+
+
+def score_rows(q: tuple[Any, ...], k: tuple[Any, ...], v: tuple[Any, ...], enable_gqa: bool) -> int | None:
+    """``prod(batch dims)`` of the shapes of ``q``, ``k``, ``v``: how many ``(L, S)`` score
+    matrices an attention computes, or ``None`` when a size is not a known int (symbolic,
+    dynamic or unknown)."""
+    qs, ks, vs = q[:-2], k[:-2], v[:-2]
+    if not all(isinstance(d, int) for d in (*qs, *ks, *vs, q[-2], k[-2])):
+        return None
+    if enable_gqa:
+        ks, vs = (*ks[:-1], qs[-1]), (*vs[:-1], qs[-1])
+    return math.prod(check.broadcast(qs, ks, vs))
+
+
+def score_bytes(xp: Any, dtype: Any) -> int:
+    """Bytes of one score: 8 for float64, 4 otherwise (half precision scores in float32)."""
+    return 8 if dtype == xp.float64 else 4

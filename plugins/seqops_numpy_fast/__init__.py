@@ -332,13 +332,8 @@ def decline_scaled_dot_product_attention(
         return DROPOUT
     if return_weights:  # the tiled path cannot return the weights: the plain one runs
         return None
-    # The built-in rule of portable-tiled: the scores of every (L, S) matrix against the budget.
-    heads_k = (*k.shape[:-3], q.shape[-3]) if enable_gqa else k.shape[:-2]
-    heads_v = (*v.shape[:-3], q.shape[-3]) if enable_gqa else v.shape[:-2]
-    np = (_K or _load())["np"]
-    rows = math.prod(np.broadcast_shapes(q.shape[:-2], heads_k, heads_v))
-    size = 8 if q.dtype == np.float64 else 4
-    return OVER_BUDGET if rows * q.shape[-2] * k.shape[-2] * size > seqops.attention_memory_budget() else None
+    # the rule by which the portable path takes its tiled attention
+    return None if seqops.attention_scores_fit(backend, q, k, v, enable_gqa=enable_gqa) else OVER_BUDGET
 
 
 def scaled_dot_product_attention(

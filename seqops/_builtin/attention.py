@@ -4,7 +4,6 @@ tiled), multi-head attention over the dispatched attention."""
 from __future__ import annotations
 
 import functools
-import math
 from typing import Any
 
 from seqops import config, ops
@@ -103,24 +102,8 @@ def scaled_dot_product_attention(
     )
 
 
-def _score_rows(q: tuple[Any, ...], k: tuple[Any, ...], v: tuple[Any, ...], enable_gqa: bool) -> int | None:
-    """``prod(batch dims)`` of the shapes of ``q``, ``k``, ``v``: how many ``(L, S)`` score
-    matrices the call computes, or ``None`` when a size is not a known int (symbolic,
-    dynamic or unknown)."""
-    qs, ks, vs = q[:-2], k[:-2], v[:-2]
-    if not all(isinstance(d, int) for d in (*qs, *ks, *vs, q[-2], k[-2])):
-        return None
-    if enable_gqa:
-        ks, vs = (*ks[:-1], qs[-1]), (*vs[:-1], qs[-1])
-    return math.prod(broadcast(qs, ks, vs))
-
-
 FITS = "the (L, S) scores fit the memory budget"
 UNKNOWN = "the sizes are not all known here (symbolic or dynamic): the plain path"
-
-
-def _score_bytes(xp: Any, dtype: Any) -> int:
-    return 8 if dtype == xp.float64 else 4
 
 
 def _decline_tiled(
@@ -128,15 +111,10 @@ def _decline_tiled(
 ) -> str | None:
     if return_weights:
         return "return_weights=True needs the whole (L, S) weights"
-    # judged on what one chunk or shard holds (Backend.local_shape), not the global shape
-    qs, ks, vs = backend.local_shape(q), backend.local_shape(k), backend.local_shape(v)
-    rows = _score_rows(qs, ks, vs, enable_gqa)
-    if rows is None:
+    fits = config.attention_scores_fit(backend, q, k, v, enable_gqa=enable_gqa)  # per chunk or shard
+    if fits is None:
         return UNKNOWN
-    size = _score_bytes(backend.namespace(), q.dtype)
-    if rows * qs[-2] * ks[-2] * size <= config.ATTENTION.budget:
-        return FITS
-    return None
+    return FITS if fits else None
 
 
 @implement(ops.scaled_dot_product_attention, name="portable-tiled", decline=_decline_tiled, first=True)
@@ -168,9 +146,9 @@ def tiled_scaled_dot_product_attention(
     if dropout_p > 0.0:
         # The same draws as the plain path (one (..., L, S) multiplier, sliced per tile).
         keep = _keep_for(backend, q, k, v, dropout_p, rng, enable_gqa)
-    rows = _score_rows(tuple(q.shape), tuple(k.shape), tuple(v.shape), enable_gqa) or 1
+    rows = config.score_rows(tuple(q.shape), tuple(k.shape), tuple(v.shape), enable_gqa) or 1
     key_tile = min(config.ATTENTION.key_tile, k.shape[-2])
-    size = _score_bytes(xp, q.dtype)
+    size = config.score_bytes(xp, q.dtype)
     query_tile = max(1, config.ATTENTION.tile_bytes // (size * max(1, rows) * max(1, key_tile)))
     return attention.tiled_scaled_dot_product_attention(
         xp, q, k, v, mask=mask, bias=bias, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa,
