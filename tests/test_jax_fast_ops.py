@@ -1,7 +1,10 @@
 """The jax-fast plugin's fast paths beyond the XLA attention: ``masked_conv2d`` through
 ``lax.conv_general_dilated``, the cuDNN/XLA choice of ``jax.nn.dot_product_attention``
 (checked with a stubbed "on a CUDA GPU" predicate: no GPU here), ``softmax``/``log_softmax``
-through ``jax.nn`` and the fused window attention. Tiny shapes: eager JAX compiles per shape."""
+through ``jax.nn``, the fused window attention, and the portable losses and rotate-half rotary
+as written for XLA's CPU fusion (their values on non-finite rows; what they compile to
+is the benchmarks' business: bench/ops_table.py).
+Tiny shapes: eager JAX compiles per shape."""
 
 from __future__ import annotations
 
@@ -482,3 +485,106 @@ def test_window_attention_declines_with_its_reasons(monkeypatch: pytest.MonkeyPa
     )
     monkeypatch.setattr(windows, "on_cpu", lambda: False)
     assert reason(x).endswith(windows.OFF_CPU)
+
+
+# -- the portable losses and rotary under jax.jit (written for XLA's CPU fusion) -------------------
+def _nll64(x: np.ndarray, t: np.ndarray) -> np.ndarray:
+    """``-log softmax(x)[t]`` per row, float64, as ``logsumexp - x_t`` (finite-maximum rows only)."""
+    return np.logaddexp.reduce(x, axis=-1) - np.take_along_axis(x, t[..., None], axis=-1)[..., 0]
+
+
+def _loss_rows() -> tuple[Any, Any, np.ndarray]:
+    """``(6, 5)`` logits and targets, with the non-finite rows' per-contract losses written out:
+    row 1 all ``-inf`` (NaN), row 2 a ``+inf`` picked elsewhere (``+inf``: its probability
+    is 0), row 3 that ``+inf`` picked (``inf - inf``: NaN), row 4 a NaN (NaN), row 5 a
+    ``-inf`` picked in a finite row (``+inf``); row 0 large finite logits."""
+    x = 30.0 * rng.standard_normal((6, 5))
+    t = np.array([3, 0, 1, 2, 4, 0])
+    x[1] = -np.inf
+    x[2, 2] = x[3, 2] = np.inf
+    x[4, 1] = np.nan
+    x[5, 0] = -np.inf
+    expected = np.full(6, np.nan)
+    expected[0] = _nll64(x[:1], t[:1])[0]
+    expected[2] = expected[5] = np.inf
+    return x, t, expected
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64"])
+def test_losses_under_jit_keep_the_non_finite_rows(dtype_name: str) -> None:
+    """``cross_entropy`` and ``autoregressive_log_likelihood`` pick ``x[t] - shift`` instead of
+    reading a materialized ``x - shift`` (one kernel fewer under ``jax.jit``): the same values,
+    non-finite rows included, eager and jitted."""
+    dtype = getattr(jnp, dtype_name)
+    x64, t64, expected = _loss_rows()
+    x, t = jnp.asarray(x64, dtype=dtype), jnp.asarray(t64)
+
+    def losses(x: Any, t: Any) -> tuple[Any, Any]:
+        per_token = seqops.cross_entropy(x, t, reduction="none")
+        return per_token, seqops.autoregressive_log_likelihood(x[None], t[None])
+
+    for run in (losses, jax.jit(losses)):
+        per_token, ll = run(x, t)
+        got = np.asarray(per_token, dtype=np.float64)
+        np.testing.assert_array_equal(np.isnan(got), np.isnan(expected))
+        np.testing.assert_array_equal(got[np.isinf(expected)], expected[np.isinf(expected)])
+        tol = TOL[dtype_name]
+        np.testing.assert_allclose(got[0], expected[0], rtol=tol["rtol"], atol=tol["atol"])
+        assert ll.shape == (1,) and bool(jnp.isnan(ll[0]))  # NaN rows sum to NaN
+        finite = [0, 2, 5]  # -inf, -inf and a finite log-probability: -inf
+        _, ll_finite = run(x[jnp.asarray(finite)], t[jnp.asarray(finite)])
+        assert float(ll_finite[0]) == -np.inf
+
+
+def test_losses_under_jit_agree_with_jax_nn_and_keep_gradients() -> None:
+    x64 = 4.0 * rng.standard_normal((2, 3, 7))
+    t = jnp.asarray(rng.integers(0, 7, (2, 3)))
+    x = jnp.asarray(x64)
+
+    def reference(x: Any) -> Any:  # jax's own log-softmax, then the pick
+        return jnp.take_along_axis(jax.nn.log_softmax(x, axis=-1), t[..., None], axis=-1)[..., 0].sum(-1)
+
+    for smoothing in (0.0, 0.2):
+        ce = jax.jit(lambda x, s=smoothing: seqops.cross_entropy(x, t, label_smoothing=s, reduction="sum"))
+        lp = jax.nn.log_softmax(x, axis=-1)
+        expected = -(0.8 if smoothing else 1.0) * reference(x).sum() - (smoothing / 7) * lp.sum()
+        _close(ce(x), expected, "float64")
+    ll = jax.jit(seqops.autoregressive_log_likelihood)
+    _close(ll(x, t), reference(x), "float64")
+    _close(
+        jax.jit(jax.grad(lambda x: ll(x, t).sum()))(x), jax.grad(lambda x: reference(x).sum())(x), "float64"
+    )
+    for shape in ((0, 3, 7), (2, 0, 7)):  # empty batch and empty time axis
+        out = ll(jnp.zeros(shape), jnp.zeros(shape[:-1], jnp.int32))
+        assert out.shape == shape[:-2] and bool(jnp.all(out == 0.0))
+
+
+def _rotate_half64(x: np.ndarray, positions: np.ndarray, rotary_dim: int, base: float) -> np.ndarray:
+    """Pairs ``(i, i + d/2)`` as complex numbers times ``e^{i·angle}``, float64."""
+    half = rotary_dim // 2
+    inv = base ** (-np.arange(half) * 2.0 / rotary_dim)
+    turn = np.exp(1j * positions[..., None].astype(np.float64) * inv)  # (..., L, d/2)
+    z = (x[..., :half] + 1j * x[..., half:rotary_dim]) * turn
+    return np.concatenate([z.real, z.imag, x[..., rotary_dim:]], axis=-1)
+
+
+@pytest.mark.parametrize("dtype_name", ["float32", "float64", "bfloat16"])
+@pytest.mark.parametrize(("length", "rotary_dim"), [(5, 8), (5, 4), (0, 8)])
+def test_rotate_half_rotary_under_jit_matches_complex_rotation(
+    dtype_name: str, length: int, rotary_dim: int
+) -> None:
+    """The halves layout as ``x·cos + rotate_half(x)·sin`` over repeated angles (Hugging
+    Face's form, fused as theirs by XLA): against a complex rotation, with batched positions,
+    a partial rotary dim and an empty sequence."""
+    dtype = getattr(jnp, dtype_name)
+    x = jnp.asarray(rng.standard_normal((2, 3, length, 8)), dtype=dtype)
+    positions = jnp.asarray(rng.integers(0, 4096, (2, 1, length)))
+    rotate = jax.jit(lambda x, p: seqops.apply_rotary(x, p, rotary_dim=rotary_dim))
+    out = rotate(x, positions)
+    expected = _rotate_half64(np.asarray(x, np.float64), np.asarray(positions), rotary_dim, 10000.0)
+    assert out.shape == x.shape
+    # angles up to 4096 rad in float32: their rounding (~2e-4 rad) bounds the agreement
+    tol = {"float32": 1e-3, "float64": 1e-10, "bfloat16": 3e-2}[dtype_name]
+    np.testing.assert_allclose(np.asarray(out, np.float64), expected, rtol=tol, atol=tol)
+    grad = jax.jit(jax.grad(lambda x: jnp.sum(jnp.sin(rotate(x, positions)))))(x)
+    assert grad.shape == x.shape and bool(jnp.all(jnp.isfinite(grad)))

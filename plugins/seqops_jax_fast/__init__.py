@@ -35,6 +35,18 @@ repeat the constant: 0.95-1.03x). ``windows.py``'s ``maximum`` guards tried in t
 masked softmax (the attention's softmax and value product then one kernel) took the
 ``scaled_dot_product_attention`` row of ``bench/ops_table.py`` (B=2 H=8 L=S=1024 E=64)
 from 0.85x to 1.46x of its plain ``jnp`` attention: not proposed.
+``cross_entropy`` and ``autoregressive_log_likelihood`` (1.03-1.17x of ``jax.nn.log_softmax``
+and a ``take_along_axis``) and ``apply_rotary`` (1.09-1.12x of Hugging Face's rotate-half
+code) get no fast path either: their gaps were in the portable formulas, fixed there (the
+losses pick ``x[t] - shift`` instead of reading a materialized ``x - shift``, whose guard, a
+select, XLA split from the maximum: two passes over the logits instead of four, 0.33-0.42x;
+the rotation as ``x·cos + rotate_half(x)·sin`` over repeated angles, the same values: 1.01-1.03x).
+The ``log_softmax`` cell (1.06-1.31x, keras 1.04-1.33x, then 0.99 / 1.00x) compiles to the
+very kernels of ``jax.nn.log_softmax``: two jitted copies of ``jax.nn.log_softmax`` timed
+against each other read 0.80-1.46x while another process loaded this 2-core machine,
+0.94-1.08x when it was quiet.
+``rnn_cell`` (1.16-1.18x in two full runs, 0.92-1.06x in three more) compiles to the same
+kernels as the plain step.
 
 The attention takes ``(B, T, N, H)`` arrays: the heads axis of ``(..., N, L, E)`` inputs
 (dim -3) is its ``N`` (moved there by a transpose, never folded into ``B``: a heads-sharded

@@ -309,12 +309,18 @@ def apply_rotary(
     exponents = xp.arange(0, rotary_dim, 2, dtype=angle_dtype, device=helper_device(x))
     inv_freq = 1.0 / (base ** (exponents / rotary_dim))  # (d/2,)
     angles = xp.astype(positions, angle_dtype)[..., None] * inv_freq  # (..., L, d/2)
-    cos, sin = xp.cos(angles), xp.sin(angles)
     rotated = xp.astype(x[..., :rotary_dim], angle_dtype)
     if layout == "halves":  # pairs (i, i + d/2): Hugging Face's rotate_half
+        # x·cos + rotate_half(x)·sin over angles repeated on both halves: the values of
+        # [x1·cos - x2·sin, x2·cos + x1·sin] (a + (-b) is a - b, exactly), one product
+        # pair per output entry. Under jax.jit XLA:CPU runs it as Hugging Face's code; the
+        # halves computed apart and concatenated ran 1.08-1.12x of that (B=2 H=8 L=1024 E=64).
+        angles = xp.concat([angles, angles], axis=-1)
+        cos, sin = xp.cos(angles), xp.sin(angles)
         x1, x2 = rotated[..., :half], rotated[..., half:]
-        out = xp.concat([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+        out = rotated * cos + xp.concat([-x2, x1], axis=-1) * sin
     else:  # pairs (2i, 2i + 1): GPT-J, the RoFormer paper
+        cos, sin = xp.cos(angles), xp.sin(angles)
         x1, x2 = rotated[..., 0::2], rotated[..., 1::2]
         pairs = xp.stack([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)  # (..., L, d/2, 2)
         out = xp.reshape(pairs, (*pairs.shape[:-2], rotary_dim))
