@@ -596,3 +596,175 @@ def test_cells_decline_half_precision_and_empty_batches_and_keep_gradients() -> 
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
     batched = torch.func.vmap(lambda x: seqops.gru_cell(x, h, w1, w2))(x.detach()[None].expand(2, 3, 6))
     torch.testing.assert_close(batched[1], seqops.gru_cell(x.detach(), h, w1, w2))
+
+
+# -- window attention -------------------------------------------------------------------------
+def _window_inputs(
+    b: int,
+    h: int,
+    w: int,
+    heads: int,
+    ws: int,
+    *,
+    dtype: str = "float32",
+    bias: bool = True,
+    rel: bool = True,
+) -> tuple[Any, Any, Any]:
+    c = 4 * heads
+    weights = [_randn(c, c, dtype=dtype, scale=1 / math.sqrt(c)) for _ in range(4)]
+    biases = [_randn(c + i, dtype=dtype, scale=0.1)[:c] if bias else None for i in range(4)]
+    table = _randn((2 * ws - 1) ** 2, heads, dtype=dtype) if rel else None
+    return _randn(b, h, w, c, dtype=dtype), seqops.MHAParams(*weights, *biases), table
+
+
+def _swin_reference(x: Any, p: Any, heads: int, ws: int, shift: int, table: Any) -> Any:
+    """Float64, token by token: pad, roll, each window's attention (scores over the tokens of the
+    same region only, as Swin's slices label them), roll back, crop."""
+    x, p = x.double(), seqops.MHAParams(*(t if t is None else t.double() for t in p))
+    b, height, width, c = x.shape
+    hp, wp = -(-height // ws) * ws, -(-width // ws) * ws
+    x = torch.nn.functional.pad(x, (0, 0, 0, wp - width, 0, hp - height)).roll((-shift, -shift), (1, 2))
+
+    def label(i: int, size: int) -> int:
+        return 0 if not shift else int(i >= size - ws) + int(i >= size - shift)
+
+    def lin(t: Any, wt: Any, bt: Any) -> Any:
+        return t @ wt + (0 if bt is None else bt)
+
+    q, k, v = lin(x, p.w_q, p.b_q), lin(x, p.w_k, p.b_k), lin(x, p.w_v, p.b_v)
+    d = q.shape[-1] // heads
+    out = torch.zeros(b, hp, wp, q.shape[-1], dtype=torch.float64)
+    for r0 in range(0, hp, ws):
+        for c0 in range(0, wp, ws):
+            cells = [(r0 + i, c0 + j) for i in range(ws) for j in range(ws)]
+            for i1, j1 in cells:
+                for h in range(heads):
+                    sl = slice(h * d, (h + 1) * d)
+                    scores, keep = [], []
+                    for i2, j2 in cells:
+                        if (label(i1, hp), label(j1, wp)) != (label(i2, hp), label(j2, wp)):
+                            continue
+                        s = (q[:, i1, j1, sl] * k[:, i2, j2, sl]).sum(-1) / math.sqrt(d)
+                        if table is not None:
+                            di, dj = (i1 - r0) - (i2 - r0) + ws - 1, (j1 - c0) - (j2 - c0) + ws - 1
+                            s = s + table[di * (2 * ws - 1) + dj, h].double()
+                        scores.append(s)
+                        keep.append(v[:, i2, j2, sl])
+                    weights = torch.softmax(torch.stack(scores, -1), -1)  # (B, kept)
+                    out[:, i1, j1, sl] = (weights[..., None] * torch.stack(keep, 1)).sum(1)
+    out = lin(out, p.w_o, p.b_o).roll((shift, shift), (1, 2))
+    return out[:, :height, :width]
+
+
+WINDOW_CASES = [  # (B, H, W, heads, ws, shift, biases, table)
+    (2, 6, 6, 2, 3, 1, True, True),
+    (2, 5, 7, 2, 3, 1, True, True),  # padded to 6 x 9
+    (1, 5, 7, 2, 3, 0, False, False),  # padded, no shift, no biases, no relative bias
+    (2, 4, 6, 3, 2, 0, True, True),
+    (3, 7, 5, 2, 3, 2, False, False),  # padded, shifted, no relative bias
+]
+
+
+@pytest.mark.parametrize("case", WINDOW_CASES, ids=str)
+def test_window_attention_matches_the_portable_path_and_swin(case: tuple[Any, ...]) -> None:
+    b, h, w, heads, ws, shift, bias, table = case
+    x, p, rel = _window_inputs(b, h, w, heads, ws, bias=bias, rel=table)
+    kw = {"num_heads": heads, "window_size": ws, "shift_size": shift, "relative_bias_table": rel}
+    assert runs(seqops.window_attention, x, p, **kw) == "torch-window-attention"
+    same_as_portable(seqops.window_attention, x, p, **kw)
+    expected = _swin_reference(x, p, heads, ws, shift, rel)
+    torch.testing.assert_close(seqops.window_attention(x, p, **kw).double(), expected, rtol=2e-5, atol=2e-5)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float16", "bfloat16"])
+def test_window_attention_in_every_dtype(dtype: str) -> None:
+    x, p, rel = _window_inputs(2, 5, 7, 2, 3, dtype=dtype)
+    kw = {"num_heads": 2, "window_size": 3, "shift_size": 1, "relative_bias_table": rel}
+    assert runs(seqops.window_attention, x, p, **kw) == "torch-window-attention"
+    same_as_portable(seqops.window_attention, x, p, dtype=dtype, **kw)
+    if dtype == "float64":
+        out = seqops.window_attention(x, p, **kw)
+        torch.testing.assert_close(out, _swin_reference(x, p, 2, 3, 1, rel), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf"])
+@pytest.mark.parametrize("shift", [0, 1])
+def test_window_attention_keeps_an_excluded_nonfinite_key_out(value: str, shift: int) -> None:
+    x, p, rel = _window_inputs(2, 6, 6, 2, 3)
+    # a key of +-inf (or NaN: inf - inf) at token (0, 0) whose value and query stay finite (a
+    # non-finite value reaches its whole window: 0 * NaN); after the roll by -1 it sits at
+    # (5, 5), alone in its region, which the rest of its window excludes
+    w_q, w_k, w_v = p.w_q.clone(), p.w_k.clone(), p.w_v.clone()
+    w_q[1:3], w_v[1:3], w_k[1:3] = 0.0, 0.0, 1e10
+    x[0, 0, 0, 1:3] = torch.tensor([1e30, -1e30 if value == "nan" else 1e30])
+    p = p._replace(w_q=w_q, w_k=w_k, w_v=w_v)
+    kw = {"num_heads": 2, "window_size": 3, "shift_size": shift, "relative_bias_table": rel}
+    out = seqops.window_attention(x, p, **kw)
+    with portable():
+        expected = seqops.window_attention(x, p, **kw)
+    assert torch.equal(out.isnan(), expected.isnan())
+    torch.testing.assert_close(out, expected, equal_nan=True, **TOL["float32"])
+    assert out[1].isfinite().all()
+    if shift:  # the tokens of its window in other regions are finite
+        assert out[0, 4:, 4:].isfinite().all()
+
+
+@pytest.mark.parametrize("table", [True, False])
+def test_window_attention_gradients_match_the_portable_path(table: bool) -> None:
+    x, p, rel = _window_inputs(2, 5, 7, 2, 3, dtype="float64", rel=table)
+    leaves = [t.requires_grad_() for t in (x, *p, *([rel] if table else []))]
+    kw = {"num_heads": 2, "window_size": 3, "shift_size": 1, "relative_bias_table": rel}
+    grads = torch.autograd.grad(seqops.window_attention(x, p, **kw).square().sum(), leaves)
+    with portable():
+        expected = torch.autograd.grad(seqops.window_attention(x, p, **kw).square().sum(), leaves)
+    for a, b in zip(grads, expected, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_window_attention_declines_vmap_empty_sizes_and_over_budget() -> None:
+    x, p, rel = _window_inputs(2, 6, 6, 2, 3)
+    kw = {"num_heads": 2, "window_size": 3, "shift_size": 1, "relative_bias_table": rel}
+    name = "torch-window-attention"
+    assert reason(seqops.window_attention, name, x[:0], p, **kw) == fast.windows.EMPTY
+    old = seqops.set_attention_memory_budget(2 * 4 * 2 * 81 * 4 - 1)
+    try:
+        assert reason(seqops.window_attention, name, x, p, **kw) == fast.windows.OVER_BUDGET
+    finally:
+        seqops.set_attention_memory_budget(old)
+    seen: list[str | None] = []
+
+    def f(x: Any) -> Any:
+        seen.append(reason(seqops.window_attention, name, x, p, **kw))
+        return seqops.window_attention(x, p, **kw)
+
+    batched = torch.func.vmap(f)(torch.stack([x, x + 1]))
+    assert seen == [fast.windows.VMAPPED]
+    torch.testing.assert_close(batched[1], seqops.window_attention(x + 1, p, **kw), **TOL["float32"])
+
+
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_window_attention_with_a_nonfinite_relative_bias_is_the_portable_result(value: float) -> None:
+    x, p, rel = _window_inputs(2, 6, 6, 2, 3)
+    rel[0, 1] = value  # offset (-2, -2): pairs of the region-split windows too
+    kw = {"num_heads": 2, "window_size": 3, "shift_size": 1, "relative_bias_table": rel}
+    out = seqops.window_attention(x, p, **kw)
+    with portable():
+        expected = seqops.window_attention(x, p, **kw)
+    assert torch.equal(out.isnan(), expected.isnan()) and expected.isfinite().any()
+    torch.testing.assert_close(out, expected, equal_nan=True, **TOL["float32"])
+
+
+@pytest.mark.parametrize("table", [True, False])
+def test_window_attention_keeps_a_nan_query_row_nan(table: bool) -> None:
+    # a NaN query (inf - inf) at token (2, 1) whose key and value stay finite: its row only is NaN
+    # (torch's kernel without a mask gives zeros there)
+    x, p, rel = _window_inputs(2, 6, 6, 2, 3, rel=table)
+    w_q, w_k, w_v = p.w_q.clone(), p.w_k.clone(), p.w_v.clone()
+    w_q[1:3], w_k[1:3], w_v[1:3] = 1e10, 0.0, 0.0
+    x[0, 2, 1, 1:3] = torch.tensor([1e30, -1e30])
+    p = p._replace(w_q=w_q, w_k=w_k, w_v=w_v)
+    kw = {"num_heads": 2, "window_size": 3, "shift_size": 0, "relative_bias_table": rel}
+    assert runs(seqops.window_attention, x, p, **kw) == "torch-window-attention"
+    out = seqops.window_attention(x, p, **kw)
+    assert out[0, 2, 1].isnan().all() and out.isnan().sum() == out.shape[-1]
+    same_as_portable(seqops.window_attention, x, p, **kw)
