@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import functools
+import inspect
 import linecache
 import threading
 from collections.abc import Callable, Iterator
@@ -19,6 +20,8 @@ from seqops._plugins import registry
 from seqops.contract import Backend, Implementation
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+_BACKEND_OF_TYPE = registry.backend_of_type_cache  # cleared in place by the registry
 
 _default_backend: contextvars.ContextVar[str] = contextvars.ContextVar(
     "seqops_default_backend", default="numpy"
@@ -38,18 +41,19 @@ def resolve(*arrays: object, names: tuple[str, ...] = (), required: int | tuple[
     """
     # Hot path: every array given is of one already-seen type (the cache is by type), and no
     # required one is None (a required None of a cached type's call reaches the full check).
+    # One loop, requiredness asked of the Nones only: ~0.1 µs less on attention's five.
     kind = type(arrays[0]) if arrays else type(None)
-    backend = registry.backend_of_type_cache.get(kind)
+    backend = _BACKEND_OF_TYPE.get(kind)
     if backend is not None:
+        i = 0
         for x in arrays:
-            if x is not None and type(x) is not kind:
+            if type(x) is not kind and (
+                x is not None or (i < required if isinstance(required, int) else i in required)
+            ):
                 break
+            i += 1
         else:
-            for i in range(1, required) if isinstance(required, int) else required:
-                if arrays[i] is None:
-                    break
-            else:
-                return backend if not backend.lazy else _known_sizes(backend, arrays, names)
+            return backend if not backend.lazy else _known_sizes(backend, arrays, names)
     found: Backend | None = None
     found_at = 0
     needed = range(required) if isinstance(required, int) else required
@@ -474,6 +478,17 @@ def _values(x: Any) -> Any:
     return inner if registry.backend_of(inner) is not None else x
 
 
+# The public wrapper, compiled per function from its own signature as the dispatcher is:
+# ``*args, **kwargs`` forwarding builds and unpacks a dict (~0.1 µs with a mask given).
+_PUBLIC = """\
+def {function}({parameters}):
+    try:
+        return _fn({forward})
+    except _Variable:
+        return _fn(*_values(({positional})), **_values({{{keywords}}}))
+"""
+
+
 def public(op: Op) -> Callable[[F], F]:
     """Make the decorated function ``op``'s public function (``op.function``), the one
     :func:`explain`, :func:`candidates` and the conformance suite call. Arrays held by
@@ -482,13 +497,39 @@ def public(op: Op) -> Callable[[F], F]:
     function runs again on the ``.value`` of each (no cost for plain arrays)."""
 
     def mark(fn: F) -> F:
-        @functools.wraps(fn)
-        def call(*args: Any, **kwargs: Any) -> Any:
-            try:
-                return fn(*args, **kwargs)
-            except _Variable:
-                return fn(*_values(args), **{k: _values(v) for k, v in kwargs.items()})
-
+        params = list(inspect.signature(fn).parameters.values())
+        namespace: dict[str, Any] = {"_fn": fn, "_Variable": _Variable, "_values": _values}
+        parameters, positional, keywords, forward = [], [], [], []
+        for i, p in enumerate(params):
+            if p.kind is p.VAR_POSITIONAL or p.kind is p.VAR_KEYWORD:
+                msg = f"public function {fn.__name__!r}: no *args or **kwargs (its op's contract names each)"
+                raise TypeError(msg)
+            if p.kind is p.KEYWORD_ONLY and (not i or params[i - 1].kind is not p.KEYWORD_ONLY):
+                parameters.append("*")
+            default = ""
+            if p.default is not p.empty:
+                namespace[f"_default_{p.name}"] = p.default
+                default = f"=_default_{p.name}"
+            parameters.append(p.name + default)
+            if p.kind is p.POSITIONAL_ONLY and (i + 1 == len(params) or params[i + 1].kind is not p.kind):
+                parameters.append("/")
+            if p.kind is p.KEYWORD_ONLY:
+                keywords.append(f"{p.name!r}: {p.name}")
+                forward.append(f"{p.name}={p.name}")
+            else:
+                positional.append(f"{p.name}, ")
+                forward.append(p.name)
+        source = _PUBLIC.format(
+            function=fn.__name__,
+            parameters=", ".join(parameters),
+            positional="".join(positional),
+            keywords=", ".join(keywords),
+            forward=", ".join(forward),
+        )
+        filename = f"<seqops public {fn.__name__}>"
+        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
+        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own template
+        call = functools.wraps(fn)(namespace[fn.__name__])
         op.function = call
         return call  # type: ignore[return-value]
 

@@ -351,7 +351,7 @@ def test_flax_converters_vs_the_flax_formula(rng):
 
 
 def test_gru_vs_keras(rng):
-    keras = pytest.importorskip("keras", reason="keras is not installed (the formula test above stands in)")
+    keras = pytest.importorskip("keras")  # the reason names what failed: keras, or its backend
     w = tuple(a.astype(np.float32) for a in _weights(rng))
     layer = keras.layers.GRU(H, return_sequences=True, return_state=True, reset_after=True)
     xs = rng.standard_normal((B, T, D_IN)).astype(np.float32)  # keras is batch-major

@@ -4,6 +4,7 @@ the failure policy on symbolic sizes, and the layering rules (public names only,
 from __future__ import annotations
 
 import ast
+import inspect
 import math
 import sys
 from pathlib import Path
@@ -27,6 +28,29 @@ def test_every_declared_op_has_its_public_function_and_a_contract() -> None:
         assert op.doc, f"{op.name} has no contract docstring"
         assert next(iter(op.signature.parameters)) == "backend"
         assert getattr(seqops.ops, op.name) is op
+
+
+def test_every_public_wrapper_takes_exactly_its_function_s_parameters() -> None:
+    # public() compiles each wrapper from its function's signature (no *args/**kwargs hop).
+    for op in seqops.declared_ops():
+        wrapper = inspect.signature(op.function, follow_wrapped=False)
+        written = inspect.signature(op.function.__wrapped__)  # type: ignore[attr-defined]
+        assert [(p.name, p.kind, p.default) for p in wrapper.parameters.values()] == [
+            (p.name, p.kind, p.default) for p in written.parameters.values()
+        ], op.name
+
+
+def test_a_public_wrapper_forwards_positional_and_keyword_arguments_as_given() -> None:
+    x = np.arange(6.0).reshape(2, 3)
+    np.testing.assert_array_equal(seqops.layer_norm(x, None, None, eps=0.5), seqops.layer_norm(x, eps=0.5))
+    with pytest.raises(TypeError, match="positional"):
+        seqops.softmax(x, -1)  # axis is keyword-only, in the wrapper as in the function
+    softmax = seqops.ops.softmax.function
+    try:
+        with pytest.raises(TypeError, match="no \\*args or \\*\\*kwargs"):
+            seqops._dispatch.public(seqops.ops.softmax)(lambda *x: x)
+    finally:
+        seqops.ops.softmax.function = softmax
 
 
 def test_unknown_op_names_fail_where_they_are_written() -> None:

@@ -223,7 +223,7 @@ def test_lstm_cell_vs_flax(jax, rng):
 
 
 def test_lstm_vs_keras(rng):
-    keras = pytest.importorskip("keras", reason="keras is not installed")
+    keras = pytest.importorskip("keras")  # the reason names what failed: keras, or its backend
     w = tuple(a.astype(np.float32) for a in _lstm_weights(rng))
     layer = keras.layers.LSTM(H, return_sequences=True, return_state=True)
     xs = rng.standard_normal((B, T, D_IN)).astype(np.float32)  # keras is batch-major

@@ -580,6 +580,33 @@ def test_rnn_and_gru_cells_equal_portable(dtype: str, batch: tuple[int, ...]) ->
             torch.testing.assert_close(a, b, **TOL[dtype])
 
 
+def test_lstm_cell_in_place_product_keeps_gradients_jvp_and_vmap() -> None:
+    # torch-lstm-cell adds the second product in place (addmm_), out of place under vmap.
+    x, h, c = _randn(3, 6, dtype="float64"), _randn(3, 4, dtype="float64"), _randn(3, 4, dtype="float64")
+    w1, w2, b = _randn(6, 16, dtype="float64"), _randn(4, 16, dtype="float64"), _randn(16, dtype="float64")
+
+    def step(x: Any, h: Any, w2: Any) -> Any:
+        new_h, new_c = seqops.lstm_cell(x, (h, c), w1, w2, b)
+        return new_h.sum() + (new_c**2).sum()
+
+    args = (x.requires_grad_(), h.requires_grad_(), w2.requires_grad_())
+    assert runs(seqops.lstm_cell, x, (h, c), w1, w2, b) == "torch-lstm-cell"
+    grads = torch.autograd.grad(step(*args), args)
+    tangents = tuple(torch.ones_like(a) for a in args)
+    detached = tuple(a.detach() for a in args)
+    jvp = torch.func.jvp(step, detached, tangents)[1]
+    with portable():
+        expected = torch.autograd.grad(step(*args), args)
+        expected_jvp = torch.func.jvp(step, detached, tangents)[1]
+    for got, want in zip((*grads, jvp), (*expected, expected_jvp), strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    # h batched, x not: the first product is not batched, so adding a batched one to it in
+    # place is what vmap cannot do
+    hs = torch.stack([h.detach(), h.detach() + 1])
+    batched = torch.func.vmap(lambda h: seqops.lstm_cell(x.detach(), (h, c), w1, w2.detach(), b)[1])(hs)
+    torch.testing.assert_close(batched[1], seqops.lstm_cell(x.detach(), (hs[1], c), w1, w2.detach(), b)[1])
+
+
 def test_cells_decline_half_precision_and_empty_batches_and_keep_gradients() -> None:
     x, h = _randn(3, 6, dtype="float16"), _randn(3, 4, dtype="float16")
     w1, w2 = _randn(6, 12, dtype="float16"), _randn(4, 12, dtype="float16")

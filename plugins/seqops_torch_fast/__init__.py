@@ -193,10 +193,16 @@ def sdpa(
         # (and torch's own kernel with a mask) gives them.
         if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(shape[-1]):  # E > 0: declined
             # The common call, without keywords (torch's default scale is the same double),
-            # and _nan_rows' test inline (a call costs ~0.1 µs). No key element (S = 0, or no
-            # batch) goes to _nan_rows too, which gives S = 0 the contract's zeros.
+            # and _nan_rows' test inline, _nan_free's too on a small q (a call costs ~0.1 µs).
+            # No key element (S = 0, or no batch) goes to _nan_rows, which gives S = 0 the
+            # contract's zeros.
             out = kernel(q, k, v)
-            if q.is_cpu and k.numel() and not _compiling() and (rank != 4 or _nan_free(q)):
+            if (
+                q.is_cpu
+                and k.numel()
+                and not _compiling()
+                and (rank != 4 or (q.equal(q) if q.numel() <= _EQUAL_SCAN else _nan_free(q)))
+            ):
                 return out
             return _nan_rows(q, k, out, known=True)
         k, nan_rows = _excluded_nan_keys(q, k, "causal" if is_causal else None, enable_gqa)
@@ -210,7 +216,7 @@ def sdpa(
         and mask.ndim > 1
         and q.is_cpu
         and not _compiling()
-        and _nan_free(k)
+        and (k.equal(k) if k.numel() <= _EQUAL_SCAN else _nan_free(k))
     ):
         # The common masked call (a padding or an (L, S) mask): _excluded_nan_keys' test
         # inline, no NaN key to keep out, torch's kernel without keywords (~1 µs less).
@@ -278,6 +284,9 @@ def _nan_rows(q: Any, k: Any, out: Any, *, known: bool = False) -> Any:
     return out.masked_fill(q.isnan().any(-1, keepdim=True), math.nan)
 
 
+_EQUAL_SCAN = 4096  # up to this many elements _nan_free tests by x.equal(x)
+
+
 def _nan_free(x: Any) -> bool:
     """Whether the CPU tensor ``x`` holds no NaN: a host read, so never asked on a GPU (a device
     synchronisation) nor while traced. Up to 4096 elements ``x.equal(x)`` (False exactly when
@@ -286,7 +295,7 @@ def _nan_free(x: Any) -> bool:
     (torch's ``max`` propagates NaN): vectorized and threaded where the scan is not (4.1x faster
     at 65536 elements), and cheaper than a sum."""
     n = x.numel()
-    if n <= 4096:
+    if n <= _EQUAL_SCAN:
         return n == 0 or x.equal(x)
     return not math.isnan(x.max().item())
 
@@ -460,9 +469,6 @@ def _batched(xs: Any, hidden: int) -> tuple[Any, tuple[int, ...], int]:
     return xs.reshape(xs.shape[0], size, xs.shape[-1]), batch, size
 
 
-_IFGO = [0, 1, 3, 2]  # seqops' gate blocks i, f, o, g in torch's order i, f, g, o
-
-
 def lstm(backend: seqops.Backend, xs: Any, state: Any, w_ih: Any, w_hh: Any, b: Any, /) -> Any:
     torch = _torch()
     h0, c0 = state
@@ -470,16 +476,13 @@ def lstm(backend: seqops.Backend, xs: Any, state: Any, w_ih: Any, w_hh: Any, b: 
     x3, batch, size = _batched(xs, hidden)
 
     def torch_layout(w: Any) -> Any:
-        # gates i, f, o, g along the last axis -> torch's i, f, g, o along the first
-        if w.ndim == 1:
-            return w.reshape(4, hidden)[_IFGO].reshape(4 * hidden)
-        # (I, 4H) -> (4H, I) contiguous (torch's blocked 2-D transpose, ~0.1 ms per MiB here),
-        # then the gate blocks reordered as whole rows (a plain copy, ~10x cheaper). A strided
-        # (4H, I) view is no saving: torch's kernel then makes it contiguous itself, slower
-        # (1.34x of nn.LSTM at T=32, B=16, I=128, H=256, against 1.22x this way); the
-        # transpose is what seqops' (I, 4H) layout costs per call on torch.
-        rows = w.shape[0]
-        return w.T.contiguous().reshape(4, hidden, rows)[_IFGO].reshape(4 * hidden, rows)
+        # gates i, f, o, g along the last axis -> torch's i, f, g, o along the first. (I, 4H)
+        # -> (4H, I) contiguous first (torch's blocked 2-D transpose, ~0.1 ms per MiB here: a
+        # strided (4H, I) view is no saving, torch's kernel makes it contiguous itself, slower),
+        # then the o and g blocks swapped by one cat of row blocks (0.8x of a gather by
+        # index). The transpose is what seqops' (I, 4H) layout costs per call on torch.
+        w = w.T.contiguous() if w.ndim == 2 else w
+        return torch.cat((w[: 2 * hidden], w[3 * hidden :], w[2 * hidden : 3 * hidden]))
 
     weights = [torch_layout(w_ih), torch_layout(w_hh)]
     if b is not None:

@@ -88,7 +88,13 @@ def lstm_cell(backend: seqops.Backend, x: Any, state: Any, w_ih: Any, w_hh: Any,
     hidden = h.shape[-1]
     x2, h2, batch = _flat(x, h)
     gates = x2 @ w_ih if b is None else k["addmm"](b, x2, w_ih)
-    gates = k["addmm"](gates, h2, w_hh)  # (B, 4H), gates i, f, o, g (addmm_ has no vmap rule)
+    # (B, 4H), gates i, f, o, g. The second product in place on our own temporary (a pass and
+    # an allocation less; addmm's backward needs neither its output nor ``gates``), except
+    # under torch.func.vmap: a batched product cannot be added in place to an unbatched one.
+    if vmapped(x2, h2, w_hh, gates):
+        gates = k["addmm"](gates, h2, w_hh)
+    else:
+        gates.addmm_(h2, w_hh)
     # The sigmoid in place on our own temporary (an allocation and a pass less). Safe for
     # autograd: addmm's backward needs neither its output nor ``gates``; ``g`` (tanh keeps its
     # output) is taken before the sigmoid overwrites the rest of ``gates``, and nothing

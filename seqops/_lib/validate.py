@@ -47,17 +47,18 @@ def broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
 # cannot compare a torch dtype with a NumPy one as keys of one dict.
 _KIND_CACHE: dict[str, dict[type, dict[DType, bool]]] = {"real floating": {}, "bool": {}}
 _FLOATING, _BOOL = _KIND_CACHE["real floating"], _KIND_CACHE["bool"]
+_NONE: dict[DType, bool] = {}  # the table of a dtype type not seen yet (never written)
 
 
 def is_floating(backend: Backend, dtype: DType) -> bool:
     """``isdtype(dtype, "real floating")`` in ``backend``'s namespace, cached (a hot path)."""
-    known = _FLOATING.get(type(dtype), {}).get(dtype)
+    known = _FLOATING.get(type(dtype), _NONE).get(dtype)
     return _learn_kind(backend, dtype, "real floating") if known is None else known
 
 
 def is_bool(backend: Backend, dtype: DType) -> bool:
     """``isdtype(dtype, "bool")`` in ``backend``'s namespace, cached (a hot path)."""
-    known = _BOOL.get(type(dtype), {}).get(dtype)
+    known = _BOOL.get(type(dtype), _NONE).get(dtype)
     return _learn_kind(backend, dtype, "bool") if known is None else known
 
 
