@@ -164,11 +164,12 @@ def scaled_dot_product_attention(
         lead = _check_sdpa_inputs(backend.namespace(), q, k, v, mask, bias, enable_gqa)
         target = (*lead, q_shape[-2], k_shape[-2])
     elif mask is not None or bias is not None:
-        target = (*q_shape[:-1], k_shape[-2])  # equal leading dims (with GQA: equal heads too)
+        # equal leading dims (with GQA: equal heads too): (..., L, S) is q's shape, E -> S
+        target = q_shape
     if mask is not None:
-        check.broadcast_to_target("mask", mask, target, "(..., L, S)")
+        check.broadcast_to_target("mask", mask, target, "(..., L, S)", last=k_shape[-2])
     if bias is not None:
-        check.broadcast_to_target("bias", bias, target, "(..., L, S)")
+        check.broadcast_to_target("bias", bias, target, "(..., L, S)", last=k_shape[-2])
     if scale is None:  # E = 0: every score is 0 whatever the scale (docs/errors-and-edge-cases.md)
         width = q_shape[-1]
         scale = 1.0 / math.sqrt(width) if width else 1.0

@@ -182,3 +182,19 @@ def test_encoder_layer_heads_and_norm_shapes() -> None:
 def test_softmax_axis_out_of_range() -> None:
     with pytest.raises(ValueError, match=r"axis 2 is out of range for x of shape \(2, 3\)"):
         seqops.softmax(arr(2, 3), axis=2)
+
+
+@pytest.mark.parametrize("library", ["numpy", "torch"])
+def test_an_attention_mask_is_checked_against_l_by_s_not_the_queries_width(library: str) -> None:
+    # (B, H, L, E) = (2, 3, 5, 4) queries, S = 7 keys: masks broadcast to (2, 3, 5, 7).
+    make = np.zeros if library == "numpy" else pytest.importorskip("torch").zeros
+    q, k = make((2, 3, 5, 4)), make((2, 3, 7, 4))
+    for shape in [(5, 7), (1, 7), (7,), (2, 1, 1, 7), (2, 3, 5, 7), (1, 1, 5, 1), ()]:
+        mask = make(shape, dtype=bool) if library == "numpy" else make(shape).bool()
+        assert seqops.scaled_dot_product_attention(q, k, k, mask=mask | True).shape == (2, 3, 5, 4)
+    for shape in [(5, 4), (4,), (2, 3, 5, 8), (3, 3, 5, 7), (1, 2, 3, 5, 7), (6, 7)]:
+        mask = make(shape, dtype=bool) if library == "numpy" else make(shape).bool()
+        with pytest.raises(
+            ValueError, match=r"`mask` of shape .* does not broadcast to \(\.\.\., L, S\) = \(2, 3, 5, 7\)"
+        ):
+            seqops.scaled_dot_product_attention(q, k, k, mask=mask)

@@ -312,19 +312,24 @@ def _compiler() -> Any:
 def _allowed(q: Any, k: Any, mask: Any, is_causal: bool) -> Any:
     """``mask`` and ``is_causal`` as one bool mask (True = attend: torch's meaning too), or
     ``None`` (torch refuses ``attn_mask`` together with ``is_causal``, so causality is folded
-    in). A mask of shape ``(S,)`` is given its query axis: torch's kernels index ``attn_mask``
-    dim -2."""
-    mask = mask[None] if mask is not None and mask.ndim == 1 else mask
+    in). A mask of shape ``(S,)`` or ``()`` is given its missing axes: torch's kernels index
+    ``attn_mask`` dim -2."""
+    mask = _matrix(mask) if mask is not None and mask.ndim < 2 else mask
     if not is_causal:
         return mask
     causal = _torch().ones(q.shape[-2], k.shape[-2], dtype=_torch().bool, device=q.device).tril()
     return causal if mask is None else mask & causal
 
 
+def _matrix(x: Any) -> Any:
+    """A 0-d or 1-d mask or bias as ``(1, S)`` or ``(1, 1)``: the same broadcast."""
+    return x.reshape((1,) * (2 - x.ndim) + tuple(x.shape))
+
+
 def _with_bias(allowed: Any, bias: Any) -> Any:
     """The one float ``attn_mask`` for an allowed mask (or ``None``) and ``bias``: ``bias``
     where allowed, ``-inf`` elsewhere."""
-    bias = bias[None] if bias.ndim == 1 else bias
+    bias = _matrix(bias) if bias.ndim < 2 else bias
     if allowed is None:
         return bias
     torch = _torch()
@@ -415,7 +420,8 @@ def mha(
     v = project(value, params.w_v, params.b_v)
     allowed = mask
     if key_padding_mask is not None:
-        kpm = key_padding_mask[..., None, None, :]  # (..., 1, 1, S)
+        # (..., 1, 1, S); a 0-d one broadcasts as it is
+        kpm = key_padding_mask[..., None, None, :] if key_padding_mask.ndim else key_padding_mask
         allowed = kpm if allowed is None else allowed & kpm
     heads = sdpa(
         backend,

@@ -261,7 +261,8 @@ def multi_head_attention(
         allowed = seen if allowed is None else xp.logical_and(allowed, seen)
         is_causal = False
     if key_padding_mask is not None:
-        kpm = key_padding_mask[..., None, None, :]  # (..., 1, 1, S)
+        # (..., 1, 1, S); a 0-d one broadcasts as it is
+        kpm = key_padding_mask[..., None, None, :] if key_padding_mask.ndim else key_padding_mask
         allowed = kpm if allowed is None else xp.logical_and(allowed, kpm)
     attended = attend(
         q, k, v, mask=allowed, bias=bias, is_causal=is_causal, scale=scale,

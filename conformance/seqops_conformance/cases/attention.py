@@ -49,6 +49,17 @@ def _sdpa_bias_row_minus_inf(rng):
     return args, kwargs
 
 
+def _sdpa_0d(rng, *, mask=(), bias=False, is_causal=False):
+    """A 0-d (or ``mask``-shaped) mask, and a 0-d bias if asked: they broadcast to
+    ``(..., L, S)`` as any other shape does."""
+    args, kwargs = _sdpa(*_4D, rng, mask=mask or None, is_causal=is_causal)
+    if not mask:
+        kwargs["mask"] = np.array(True)
+    if bias:
+        kwargs["bias"] = np.array(0.3)
+    return args, kwargs
+
+
 _add(
     "scaled_dot_product_attention",
     {
@@ -65,6 +76,8 @@ _add(
         "causal L<S": partial(_sdpa, *_3D, is_causal=True),
         "causal L>S": partial(_sdpa, (2, 7, 8), (2, 5, 8), (2, 5, 6), is_causal=True),
         "mask+bias+causal": partial(_sdpa, *_4D, mask=(2, 1, 5, 7), bias=(5, 7), is_causal=True),
+        "0-d mask": _sdpa_0d,
+        "mask (S,), 0-d bias, causal": partial(_sdpa_0d, mask=(7,), bias=True, is_causal=True),
         "scale": partial(_sdpa, *_3D, scale=0.3),
         "gqa": partial(_sdpa, (2, 4, 5, 8), (2, 2, 7, 8), (2, 2, 7, 8), enable_gqa=True),
         "gqa causal weights": partial(
@@ -187,7 +200,9 @@ def _mha(
     kwargs = {"num_heads": 2, **options}
     if mask is not None:
         kwargs["mask"] = _bools(rng, *mask)
-    if padding is not None:
+    if padding == ():
+        kwargs["key_padding_mask"] = np.array(True)  # 0-d: broadcasts to (..., S)
+    elif padding is not None:
         kwargs["key_padding_mask"] = np.arange(key.shape[-2]) < np.array(padding)[:, None]
     kwargs = _with_options(
         kwargs, rng, lead=lead, length=length, source=key.shape[-2], head_bias=head_bias, at=at
@@ -258,6 +273,7 @@ _add(
         "mask (L,S)": partial(_mha, source=7, mask=(5, 7)),
         "mask per head": partial(_mha, source=7, mask=(2, 2, 5, 7)),
         "key padding, one fully padded": partial(_mha, source=7, padding=[5, 0]),
+        "key padding 0-d, mask (S,)": partial(_mha, source=7, padding=(), mask=(7,)),
         "causal": partial(_mha, is_causal=True),
         "weights mask padding": partial(_mha, source=7, mask=(5, 7), padding=[7, 3], need_weights=True),
         "scale and bias": partial(_mha, is_causal=True, scale=0.2, head_bias=True),

@@ -301,7 +301,8 @@ def multi_head_attention(
         k, v = np.repeat(k, group, axis=-3), np.repeat(v, group, axis=-3)
     if key_padding_mask is not None:
         # (..., S) -> (..., 1, 1, S): the same keys are hidden for every head and query.
-        kpm = np.asarray(key_padding_mask, dtype=bool)[..., None, None, :]
+        kpm = np.asarray(key_padding_mask, dtype=bool)
+        kpm = np.broadcast_to(kpm, kpm.shape[:-1] + k.shape[-2:-1])[..., None, None, :]  # 0-d: (S,)
         mask = kpm if mask is None else np.logical_and(np.asarray(mask, dtype=bool), kpm)
     if is_causal and offset:
         causal = np.arange(k.shape[-2])[None, :] <= offset + np.arange(q.shape[-2])[:, None]
