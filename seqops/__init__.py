@@ -24,7 +24,12 @@ from seqops.attention import (
     sinusoidal_positional_encoding,
 )
 from seqops.clipping import clip_grad_norm, clip_grad_value
-from seqops.config import attention_memory_budget, attention_scores_fit, set_attention_memory_budget
+from seqops.config import (
+    attention_memory_budget,
+    attention_scores_fit,
+    score_matrices_fit,
+    set_attention_memory_budget,
+)
 from seqops.contract import Availability, Backend, Implementation, Limitation, check_rng, find_limitation
 from seqops.decoding import decode, filter_logits, greedy, sample_logits
 from seqops.generative import (
@@ -234,6 +239,7 @@ __all__ = [
     "rnn_cell",
     "sample_logits",
     "scaled_dot_product_attention",
+    "score_matrices_fit",
     "set_attention_memory_budget",
     "set_check_plugins",
     "shifted_window_mask",

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from seqops._lib import validate as check
 
 if TYPE_CHECKING:
-    from seqops._lib.typing import Array
+    from seqops._lib.typing import Array, DType
     from seqops.contract import Backend
 
 DEFAULT_MEMORY_BUDGET = 256 * 2**20
@@ -129,7 +129,40 @@ def attention_scores_fit(
     rows = score_rows(qs, ks, vs, enable_gqa)
     if rows is None:
         return None
-    return rows * qs[-2] * ks[-2] * score_bytes(backend.namespace(), q.dtype) <= ATTENTION.budget
+    return score_matrices_fit(backend, rows, qs[-2], ks[-2], q.dtype)
+
+
+def score_matrices_fit(backend: Backend, count: int, length: int, source: int, dtype: DType, /) -> bool:
+    """Whether ``count`` attention score matrices of ``(length, source)`` fit the memory budget:
+    :func:`attention_scores_fit` for a fast path that knows its scores' sizes but holds no
+    ``(..., L, E)`` arrays when it declines (a composite, such as Swin's window attention:
+    ``windows · heads`` matrices of ``(ws², ws²)``). 8 bytes a score for float64, 4 otherwise.
+
+    Parameters
+    ----------
+    backend : Backend
+        The call's backend.
+    count, length, source : int
+        How many ``(L, S)`` matrices, ``L`` and ``S``.
+    dtype : dtype
+        The attention's dtype, of ``backend``'s library.
+
+    Returns
+    -------
+    bool
+
+    Examples
+    --------
+    >>> import numpy as np, seqops
+    >>> backend = dict((b.name, b) for b, _ in seqops.backends())["numpy"]
+    >>> old = seqops.set_attention_memory_budget(2 * 49 * 49 * 8)  # two (49, 49) float64 matrices
+    >>> seqops.score_matrices_fit(backend, 2, 49, 49, np.dtype("float64"))
+    True
+    >>> seqops.score_matrices_fit(backend, 3, 49, 49, np.dtype("float64"))
+    False
+    >>> _ = seqops.set_attention_memory_budget(old)
+    """
+    return count * length * source * score_bytes(backend.namespace(), dtype) <= ATTENTION.budget
 
 
 def score_rows(q: tuple[Any, ...], k: tuple[Any, ...], v: tuple[Any, ...], enable_gqa: bool) -> int | None:

@@ -58,8 +58,7 @@ def decline_window_attention(
         return EMPTY
     b, h, w, _ = shape
     windows = b * -(-h // window_size) * -(-w // window_size)
-    score_bytes = 8 if x.dtype.name == "float64" else 4
-    if windows * num_heads * window_size**4 * score_bytes > seqops.attention_memory_budget():
+    if not seqops.score_matrices_fit(backend, windows * num_heads, window_size**2, window_size**2, x.dtype):
         return OVER_BUDGET
     return None
 
