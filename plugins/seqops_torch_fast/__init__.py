@@ -19,8 +19,7 @@ the native kernels of the pointwise ops, losses, the masked convolution and top-
   (:mod:`.cells`, ``torch.rnn_tanh_cell``/``rnn_relu_cell``/``gru_cell``; ``lstm_cell`` in
   torch's kernels on the contract's gate order), ``clip_grad_norm``
   and ``clip_grad_value`` (:mod:`.clipping`, ``get_total_norm`` and ``clamp``), ``vit_embed``
-  (:mod:`.vision`, ``F.conv2d`` with stride = patch), ``shifted_window_mask`` (one
-  ``torch.where`` for its additive form) and ``window_attention`` (:mod:`.windows`: Swin's
+  (:mod:`.vision`, ``F.conv2d`` with stride = patch) and ``window_attention`` (:mod:`.windows`: Swin's
   window attention written whole around one fused attention call, its windows folded into the
   heads as a view, the roll and partition in one gather, declined under ``torch.func.vmap``).
   The composites (``feed_forward``, ``gated_feed_forward``, the transformer layers) reach

@@ -11,11 +11,8 @@ portable path copies) and ``F.conv2d`` adds the bias: 1.03-1.08x. Half precision
 ``addmm`` form (torch's CPU convolutions do not all take it). A call without a class token
 or positions is declined (the portable path).
 
-``shifted_window_mask``'s additive form is one ``torch.where`` from the bool mask: the
-portable ``(float(mask) - 1) · 100`` (three passes; NumPy elides its temporaries, torch
-allocates each) took 1.2-1.4x of Swin's ``(labels differ) · -100`` on torch, ``where`` 0.5x
-of it. The bool mask is built as the portable path builds it (region labels, windows in
-raster order, int8 labels compared).
+``shifted_window_mask`` has no fast path here: the portable construction, whose additive form
+is one select, runs as fast on torch (0.96-1.07x of the int8-label form this module had).
 """
 
 from __future__ import annotations
@@ -45,9 +42,6 @@ def _load() -> dict[str, Any]:
 def implementations() -> list[seqops.Implementation]:
     return [
         seqops.Implementation(seqops.ops.vit_embed, "torch-vit-embed", vit_embed, decline=decline_vit_embed),
-        seqops.Implementation(
-            seqops.ops.shifted_window_mask, "torch-shifted-window-mask", shifted_window_mask
-        ),
     ]
 
 
@@ -91,37 +85,3 @@ def vit_embed(
         tokens = flat.reshape(b, n, d)
     cls = cls_token.reshape(1, 1, d).expand(b, 1, d)
     return k["cat"]((cls, tokens), 1) + pos_embed
-
-
-SWIN_MASK_VALUE = -100.0  # Swin's additive value between two regions (the portable path's)
-
-
-def shifted_window_mask(
-    backend: seqops.Backend,
-    height: int,
-    width: int,
-    window_size: int,
-    shift_size: int,
-    /,
-    *,
-    as_bias: bool,
-    dtype: Any,
-    device: Any,
-) -> Any:
-    torch = (_K or _load())["torch"]
-    ws = window_size
-
-    def labels(size: int) -> Any:  # 0 for [0, -ws), 1 for [-ws, -shift), 2 after (Swin's slices)
-        at = torch.arange(size, device=device)
-        if shift_size == 0:  # one region
-            return torch.zeros_like(at)
-        return (at >= size - ws).to(at.dtype) + (at >= size - shift_size).to(at.dtype)
-
-    cnt = labels(height)[:, None] * 3 + labels(width)[None, :]  # (H, W), Swin's `cnt`
-    windows = cnt.reshape(height // ws, ws, width // ws, ws).permute(0, 2, 1, 3).reshape(-1, ws * ws)
-    windows = windows.to(torch.int8)  # (nW, N) in raster order, labels 0..8
-    mask = windows[:, :, None] == windows[:, None, :]  # (nW, N, N)
-    if not as_bias:
-        return mask
-    zero = torch.zeros((), dtype=dtype, device=device)
-    return torch.where(mask, zero, torch.full((), SWIN_MASK_VALUE, dtype=dtype, device=device))
