@@ -16,7 +16,8 @@ from _sampling import top_k_probabilities
 
 import seqops
 
-fast = pytest.importorskip("seqops_numpy_fast")
+fast_attention = pytest.importorskip("seqops_numpy_fast.attention")
+fast_decoding = pytest.importorskip("seqops_numpy_fast.decoding")
 
 
 def _chosen(fn, *args, **kwargs):
@@ -84,9 +85,9 @@ def _check_frequencies(tokens: np.ndarray, p: np.ndarray) -> None:
 def test_sample_logits_declines_what_it_does_not_compute() -> None:
     logits = np.zeros((2, 7), np.float32)
     decisions = dict(seqops.explain(seqops.sample_logits, logits, rng=0).decisions)
-    assert decisions["numpy-topk-sample (plugin 'numpy-fast')"] == f"declines: {fast.NO_TOP_K}"
+    assert decisions["numpy-topk-sample (plugin 'numpy-fast')"] == f"declines: {fast_decoding.NO_TOP_K}"
     decisions = dict(seqops.explain(seqops.sample_logits, logits, rng=0, top_k=3, top_p=0.5).decisions)
-    assert decisions["numpy-topk-sample (plugin 'numpy-fast')"] == f"declines: {fast.TOP_P}"
+    assert decisions["numpy-topk-sample (plugin 'numpy-fast')"] == f"declines: {fast_decoding.TOP_P}"
     # a single row and top_k beyond the vocabulary
     assert seqops.sample_logits(np.float32([0.0, 5.0, -np.inf]), rng=0, top_k=10) in (0, 1)
 
@@ -203,9 +204,9 @@ def test_filter_logits_of_one_row_an_empty_batch_and_what_it_declines() -> None:
     assert seqops.filter_logits(np.zeros((0, 3, 7), np.float32), top_k=2).shape == (0, 3, 7)
     logits = np.zeros((2, 7), np.float32)
     decisions = dict(seqops.explain(seqops.filter_logits, logits, top_k=3, top_p=0.5).decisions)
-    assert decisions["numpy-topk-filter (plugin 'numpy-fast')"] == f"declines: {fast.TOP_P}"
+    assert decisions["numpy-topk-filter (plugin 'numpy-fast')"] == f"declines: {fast_decoding.TOP_P}"
     decisions = dict(seqops.explain(seqops.filter_logits, logits, temperature=2.0).decisions)
-    assert decisions["numpy-topk-filter (plugin 'numpy-fast')"] == f"declines: {fast.NO_TOP_K}"
+    assert decisions["numpy-topk-filter (plugin 'numpy-fast')"] == f"declines: {fast_decoding.NO_TOP_K}"
 
 
 def test_sample_logits_top_k_draws_only_kept_tokens_around_nan_and_empty_batches() -> None:
@@ -271,7 +272,7 @@ def test_attention_widening_masks_gqa_empty_sizes_and_nan() -> None:
     options.update(enable_gqa=False, return_weights=False)
     with seqops.use("numpy") as backend:
         for widening in ({"bias": bias, "mask": None}, {"mask": mask, "bias": None}):
-            out = fast.scaled_dot_product_attention(backend, q, k, v, **widening, **options)
+            out = fast_attention.scaled_dot_product_attention(backend, q, k, v, **widening, **options)
             np.testing.assert_allclose(out, _attention_reference(q, k, v, **widening)[0], atol=2e-6)
     q4, k2, v2 = (rng.standard_normal(s).astype(np.float32) for s in ((4, 5, 8), (2, 7, 8), (2, 7, 6)))
     ref, _ = _attention_reference(q4, np.repeat(k2, 2, 0), np.repeat(v2, 2, 0))
@@ -290,12 +291,12 @@ def test_attention_declines_dropout_and_scores_over_the_budget() -> None:
     decisions = dict(
         seqops.explain(seqops.scaled_dot_product_attention, q, q, q, dropout_p=0.5, rng=0).decisions
     )
-    assert decisions["numpy-attention (plugin 'numpy-fast')"] == f"declines: {fast.DROPOUT}"
+    assert decisions["numpy-attention (plugin 'numpy-fast')"] == f"declines: {fast_attention.DROPOUT}"
     old = seqops.set_attention_memory_budget(2 * 4 * 4 * 4 - 1)  # one byte short of the scores
     try:
         assert _chosen(seqops.scaled_dot_product_attention, q, q, q) == "portable-tiled"
         decisions = dict(seqops.explain(seqops.scaled_dot_product_attention, q, q, q).decisions)
-        assert decisions["numpy-attention (plugin 'numpy-fast')"] == f"declines: {fast.OVER_BUDGET}"
+        assert decisions["numpy-attention (plugin 'numpy-fast')"] == f"declines: {fast_attention.OVER_BUDGET}"
         # the tiled path cannot return the weights: the in-place one does
         explained = seqops.explain(seqops.scaled_dot_product_attention, q, q, q, return_weights=True)
         assert explained.chosen == "numpy-attention"

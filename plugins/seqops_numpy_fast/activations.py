@@ -1,0 +1,51 @@
+"""``silu`` and ``softmax`` in NumPy.
+
+- ``silu``: ``x / (1 + exp(-x))`` with the overflow warning silenced (``exp(-x)`` is ``inf``
+  for ``x < -88`` in float32, where the result rounds to ``-0.0``; the true value is below the
+  smallest normal float32). The portable form, written for autograd (``exp(-|x|)`` and a
+  ``where``, no overflow in the value nor in its gradient), took 3.3x as long; NumPy has no
+  autograd to protect. Half precision is computed in float32 and rounded once, as the contract.
+- ``softmax``, an in-place path (the package docstring): one array of the broadcast shape
+  where the portable path made three: 1.03-1.12 / 0.90-1.01.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import seqops
+
+from ._kernels import _K, _load
+
+
+def implementations() -> list[seqops.Implementation]:
+    ops = seqops.ops
+    return [
+        seqops.Implementation(ops.silu, "numpy-silu", silu),
+        seqops.Implementation(ops.softmax, "numpy-softmax", softmax),
+    ]
+
+
+def silu(backend: seqops.Backend, x: Any, /) -> Any:
+    k = _K or _load()
+    np = k["np"]
+    z = x if x.dtype in k["native"] else x.astype(k["float32"])
+    with np.errstate(over="ignore"):
+        out = z / (1.0 + np.exp(-z))
+    return out if out.dtype == x.dtype else out.astype(x.dtype)
+
+
+def softmax(backend: seqops.Backend, x: Any, /, *, axis: int) -> Any:
+    """``exp(x - max) / sum`` along ``axis`` of ``x (...)``, the portable formula with one
+    temporary (the shifted ``x``, exponentiated and normalised in place) instead of three."""
+    k = _K or _load()
+    np = k["np"]
+    if x.shape[axis] == 0:  # an empty axis has no max: nothing to normalise (as the portable path)
+        return x
+    z = x if x.dtype in k["native"] else x.astype(k["float32"])
+    top = z.max(axis=axis, keepdims=True)
+    np.copyto(top, 0.0, where=~np.isfinite(top))  # a row whose max is not finite is shifted by 0
+    e = np.subtract(z, top, out=z if z is not x else None)
+    np.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    return e if e.dtype == x.dtype else e.astype(x.dtype)
