@@ -518,8 +518,8 @@ def test_sdpa_folds_the_middle_dims_into_the_heads(kwargs: dict[str, Any], monke
     ranks: list[int] = []
     kernel = torch.nn.functional.scaled_dot_product_attention
     seqops.scaled_dot_product_attention(*(_randn(1, 2, 8),) * 3)  # the plugin looks its kernel up
-    monkeypatch.setitem(
-        seqops_torch_fast._KERNELS, "sdpa", lambda q, *a, **k: ranks.append(q.ndim) or kernel(q, *a, **k)
+    monkeypatch.setattr(
+        seqops_torch_fast, "_SDPA", lambda q, *a, **k: ranks.append(q.ndim) or kernel(q, *a, **k)
     )
     q, k, v = _randn(2, 3, 4, 5, 8), _randn(2, 3, 4, 7, 8), _randn(1, 3, 4, 7, 6)  # v broadcasts
     if kwargs.get("enable_gqa"):  # 4 query heads over 2 key/value heads
@@ -553,6 +553,21 @@ def test_sdpa_keeps_nan_query_rows_visible(kwargs: dict[str, Any]) -> None:
     torch.testing.assert_close(out.nan_to_num(), expected.nan_to_num())
     empty = seqops.scaled_dot_product_attention(q, k[..., :0, :], v[..., :0, :])  # no key: zeros
     assert torch.equal(empty, torch.zeros_like(empty))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+@pytest.mark.parametrize("lead", [(), (2,), (1, 1), (2, 3), (2, 1, 3)])
+def test_sdpa_without_a_key_gives_zeros_on_every_rank_and_dtype(dtype: str, lead: tuple[int, ...]) -> None:
+    # API.md: a query with no key gives zeros, NaN in q or not. torch's kernels for ranks below
+    # 4 give NaN on every row when q holds a NaN and S = 0, so torch-sdpa's common call must
+    # test k's size.
+    q, k = _randn(*lead, 4, 8, dtype=dtype), _randn(*lead, 0, 8, dtype=dtype)
+    for nan in (False, True):
+        if nan:
+            q[..., 1, 2] = math.nan
+        assert runs(seqops.scaled_dot_product_attention, q, k, k) == "torch-sdpa"
+        out = seqops.scaled_dot_product_attention(q, k, k)
+        assert out.shape == (*lead, 4, 8) and torch.equal(out, torch.zeros_like(out)), (lead, nan)
 
 
 # -- recurrent cells --------------------------------------------------------------------------------
