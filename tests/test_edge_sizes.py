@@ -106,7 +106,8 @@ def test_attention_fast_paths_decline_what_their_kernels_may_not_compute(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """jax.nn.dot_product_attention (cuDNN above all) is not asked about empty dimensions, nor
-    torch's kernels about a head dim of 0: the portable code gives the defined result."""
+    torch's kernels off the CPU about a head dim of 0 (on the CPU they give the defined result,
+    with the scale passed)."""
     if importlib.util.find_spec("jax") is not None:
         import jax.numpy as jnp
         import seqops_jax_fast
@@ -117,17 +118,25 @@ def test_attention_fast_paths_decline_what_their_kernels_may_not_compute(
             reason = seqops_jax_fast.decline_sdpa(None, q_, k_, v_, dropout_p=0.0, return_weights=False)
             assert reason == seqops_jax_fast.EMPTY
     if importlib.util.find_spec("torch") is not None:
+        import seqops_torch_fast
         import torch
 
-        q = torch.zeros(2, 5, 0)
-        explanation = seqops.explain(
-            seqops.scaled_dot_product_attention, q, torch.zeros(2, 7, 0), torch.zeros(2, 7, 6)
-        )
-        assert explanation.chosen == "portable" and "E = 0" in str(explanation)
-        out = seqops.scaled_dot_product_attention(
-            q, torch.zeros(2, 7, 0), torch.arange(42.0).reshape(2, 7, 3)
-        )
-        assert torch.equal(out, torch.arange(42.0).reshape(2, 7, 3).mean(-2, keepdim=True).expand(2, 5, 3))
+        q, k = torch.zeros(2, 5, 0), torch.zeros(2, 7, 0)
+        values = torch.arange(42.0).reshape(2, 7, 3)
+        sees = torch.ones(5, 7, dtype=torch.bool).tril()  # query i sees keys j <= i
+        for kwargs, allowed in (({}, torch.ones(5, 7)), ({"is_causal": True}, sees), ({"mask": sees}, sees)):
+            run = seqops.explain(seqops.scaled_dot_product_attention, q, k, values, **kwargs).chosen
+            assert run == "torch-sdpa", kwargs
+            out = seqops.scaled_dot_product_attention(q, k, values, **kwargs)
+            # every score is 0: each query's output is the mean of the values it sees
+            expected = (allowed.double() / allowed.double().sum(-1, keepdim=True)) @ values.double()
+            torch.testing.assert_close(out.double(), expected, rtol=1e-6, atol=1e-6)  # float32
+        meta = torch.zeros(2, 5, 0, device="meta")
+        reason = seqops_torch_fast.decline_sdpa(
+            None, meta, meta, meta, mask=None, bias=None, is_causal=False, scale=1.0, dropout_p=0.0,
+            rng=None, enable_gqa=False, return_weights=False,
+        )  # fmt: skip
+        assert reason == seqops_torch_fast.NO_FEATURES_OFF_CPU
 
 
 def test_zero_features_attention_is_the_mean_of_the_values() -> None:

@@ -62,6 +62,10 @@ COMPOSITE = (
 )
 EMPTY_SEQUENCE = "an empty sequence (T = 0)"
 NO_FEATURES = "no query/key features (E = 0): not every torch attention kernel takes a head dim of 0"
+NO_FEATURES_OFF_CPU = (
+    "no query/key features (E = 0) off the CPU: not every torch GPU attention kernel takes a head dim "
+    "of 0 (the CPU kernels give the contract's mean of v, with the scale passed)"
+)
 EMPTY_BATCH = "an empty batch"
 VMAPPED = "a tensor batched by torch.func.vmap: torch's recurrent kernels have no batching rule"
 VMAPPED_ATTENTION = (
@@ -114,15 +118,18 @@ def _torch() -> Any:
 _SDPA: Any = None  # torch.nn.functional.scaled_dot_product_attention
 _SDPA_DTYPES: frozenset[Any] = frozenset()  # the dtypes it computes
 _IS_COMPILING: Any = None  # torch.compiler.is_compiling
+_TRANSFORMS_ACTIVE: Any = None  # torch._C._are_functorch_transforms_active
+_sqrt = math.sqrt
 
 
 def _attention_kernel() -> Any:
     """``torch.nn.functional.scaled_dot_product_attention``, looked up with the dtypes it
-    computes and ``torch.compiler.is_compiling``."""
-    global _SDPA, _SDPA_DTYPES, _IS_COMPILING  # noqa: PLW0603 - filled once, read on the hot path
+    computes, ``torch.compiler.is_compiling`` and whether a functorch transform is active."""
+    global _SDPA, _SDPA_DTYPES, _IS_COMPILING, _TRANSFORMS_ACTIVE  # noqa: PLW0603 - filled once, read on the hot path
     torch = _torch()
     _SDPA_DTYPES = frozenset((torch.float16, torch.bfloat16, torch.float32, torch.float64))
     _IS_COMPILING = torch.compiler.is_compiling
+    _TRANSFORMS_ACTIVE = torch._C._are_functorch_transforms_active  # as _functorch.vmapped asks
     _SDPA = torch.nn.functional.scaled_dot_product_attention
     return _SDPA
 
@@ -158,9 +165,9 @@ def decline_sdpa(
     dtype = q.dtype
     if dtype not in (_SDPA_DTYPES or _attention_dtypes()):
         return f"dtype {dtype} is not one torch's attention kernels compute"
-    if not q.shape[-1]:
-        return NO_FEATURES
-    if vmapped(q, k, v, mask, bias):
+    if not q.is_cpu and not q.shape[-1]:
+        return NO_FEATURES_OFF_CPU
+    if _TRANSFORMS_ACTIVE() and vmapped(q, k, v, mask, bias):  # one C call, then the full check
         return VMAPPED_ATTENTION
     return None
 
@@ -193,7 +200,8 @@ def sdpa(
         # torch's fused kernels without a mask give zeros, not NaN, on a query row holding a
         # NaN (every score of the row is NaN): such rows are made NaN again, as the contract
         # (and torch's own kernel with a mask) gives them.
-        if not is_causal and not enable_gqa and scale == 1.0 / math.sqrt(shape[-1]):  # E > 0: declined
+        width = shape[-1]  # E = 0 (the CPU only: declined elsewhere) passes its scale to torch
+        if width and not is_causal and not enable_gqa and scale == 1.0 / _sqrt(width):
             # The common call, without keywords (torch's default scale is the same double),
             # and _nan_rows' test inline, _nan_free's too on a small q (a call costs ~0.1 µs).
             # No key element (S = 0, or no batch) goes to _nan_rows too: with no key and a NaN
@@ -210,7 +218,8 @@ def sdpa(
         k, nan_rows = _excluded_nan_keys(q, k, "causal" if is_causal else None, enable_gqa)
         out = kernel(q, k, v, None, is_causal=is_causal, scale=scale, enable_gqa=enable_gqa)
         return _nan_rows(q, k, out if nan_rows is None else out.masked_fill(nan_rows, math.nan))
-    default_scale = not enable_gqa and scale == 1.0 / math.sqrt(shape[-1])
+    width = shape[-1]
+    default_scale = width != 0 and not enable_gqa and scale == 1.0 / _sqrt(width)
     if (
         bias is None
         and not is_causal
