@@ -46,6 +46,15 @@ def pixelcnn_mask(
     """
     kh, kw = kernel_size
     centre = (kh // 2) * kw + kw // 2  # the centre tap's raster index: the taps before it are kept
+    pair = (out_channels, in_channels)
+    if color_groups == 1:
+        # The centre tap is the same for every channel pair (kept by type B, not by A): one
+        # (kh·kw) row of taps, tiled (one pass writing the mask, C-contiguous: 0.33-0.66x of
+        # ones and two slice writes, where the concatenation below took 0.9-1.3x; a copy of the
+        # broadcast row took as long, but NumPy lays that copy out with the taps outermost).
+        taps = xp.arange(kh * kw, device=device)
+        row = xp.astype(taps <= centre if mask_type == "B" else taps < centre, dtype)
+        return xp.reshape(xp.tile(row, (*pair, 1)), (*pair, kh, kw))
     # Contiguous groups: channel c of n belongs to group c // (n / groups).
     out_group = xp.arange(out_channels, device=device) // (out_channels // color_groups)
     in_group = xp.arange(in_channels, device=device) // (in_channels // color_groups)
@@ -56,7 +65,7 @@ def pixelcnn_mask(
     # Taps in raster order: ones, the centre tap, zeros (out, in, kh·kw), written in one pass
     # (ones and zeros broadcast, not allocated): the bool (out, in, kh, kw) broadcasts and a
     # cast to dtype took 2-40x the time of torch.ones and two slice writes.
-    pair, after = (out_channels, in_channels), kh * kw - centre - 1
+    after = kh * kw - centre - 1
     ones = xp.broadcast_to(xp.ones((1, 1, centre), dtype=dtype, device=device), (*pair, centre))
     zeros = xp.broadcast_to(xp.zeros((1, 1, after), dtype=dtype, device=device), (*pair, after))
     taps = xp.concat((ones, xp.astype(sees, dtype)[:, :, None], zeros), axis=-1)
