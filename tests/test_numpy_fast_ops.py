@@ -448,3 +448,29 @@ def test_gaussian_kl_and_log_likelihood_at_equal_arguments_extremes_and_empty_si
     nan[0, 1] = np.nan
     assert np.isnan(seqops.kl_normal_normal(nan, m, m, m)).all()
     assert np.isnan(seqops.gaussian_log_likelihood(m, m, nan)).all()
+
+
+@pytest.mark.parametrize("dtype", [np.float16, np.float32, np.float64])
+@pytest.mark.parametrize(("height", "width", "ws", "shift"), [(8, 8, 4, 2), (6, 9, 3, 1), (4, 4, 2, 0)])
+def test_shifted_window_mask_equals_the_portable_path_to_the_bit(dtype, height, width, ws, shift) -> None:
+    # numpy-shifted-window-mask: int8 labels, the bias as (mask - 1) * 100: +0.0, never -0.0
+    assert (
+        seqops.explain(seqops.shifted_window_mask, height, width, ws, shift).chosen
+        == "numpy-shifted-window-mask"
+    )
+    for as_bias in (False, True):
+        got = seqops.shifted_window_mask(height, width, ws, shift, as_bias=as_bias, like=np.zeros(1, dtype))
+        want = _portable(
+            "shifted_window_mask",
+            height,
+            width,
+            ws,
+            shift,
+            as_bias=as_bias,
+            dtype=np.dtype(dtype),
+            device="cpu",
+        )
+        assert got.dtype == want.dtype and got.shape == want.shape
+        np.testing.assert_array_equal(got, want)
+        if as_bias:
+            np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

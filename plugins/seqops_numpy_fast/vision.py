@@ -52,6 +52,9 @@ def shifted_window_mask(
     mask = windows[:, :, None] == windows[:, None, :]  # (nW, N, N), windows in raster order
     if not as_bias:
         return mask
-    # 0 where True, -100 elsewhere, written once (as the portable path's select): the arithmetic
-    # form ``(float(mask) - 1) · 100``, three passes over the (nW, N, N) floats, took 1.26x of it
-    return np.where(mask, np.zeros((), dtype), np.full((), SWIN_MASK_VALUE, dtype))
+    # 0 where True, -100 elsewhere: (mask - 1) in the float dtype, in one pass, then scaled in
+    # place (0.67-0.72x of Swin's ``(labels differ) * -100.0`` in the ops table's rounds, where
+    # np.where(mask, 0, -100) took 1.36-1.43x and an astype, a subtraction and a product 1.0-1.08x)
+    out = np.subtract(mask, np.ones((), dtype), dtype=dtype)
+    out *= -SWIN_MASK_VALUE
+    return out

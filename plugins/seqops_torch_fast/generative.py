@@ -44,7 +44,6 @@ def _load() -> dict[str, Any]:
         expm1=torch.expm1,
         logsumexp=torch.logsumexp,
         broadcast=torch.broadcast_tensors,
-        broadcast_shapes=torch.broadcast_shapes,
         float32=torch.float32,
         native=frozenset((torch.float32, torch.float64)),
     )
@@ -145,11 +144,14 @@ def kl_normal_normal(
 def decline_iwae_bound(
     backend: seqops.Backend, log_p_x_given_z: Any, log_p_z: Any, log_q_z: Any, /, *, axis: int
 ) -> str | None:
-    k = _K or _load()
     if differentiated(log_p_x_given_z, log_p_z, log_q_z):
         return DIFFERENTIATED
-    shape = k["broadcast_shapes"](log_p_x_given_z.shape, log_p_z.shape, log_q_z.shape)
-    return NO_SAMPLES if shape[axis] == 0 else None
+    # K = 0 when one input has no sample along ``axis`` (negative, validated to broadcast): not
+    # torch.broadcast_shapes, whose Python reference implementation took ~0.1 ms a call
+    for t in (log_p_x_given_z, log_p_z, log_q_z):  # a loop: Dynamo does not trace a generator
+        if t.ndim >= -axis and t.shape[axis] == 0:
+            return NO_SAMPLES
+    return None
 
 
 def iwae_bound(
