@@ -252,6 +252,14 @@ def {function}(_backend, {parameters}):
 """
 
 
+def _compiled(source: str, filename: str, namespace: dict[str, Any], name: str) -> Any:
+    """The function ``name`` that ``source`` (one of our templates) defines in ``namespace``,
+    its source in ``linecache`` under ``filename`` so that tracebacks show its lines."""
+    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own template
+    return namespace[name]
+
+
 def declare(stub: Callable[..., Any], *, parts: tuple[Op, ...] = ()) -> Op:
     """Declare the op whose contract is ``stub``'s signature and docstring, with its
     dispatcher compiled from that signature (see :class:`seqops._op.Op`)."""
@@ -273,8 +281,6 @@ def declare(stub: Callable[..., Any], *, parts: tuple[Op, ...] = ()) -> Op:
         keywords=", ".join(f"{name!r}: {name}" for name in op.keywords),
         forward=", ".join((*op.positional, *(f"{name}={name}" for name in op.keywords))),
     )
-    filename = f"<seqops dispatch {op.name}>"
-    linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
     namespace: dict[str, Any] = {
         "_INTERCEPTED": _INTERCEPTED,
         "_get_ident": threading.get_ident,
@@ -282,8 +288,7 @@ def declare(stub: Callable[..., Any], *, parts: tuple[Op, ...] = ()) -> Op:
         "_registry": registry,
         "_op": op,
     }
-    exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own template
-    dispatch = namespace[function]
+    dispatch = _compiled(source, f"<seqops dispatch {op.name}>", namespace, function)
     dispatch.__module__ = __name__
     dispatch.__qualname__ = function
     dispatch.__doc__ = f"Dispatch {op.name!r}: ``{function}{op.signature}``."
@@ -526,10 +531,8 @@ def public(op: Op) -> Callable[[F], F]:
             keywords=", ".join(keywords),
             forward=", ".join(forward),
         )
-        filename = f"<seqops public {fn.__name__}>"
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)  # tracebacks
-        exec(compile(source, filename, "exec"), namespace)  # noqa: S102 - our own template
-        call = functools.wraps(fn)(namespace[fn.__name__])
+        wrapper = _compiled(source, f"<seqops public {fn.__name__}>", namespace, fn.__name__)
+        call = functools.wraps(fn)(wrapper)
         op.function = call
         return call  # type: ignore[return-value]
 

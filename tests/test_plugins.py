@@ -227,6 +227,8 @@ def test_a_traceback_through_a_compiled_dispatcher_shows_its_source() -> None:
     frames = "".join(traceback.format_tb(info.value.__traceback__))
     assert "<seqops dispatch scaled_dot_product_attention>" in frames
     assert "return _impl.fn(_backend, q, k, v, mask=mask, bias=bias" in frames
+    assert "<seqops public scaled_dot_product_attention>" in frames  # the compiled public wrapper
+    assert "return _fn(q, k, v, mask=mask, bias=bias" in frames
 
 
 class FakeEntryPoint:
