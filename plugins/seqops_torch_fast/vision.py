@@ -30,7 +30,6 @@ def _load() -> dict[str, Any]:
     import torch
 
     _K.update(
-        torch=torch,
         addmm=torch.addmm,
         cat=torch.cat,
         conv2d=torch.nn.functional.conv2d,
