@@ -162,6 +162,8 @@ def test_results_name_the_implementation(report: Report) -> None:
         "numpy-reparameterize + portable",
         "numpy-kl-normal-normal",
         "numpy-gaussian-log-likelihood",
+        "numpy-clip-grad-norm",
+        "numpy-clip-grad-value",
     }
     tiled = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable-tiled"}
     plain = {(r.case, r.backend, r.dtype) for r in report.results if r.implementation == "portable"}

@@ -474,3 +474,52 @@ def test_shifted_window_mask_equals_the_portable_path_to_the_bit(dtype, height, 
         np.testing.assert_array_equal(got, want)
         if as_bias:
             np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf, 3.0])
+def test_clip_grad_norm_equals_the_portable_path_to_the_bit_and_a_float64_norm(norm_type: float) -> None:
+    rng = np.random.default_rng(11)
+    mixed = [
+        rng.standard_normal(s).astype(d)
+        for s, d in (((5, 7), "float32"), ((9,), "float16"), ((2, 3), "float64"))
+    ]
+    cases = {
+        "float32": [rng.standard_normal((6, 4)).astype(np.float32) for _ in range(3)],
+        "mixed": mixed,
+        "half": [rng.standard_normal(8).astype(np.float16), np.zeros((0, 3), np.float16)],
+        "nan": [np.float32([1.0, np.nan]), np.float32([2.0])],
+        "small": [np.float32([1e-3, -2e-3])],  # below max_norm: scaled by exactly 1
+    }
+    for name, grads in cases.items():
+        copies = _untouched(*grads)
+        assert _chosen(seqops.clip_grad_norm, grads, 1.0, norm_type=norm_type) == "numpy-clip-grad-norm"
+        clipped, total = seqops.clip_grad_norm(grads, 1.0, norm_type=norm_type)
+        want, want_total = _portable("clip_grad_norm", grads, max_norm=1.0, norm_type=norm_type, eps=1e-6)
+        assert np.asarray(total).dtype == np.asarray(want_total).dtype and np.shape(total) == ()
+        np.testing.assert_array_equal(total, want_total, err_msg=name)
+        for got, exp, g in zip(clipped, want, grads, strict=True):
+            assert got.dtype == exp.dtype == g.dtype and got.shape == g.shape
+            np.testing.assert_array_equal(got, exp, err_msg=name)
+        flat = np.concatenate([np.ravel(g).astype(np.float64) for g in grads])
+        ref = np.linalg.norm(flat, ord=norm_type)  # NumPy's float64 norm of all entries
+        np.testing.assert_allclose(float(total), ref, rtol=2e-3 if name == "half" else 2e-6)
+        if name == "small":
+            np.testing.assert_array_equal(clipped[0], grads[0])
+        _same(grads, grads, copies)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_clip_grad_value_equals_the_portable_path_and_keeps_nan_and_dtype(dtype: str) -> None:
+    g = np.array([-3.0, -0.25, -0.0, 0.0, 0.5, 7.0, np.nan, -np.inf, np.inf], dtype)
+    grads = [g, g[::2].reshape(1, 5), np.zeros((0,), dtype)]
+    copies = _untouched(*grads)
+    for value in (0.5, 0.0, 1e4):
+        assert _chosen(seqops.clip_grad_value, grads, value) == "numpy-clip-grad-value"
+        got = seqops.clip_grad_value(grads, value)
+        for a, b, src in zip(got, _portable("clip_grad_value", grads, clip_value=value), grads, strict=True):
+            assert a.dtype == b.dtype == src.dtype and a.shape == src.shape
+            np.testing.assert_array_equal(a, b)
+            np.testing.assert_array_equal(np.signbit(a), np.signbit(b))
+        ref = np.where(np.isnan(g), np.nan, np.minimum(np.maximum(g.astype(np.float64), -value), value))
+        np.testing.assert_array_equal(got[0].astype(np.float64), ref.astype(dtype).astype(np.float64))
+    _same(grads, grads, copies)
