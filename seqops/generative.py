@@ -381,10 +381,7 @@ def _resolve_floats(**arrays: Array) -> tuple[Any, tuple[int, ...]]:
     backend = resolve(*arrays.values(), names=tuple(arrays), required=len(arrays))
     check.require_floating(backend.namespace(), **arrays)
     check.require_same_dtype(**arrays)
-    shape = check.broadcast_shapes(
-        {name: check.shape_of(x) for name, x in arrays.items()},
-        f"the shapes of {', '.join(arrays)}",
-    )
+    shape = check.broadcast_shapes({name: check.shape_of(x) for name, x in arrays.items()})
     return backend, shape
 
 

@@ -31,6 +31,8 @@ def broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...]:
     Shapes are Python tuples, so no namespace is needed (``xpx.broadcast_shapes`` is
     deprecated in favour of ``xp.broadcast_shapes``, which older namespaces lack).
     """
+    if shapes and shapes.count(shapes[0]) == len(shapes):  # one shape, the common case: no sets
+        return tuple(shapes[0])
     ndim = max([0, *map(len, shapes)])  # (Dynamo cannot trace max(generator, default=))
     result = []
     for sizes in zip(*((1,) * (ndim - len(s)) + tuple(s) for s in shapes), strict=True):
@@ -157,11 +159,13 @@ def broadcast_to_target(
         raise ValueError(msg)
 
 
-def broadcast_shapes(named: dict[str, tuple[int, ...]], what: str) -> tuple[int, ...]:
-    """Broadcast the given shapes, or raise a ``ValueError`` naming each of them."""
+def broadcast_shapes(named: dict[str, tuple[int, ...]], what: str | None = None) -> tuple[int, ...]:
+    """Broadcast the given shapes, or raise a ``ValueError`` naming each of them (``what``
+    they are; by default "the shapes of" their names)."""
     try:
         return broadcast(*named.values())
     except ValueError:
+        what = f"the shapes of {', '.join(named)}" if what is None else what
         listed = ", ".join(f"{name} {shape}" for name, shape in named.items())
         msg = f"{what} do not broadcast: {listed}"
         raise ValueError(msg) from None
