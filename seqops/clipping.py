@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Iterator
 from typing import Any
 
 from seqops import ops
@@ -181,27 +182,29 @@ def _names(grads: Any, name: str = "grads") -> list[str]:
 def _rebuild(grads: Any, values: list[Any]) -> Any:
     """New containers of the types of ``grads`` (nested as it is) holding ``values``, its
     leaves in :func:`_entries`' order (the input is untouched)."""
-    leaves = iter(values)
+    return _build(grads, iter(values))
 
-    def build(tree: Any) -> Any:
-        if type(tree) is dict:  # the plain containers without copy.copy, which Dynamo cannot trace
-            return {key: build(value) for key, value in tree.items()}
-        if type(tree) is list:
-            return [build(value) for value in tree]
-        if isinstance(tree, dict):
-            out = copy.copy(tree)  # keeps dict subclasses (OrderedDict, defaultdict's factory)
-            for key in tree:
-                out[key] = build(tree[key])
-            return out
-        if isinstance(tree, tuple):
-            items = [build(value) for value in tree]
-            if hasattr(tree, "_fields"):  # a NamedTuple
-                return type(tree)._make(items)  # type: ignore[attr-defined]
-            return type(tree)(items)
-        if isinstance(tree, list):
-            out_list = copy.copy(tree)
-            out_list[:] = [build(value) for value in tree]
-            return out_list
-        return next(leaves)
 
-    return build(grads)
+def _build(tree: Any, leaves: Iterator[Any]) -> Any:
+    # A module function, not a closure that calls itself: such a closure is a reference cycle
+    # (the function and its cell), which would keep ``leaves``, and so every clipped array,
+    # alive until the cyclic garbage collector runs, long after the caller dropped them.
+    if type(tree) is dict:  # the plain containers without copy.copy, which Dynamo cannot trace
+        return {key: _build(value, leaves) for key, value in tree.items()}
+    if type(tree) is list:
+        return [_build(value, leaves) for value in tree]
+    if isinstance(tree, dict):
+        out = copy.copy(tree)  # keeps dict subclasses (OrderedDict, defaultdict's factory)
+        for key in tree:
+            out[key] = _build(tree[key], leaves)
+        return out
+    if isinstance(tree, tuple):
+        items = [_build(value, leaves) for value in tree]
+        if hasattr(tree, "_fields"):  # a NamedTuple
+            return type(tree)._make(items)  # type: ignore[attr-defined]
+        return type(tree)(items)
+    if isinstance(tree, list):
+        out_list = copy.copy(tree)
+        out_list[:] = [_build(value, leaves) for value in tree]
+        return out_list
+    return next(leaves)
