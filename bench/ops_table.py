@@ -1036,10 +1036,11 @@ def kl_mvn(name: str, seqops: Any) -> tuple[Timed, Timed]:
             solve = np.linalg.solve
 
         def native(mq: Any, cq: Any, mp: Any, cp: Any) -> Any:
-            # both factors in one call: two LAPACK calls at once can deadlock XLA's CPU backend
+            # both factors in one call, and both right-hand sides in one solve: two LAPACK calls
+            # at once can deadlock XLA's CPU backend (this table hung in the two solves' wait)
             lq, lp = xp.linalg.cholesky(xp.stack([cq, cp]))
-            m = solve(lp, lq)
-            y = solve(lp, (mp - mq)[..., None])[..., 0]
+            both = solve(lp, xp.concatenate([lq, (mp - mq)[..., None]], axis=-1))
+            m, y = both[..., :k], both[..., k]
             log_det = 2.0 * (
                 xp.log(xp.diagonal(lp, axis1=-2, axis2=-1)) - xp.log(xp.diagonal(lq, axis1=-2, axis2=-1))
             ).sum(-1)
