@@ -88,9 +88,10 @@ def lstm_cell(backend: seqops.Backend, x: Any, state: Any, w_ih: Any, w_hh: Any,
     h, c = state
     hidden = h.shape[-1]
     x2, h2, batch = _flat(x, h)
-    # The gates transposed, (4H, B) = w_ih^T x^T + w_hh^T h^T + b: on the contract's (I, 4H)
-    # weights, MKL's product in this orientation took 0.85-0.95x of x @ w_ih and of torch's own
-    # x @ weight_ih.T (B=64, I=256, H=512), and each gate is a contiguous block of rows.
+    # The gates transposed, (4H, B) = w_ih^T x^T + w_hh^T h^T + b, each gate a contiguous block
+    # of rows: 0.87-1.00x of the untransposed products on the contract's (I, 4H) weights, paired
+    # in one process (B=64, I=256, H=512; how either compares with torch's own (4H, I) products
+    # moved with the shared machine's state, README "ops table").
     gates = w_ih.T @ x2.T if b is None else k["addmm"](b[:, None], w_ih.T, x2.T)
     # The second product in place on our own temporary (a pass and an allocation less;
     # addmm's backward needs neither its output nor ``gates``), except under torch.func.vmap:
