@@ -155,6 +155,7 @@ def test_results_name_the_implementation(report: Report) -> None:
         "numpy-rotary",
         "numpy-shifted-window-mask",
         "numpy-softmax",
+        "numpy-log-softmax",
         "numpy-attention",
         "numpy-rnn",
         "numpy-rnn-cell",

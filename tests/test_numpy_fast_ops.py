@@ -523,3 +523,33 @@ def test_clip_grad_value_equals_the_portable_path_and_keeps_nan_and_dtype(dtype:
         ref = np.where(np.isnan(g), np.nan, np.minimum(np.maximum(g.astype(np.float64), -value), value))
         np.testing.assert_array_equal(got[0].astype(np.float64), ref.astype(dtype).astype(np.float64))
     _same(grads, grads, copies)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32", "float16"])
+def test_log_softmax_equals_the_portable_path_to_the_bit_and_a_float64_reference(dtype: str) -> None:
+    x = (3 * np.random.default_rng(12).standard_normal((5, 9))).astype(dtype)
+    x[1, [0, 4]] = -np.inf  # masked entries: -inf
+    x[2] = -np.inf  # no finite entry: NaN, as the portable path
+    x[3, 2] = np.nan  # a NaN row stays NaN
+    x[4, 5] = np.inf  # +inf: shifted by 0
+    copies = _untouched(x)
+    with np.errstate(invalid="ignore", divide="ignore"):  # log 0 and inf - inf, as the portable path
+        for axis in (-1, 0):
+            assert _chosen(seqops.log_softmax, x, axis=axis) == "numpy-log-softmax"
+            out = seqops.log_softmax(x, axis=axis)
+            assert out.dtype == x.dtype and out.shape == x.shape
+            np.testing.assert_array_equal(out, _portable("log_softmax", x, axis=axis))
+        rows = seqops.log_softmax(x)
+        assert np.isnan(rows[2:4]).all()  # no finite entry; a NaN
+        assert np.isnan(rows[4, 5]) and (rows[4, np.arange(9) != 5] == -np.inf).all()  # inf - inf; the rest
+    finite = x[[0, 1]]
+    tol = {"float64": 1e-14, "float32": 1e-6, "float16": 4e-3}[dtype]
+    with np.errstate(divide="ignore"):
+        ref = np.log(_softmax_reference(finite, -1))  # log of the fsum reference: -inf where masked
+    np.testing.assert_allclose(seqops.log_softmax(finite).astype(np.float64), ref, rtol=tol, atol=tol)
+    _same([x], [x], copies)
+    empty_axis = np.zeros((2, 0), np.float32)
+    assert seqops.log_softmax(empty_axis) is empty_axis
+    np.testing.assert_array_equal(
+        seqops.log_softmax(np.zeros(4, np.float32)), np.full(4, -np.log(4), np.float32)
+    )

@@ -19,7 +19,7 @@
   - ``rnn`` and ``rnn_cell`` (:mod:`.recurrent`).
   - ``reparameterize``, ``kl_normal_normal`` and ``gaussian_log_likelihood``
     (:mod:`.generative`).
-  - ``softmax`` (:mod:`.activations`).
+  - ``softmax`` and ``log_softmax`` (:mod:`.activations`).
 
 - ``apply_rotary`` (:mod:`.rotary`): torch-rotary's form with the sum in place; half
   precision is declined.
