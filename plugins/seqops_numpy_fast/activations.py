@@ -40,15 +40,10 @@ def silu(backend: seqops.Backend, x: Any, /) -> Any:
 def softmax(backend: seqops.Backend, x: Any, /, *, axis: int) -> Any:
     """``exp(x - max) / sum`` along ``axis`` of ``x (...)``, the portable formula with one
     temporary (the shifted ``x``, exponentiated and normalised in place) instead of three."""
-    k = _K or _load()
-    np = k["np"]
     if x.shape[axis] == 0:  # an empty axis has no max: nothing to normalise (as the portable path)
         return x
-    z = x if x.dtype in k["native"] else x.astype(k["float32"])
-    top = z.max(axis=axis, keepdims=True)
-    np.copyto(top, 0.0, where=~np.isfinite(top))  # a row whose max is not finite is shifted by 0
-    e = np.subtract(z, top, out=z if z is not x else None)
-    np.exp(e, out=e)
+    e = _shifted(x, axis)
+    (_K or _load())["np"].exp(e, out=e)
     e /= e.sum(axis=axis, keepdims=True)
     return e if e.dtype == x.dtype else e.astype(x.dtype)
 
@@ -57,13 +52,20 @@ def log_softmax(backend: seqops.Backend, x: Any, /, *, axis: int) -> Any:
     """``x - max - log(sum(exp(x - max)))`` along ``axis`` of ``x (...)``, the portable formula
     with two temporaries (the shifted ``x``, from which the log-sum is subtracted in place, and
     its exponential) instead of three."""
-    k = _K or _load()
-    np = k["np"]
-    if x.shape[axis] == 0:  # an empty axis has no max: nothing to normalise (as the portable path)
+    if x.shape[axis] == 0:  # as softmax
         return x
-    z = x if x.dtype in k["native"] else x.astype(k["float32"])
-    top = z.max(axis=axis, keepdims=True)
-    np.copyto(top, 0.0, where=~np.isfinite(top))  # a row whose max is not finite is shifted by 0
-    shifted = np.subtract(z, top, out=z if z is not x else None)
+    np = (_K or _load())["np"]
+    shifted = _shifted(x, axis)
     shifted -= np.log(np.exp(shifted).sum(axis=axis, keepdims=True))
     return shifted if shifted.dtype == x.dtype else shifted.astype(x.dtype)
+
+
+def _shifted(x: Any, axis: int) -> Any:
+    """``x - max(x)`` along ``axis`` in the compute dtype (half precision in float32), a new
+    array of our own to write into; a row whose max is not finite is shifted by 0."""
+    k = _K or _load()
+    np = k["np"]
+    z = x if x.dtype in k["native"] else x.astype(k["float32"])
+    top = z.max(axis=axis, keepdims=True)
+    np.copyto(top, 0.0, where=~np.isfinite(top))
+    return np.subtract(z, top, out=z if z is not x else None)
