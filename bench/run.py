@@ -781,11 +781,28 @@ def machine() -> dict[str, Any]:
     return info
 
 
+_CPU_FIELDS = (
+    ("cpu family", "family"),
+    ("model", "model"),
+    ("stepping", "stepping"),
+    ("cache size", "cache"),  # L2 per core on AMD, L3 on Intel
+)
+
+
 def _cpu_model() -> str:
+    """The model name with its family, model, stepping and cache: VMs that report one name
+    ("AMD EPYC") can run on different hosts, and results merge only within one."""
     try:
+        fields: dict[str, str] = {}
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            if not line.strip():
+                break  # the first processor's block is enough
+            fields.setdefault(key.strip(), value.strip())
+        detail = ", ".join(f"{label} {fields[key]}" for key, label in _CPU_FIELDS if key in fields)
+        name = fields.get("model name")
+        if name:
+            return f"{name} ({detail})" if detail else name
     except OSError:
         pass
     return platform.processor() or "unknown"

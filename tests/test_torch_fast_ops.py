@@ -593,7 +593,7 @@ def test_rnn_and_gru_cells_equal_portable(dtype: str, batch: tuple[int, ...]) ->
             expected = seqops.lstm_cell(x, (state, c), l1, l2, bias)
         for a, b in zip(out, expected, strict=True):
             torch.testing.assert_close(a, b, **TOL[dtype])
-            assert a.is_contiguous()  # laid out as the state, though the gates are transposed
+            assert a.is_contiguous()  # laid out as the state, not as the gates' column slices
 
 
 def test_lstm_cell_in_place_product_keeps_gradients_jvp_and_vmap() -> None:
