@@ -111,6 +111,34 @@ def test_an_implementation_accepting_what_it_declares_unsupported_fails() -> Non
     assert {r.implementation for r in report.results if r.status == "pass"} == {"numpy-softmax", "portable"}
 
 
+def _softmax_shifting_its_input(backend, x, /, *, axis):
+    x -= x.max(axis=axis, keepdims=True)  # the right values, from an input shifted in place
+    e = np.exp(x)
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+class _WritingPlugin:
+    @seqops.hookimpl
+    def seqops_implementations(self, backend):
+        if backend.name != "numpy":
+            return None
+        return [seqops.Implementation(seqops.ops.softmax, "writer", _softmax_shifting_its_input)]
+
+
+def test_an_implementation_writing_to_its_input_fails_though_its_values_are_right() -> None:
+    name = _registered(_WritingPlugin(), "writer")
+    try:
+        report = run(backends=["numpy"], ops=["softmax"], dtypes=["float32"], progress=False)
+    finally:
+        seqops.unregister_plugin(name)
+    writes = [r for r in report.results if r.implementation == "writer" and "edge:" not in r.case]
+    assert len(writes) >= 4  # (the edge cases: an empty batch has nothing to write, ...)
+    assert all(r.status == "fail" for r in writes)
+    assert all(r.message == "left its input argument 0 changed (written in place or freed)" for r in writes)
+    others = {r.implementation for r in report.results if r.status == "pass"}
+    assert {"numpy-softmax", "portable"} <= others  # the shared inputs are checked call by call
+
+
 def test_an_undeclared_implementation_that_declined_everything_is_noted() -> None:
     name = _registered(_NeverPlugin(), "never")
     try:

@@ -401,11 +401,17 @@ def _check(
         if name in limited:
             continue
         results.append(result(name))
+        before = _input_bytes(backend, b_args, b_kwargs)
         try:
             with backend.computations() as computed:  # a lazy backend must not compute here
                 out = run_it()
         except Exception as exc:  # noqa: BLE001 - any error is a failed check, not a crash
             results[-1].message = f"raised {type(exc).__name__}: {exc}"
+            continue
+        written = [where for where, was in before.items() if _leaf_bytes(backend, was[0]) != was[1]]
+        if written:
+            inputs = f"input{'s' * (len(written) != 1)} {', '.join(written)}"
+            results[-1].message = f"left its {inputs} changed (written in place or freed)"
             continue
         if computed:
             n, what = len(computed), ", ".join(computed)
@@ -419,6 +425,33 @@ def _check(
         if record is not None and name == runs[0][0]:
             record(out)
     return results
+
+
+def _input_bytes(
+    backend: seqops.Backend, b_args: tuple[Any, ...], b_kwargs: dict[str, Any]
+) -> dict[str, tuple[Any, bytes | None]]:
+    """Each input array of an eager (not lazy) backend, by where it is in the call, with its
+    bytes on the host: what every implementation must leave as it found them (the reference
+    is computed from these very arrays after the call). A lazy backend's arrays are graphs,
+    never written in place, and reading them would compute them: none."""
+    if backend.lazy:
+        return {}
+    named = [(f"argument {i}", v) for i, v in enumerate(b_args)] + list(b_kwargs.items())
+    found = {}
+    for where, value in named:
+        leaves = [leaf for leaf in flatten(value) if leaf is not None and backend.owns(leaf)]
+        for j, leaf in enumerate(leaves):
+            found[where if len(leaves) == 1 else f"{where} (array {j})"] = (leaf, _leaf_bytes(backend, leaf))
+    return found
+
+
+def _leaf_bytes(backend: seqops.Backend, leaf: Any) -> bytes | None:
+    """The array's bytes on the host; ``None`` where it cannot be read (a JAX buffer
+    donated and deleted by the call)."""
+    try:
+        return np.ascontiguousarray(backend.to_numpy(leaf)).tobytes()
+    except Exception:  # noqa: BLE001 - unreadable after the call is what this reports
+        return None
 
 
 def _host(backend: seqops.Backend, out: Any) -> list[np.ndarray | None]:
