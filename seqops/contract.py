@@ -197,6 +197,11 @@ class Backend:
     #: use the portable formula of :mod:`seqops._agnostic.special`.
     erf: Callable[[Array], Array] | None = None
 
+    #: Native batched lower Cholesky factor, ``cholesky(a)`` of ``a (..., k, k)`` (raising
+    #: where a matrix is not positive definite, or giving NaN as JAX does), or ``None`` to use
+    #: ``xp.linalg.cholesky``.
+    cholesky: Callable[[Array], Array] | None = None
+
     #: Native batched solve of lower-triangular systems, ``solve_lower(a, b) = a⁻¹ b`` for
     #: ``a (..., k, k)`` and ``b (..., k, n)`` (``kl_mvn``'s Cholesky factors), or ``None`` to
     #: use ``xp.linalg.solve`` (an LU solve: the same result; on JAX's CPU backend a batched

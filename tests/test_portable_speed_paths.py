@@ -278,18 +278,54 @@ def test_numpy_erf_is_scipy_where_installed() -> None:
     assert backend.erf(x.astype(np.float32)).dtype == np.float32
 
 
-def test_numpy_erf_without_scipy_is_the_portable_one(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_numpy_backend_without_scipy_uses_the_portable_forms(monkeypatch: pytest.MonkeyPatch) -> None:
     import seqops_numpy
 
     x = np.linspace(-4, 4, 101, dtype=np.float32)
-    with_scipy = seqops.gelu(x)
+    mu, cov = _gaussians(np.float64)
+    with_scipy = seqops.gelu(x), seqops.kl_mvn(mu[0], cov[0], mu[1], cov[1])
     monkeypatch.setitem(sys.modules, "scipy.special", None)  # import fails
-    monkeypatch.setattr(seqops_numpy, "_SCIPY_ERF", {})
+    monkeypatch.setattr(seqops_numpy, "_SCIPY", {})
     backend = _numpy_backend()
-    assert backend.erf is None
+    assert backend.erf is None and backend.cholesky is None and backend.solve_lower is None
     assert backend.erf is None  # remembered: the import is tried once
     assert "scipy" not in backend.versions()
-    np.testing.assert_allclose(seqops.gelu(x), with_scipy, rtol=2e-7, atol=1e-7)
+    np.testing.assert_allclose(seqops.gelu(x), with_scipy[0], rtol=2e-7, atol=1e-7)
+    np.testing.assert_allclose(seqops.kl_mvn(mu[0], cov[0], mu[1], cov[1]), with_scipy[1], rtol=1e-12)
+
+
+def _gaussians(dtype: Any, batch: int = 5, k: int = 4) -> tuple[np.ndarray, np.ndarray]:
+    """Means ``(2, batch, k)`` and well-conditioned covariances ``(2, batch, k, k)``."""
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, batch, k, k)) / math.sqrt(k)
+    cov = a @ a.swapaxes(-1, -2) + np.eye(k)
+    return rng.standard_normal((2, batch, k)).astype(dtype), cov.astype(dtype)
+
+
+def test_numpy_cholesky_and_triangular_solve_are_scipy_batched_ones() -> None:
+    pytest.importorskip("scipy", minversion="1.15")
+    backend = _numpy_backend()
+    for dtype, rtol in ((np.float64, 1e-12), (np.float32, 2e-6)):
+        _, cov = _gaussians(dtype)
+        lower = backend.cholesky(cov)
+        assert lower.dtype == dtype and lower.shape == cov.shape
+        np.testing.assert_allclose(lower, np.linalg.cholesky(cov), rtol=rtol, atol=rtol)
+        assert not np.triu(lower, 1).any()  # the upper triangle zeroed
+        b = np.ones((*cov.shape[:-1], 3), dtype)
+        np.testing.assert_allclose(backend.solve_lower(lower, b), np.linalg.solve(lower, b), rtol=rtol * 10)
+    # empty batches (SciPy refuses them) and what is not positive definite, NaN included
+    assert backend.cholesky(np.zeros((0, 3, 3))).shape == (0, 3, 3)
+    assert backend.solve_lower(np.zeros((0, 3, 3)), np.zeros((0, 3, 2))).shape == (0, 3, 2)
+    with pytest.raises(np.linalg.LinAlgError):
+        backend.cholesky(-np.eye(3)[None])
+    nan = np.full((3, 3), np.nan)
+    np.testing.assert_array_equal(backend.cholesky(nan[None]), np.linalg.cholesky(nan[None]))  # NaN, no error
+    for bad in (-np.eye(3), nan):
+        with pytest.raises(ValueError, match="is not positive definite"):
+            seqops.kl_mvn(np.zeros(3), bad, np.zeros(3), np.eye(3))
+    # NaN in the right-hand side propagates, as through the general solve
+    out = backend.solve_lower(np.eye(3)[None], np.full((1, 3, 1), np.nan))
+    assert np.isnan(out).all()
 
 
 def test_scipy_is_imported_only_when_erf_is_asked_for() -> None:
@@ -435,11 +471,11 @@ def _bench() -> None:
     g = rng.standard_normal((64, 128, 1024)).astype(np.float32)
 
     def portable_gelu() -> Any:
-        seqops_numpy._SCIPY_ERF["erf"] = None
+        seqops_numpy._SCIPY["erf"] = None
         try:
             return seqops.gelu(g)
         finally:
-            seqops_numpy._SCIPY_ERF["erf"] = scipy.special.erf
+            seqops_numpy._SCIPY["erf"] = scipy.special.erf
 
     def plain_gelu() -> Any:
         return 0.5 * g * (1.0 + scipy.special.erf(g * np.float32(1 / math.sqrt(2))))

@@ -105,9 +105,7 @@ class DaskBackend(Backend):
         or ``None`` (the portable formula)."""
         import numpy as np
 
-        block_erf = next(
-            (b.erf for b, _ in seqops.backends() if b.name != self.name and b.owns(np.empty(0))), None
-        )
+        block_erf = getattr(_backend_of(np.empty(0)), "erf", None)
         if block_erf is None:
             return None
         return lambda x: x.map_blocks(block_erf, dtype=x.dtype, meta=x._meta)
@@ -255,9 +253,17 @@ def _block_take(x: Any, indices: Any) -> Any:
     return array_api_compat.array_namespace(x).take_along_axis(x, indices, axis=-1)
 
 
+def _backend_of(block: Any) -> seqops.Backend | None:
+    """The registered backend, Dask's aside, whose arrays ``block`` is (NumPy's, CuPy's): its
+    native ``erf``, ``cholesky`` and ``solve_lower`` serve the blocks."""
+    return next((b for b, _ in seqops.backends() if b.name != "dask" and b.owns(block)), None)
+
+
 def _block_cholesky(block: Any, upper: bool) -> Any:
-    factor = array_api_compat.array_namespace(block).linalg.cholesky(block)
-    return array_api_compat.array_namespace(block).matrix_transpose(factor) if upper else factor
+    xp = array_api_compat.array_namespace(block)
+    native = getattr(_backend_of(block), "cholesky", None)
+    factor = xp.linalg.cholesky(block) if native is None else native(block)
+    return xp.matrix_transpose(factor) if upper else factor
 
 
 def _solve_lower(a: Any, b: Any) -> Any:
@@ -269,13 +275,14 @@ def _solve_lower(a: Any, b: Any) -> Any:
     a = a.rechunk({a.ndim - 2: -1, a.ndim - 1: -1})
     b = b.rechunk({b.ndim - 2: -1, b.ndim - 1: -1})
     return da.blockwise(
-        _block_solve, (*lead, "K", "N"), a, (*lead, "K", "J"), b, (*lead, "J", "N"),
+        _block_solve_lower, (*lead, "K", "N"), a, (*lead, "K", "J"), b, (*lead, "J", "N"),
         dtype=b.dtype, meta=b._meta, concatenate=True,
     )  # fmt: skip
 
 
-def _block_solve(a: Any, b: Any) -> Any:
-    return array_api_compat.array_namespace(a, b).linalg.solve(a, b)
+def _block_solve_lower(a: Any, b: Any) -> Any:
+    native = getattr(_backend_of(a), "solve_lower", None)
+    return array_api_compat.array_namespace(a, b).linalg.solve(a, b) if native is None else native(a, b)
 
 
 def _is_empty(x: Any) -> bool:

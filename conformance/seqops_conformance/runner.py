@@ -410,8 +410,8 @@ def _check(
             continue
         written = [where for where, was in before.items() if _leaf_bytes(backend, was[0]) != was[1]]
         if written:
-            inputs = f"input{'s' * (len(written) != 1)} {', '.join(written)}"
-            results[-1].message = f"left its {inputs} changed (written in place or freed)"
+            which = f"input{'s' * (len(written) != 1)} {', '.join(written)}"
+            results[-1].message = f"left its {which} changed (written in place or freed)"
             continue
         if computed:
             n, what = len(computed), ", ".join(computed)

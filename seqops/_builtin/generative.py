@@ -7,6 +7,7 @@ reading of a value for the eager positive-definiteness error of ``kl_mvn``.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from seqops import ops
@@ -63,7 +64,7 @@ def kl_mvn(
     # One factorization of both (stacked): XLA's CPU backend can deadlock running two LAPACK
     # custom calls at once (seen with jax 0.10 on 2 cores), and one call is cheaper anyway.
     try:
-        chol_q, chol_p = xp.unstack(xp.linalg.cholesky(xp.stack([unit_q, unit_p])))
+        chol_q, chol_p = xp.unstack(_factor(backend)(xp.stack([unit_q, unit_p])))
     except Exception:  # noqa: BLE001 - a library's LinAlgError: which one fails, named below
         chol_q, chol_p = _cholesky(backend, "cov_q", unit_q), _cholesky(backend, "cov_p", unit_p)
     _check_factor(backend, "cov_q", unit_q, chol_q)
@@ -79,13 +80,17 @@ def kl_mvn(
 def _cholesky(backend: Backend, name: str, cov: Array) -> Array:
     """Lower Cholesky factor of ``cov (..., k, k)``; ``ValueError`` naming ``name`` where the
     library raises (NumPy and torch; JAX returns NaN: :func:`_check_factor`)."""
-    xp = backend.namespace()
     try:
-        chol = xp.linalg.cholesky(cov)
+        chol = _factor(backend)(cov)
     except Exception as exc:  # noqa: BLE001 - each library raises its own LinAlgError
         msg = f"`{name}` of shape {check.shape_of(cov)} is not positive definite (Cholesky failed: {exc})"
         raise ValueError(msg) from exc
     return chol
+
+
+def _factor(backend: Backend) -> Callable[[Array], Array]:
+    """The backend's native batched Cholesky, else its namespace's."""
+    return backend.cholesky or backend.namespace().linalg.cholesky
 
 
 def _check_factor(backend: Backend, name: str, cov: Array, chol: Array) -> None:
