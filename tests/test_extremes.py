@@ -22,7 +22,7 @@ gradients. RTOL 1e-5 (the conformance float32 tolerance) leaves ~10x room, while
 an overflow or a lost term fails by orders of magnitude. ``kl_mvn`` goes through Cholesky
 factorizations and triangular solves of 3x3 matrices of condition < 4 scaled by e^±80:
 observed <= 1.3e-6 (outputs) and 3.7e-6 (gradients), bounded by 2e-5 (~5x), which the
-factorization of the unscaled e^-80 matrices (2.6e-5, before ``split_scale``) exceeds.
+factorization of the unscaled e^-80 matrices (2.6e-5, before ``scale_exponent``) exceeds.
 float64 (u = 1.1e-16): 1e-12 (observed <= 1e-13 beyond the reference's own error), so a
 step silently computed in float32 fails.
 

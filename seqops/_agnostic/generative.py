@@ -140,13 +140,13 @@ def log_det_cholesky(xp: Namespace, chol: Array, /) -> Array:
     return 2.0 * xp.sum(xp.log(xp.linalg.diagonal(chol)), axis=-1)
 
 
-def split_scale(xp: Namespace, cov: Array, /) -> tuple[Array, Array]:
-    """``(cov / 2^e, e)`` with ``2^e`` the power of two nearest the mean absolute diagonal of
-    ``cov (..., k, k)`` (``e (...)`` integer-valued).
+def scale_exponent(xp: Namespace, cov: Array, /) -> Array:
+    """``e (...)``, integer-valued: ``2^e`` is the power of two nearest the mean absolute
+    diagonal of ``cov (..., k, k)``.
 
-    The Cholesky factorization then works on a matrix of diagonal ~1 whatever the scale of
-    ``cov`` (``e^±80`` in float32: no products of factors in the subnormal range, no
-    overflow in the backward pass), and ``2^e`` enters the KL in closed form
+    ``cov / 2^e`` is a matrix of diagonal ~1 whatever the scale of ``cov`` (``e^±80`` in
+    float32): its Cholesky factorization has no products of factors in the subnormal range
+    and no overflow in the backward pass, and ``2^e`` enters the KL in closed form
     (:func:`kl_mvn_cholesky`). A power of two divides exactly, and through the ``round`` no
     gradient reaches ``e``: the KL does not depend on how ``cov`` is split (its derivative
     in ``e`` at fixed ``cov`` is 0), and the path through ``e`` would multiply a gradient of
@@ -155,8 +155,7 @@ def split_scale(xp: Namespace, cov: Array, /) -> tuple[Array, Array]:
     after the division; an all-zero diagonal gives NaN, which the factorization check
     rejects too.
     """
-    e = xp.round(xp.log2(xp.mean(xp.abs(xp.linalg.diagonal(cov)), axis=-1)))  # (...)
-    return cov * (2.0 ** (-e))[..., None, None], e
+    return xp.round(xp.log2(xp.mean(xp.abs(xp.linalg.diagonal(cov)), axis=-1)))
 
 
 def kl_mvn_cholesky(
@@ -171,7 +170,7 @@ def kl_mvn_cholesky(
     exponent_p: Array,
     solve_lower: Callable[[Array, Array], Array] | None = None,
 ) -> Array:
-    """``KL(N(mu_q, Σq) || N(mu_p, Σp))`` with ``Σ = 2^e L Lᵀ`` (:func:`split_scale`).
+    """``KL(N(mu_q, Σq) || N(mu_p, Σp))`` with ``Σ = 2^e L Lᵀ`` (:func:`scale_exponent`).
 
     ``tr(Σp⁻¹Σq) = 2^{eq − ep} ‖Lp⁻¹Lq‖²_F``, ``(μp−μq)ᵀΣp⁻¹(μp−μq) = ‖2^{−ep/2} Lp⁻¹(μp−μq)‖²``
     and ``ln|Σp|/|Σq| = k (ep − eq) ln 2 + ln|LpLpᵀ| − ln|LqLqᵀ|``: the scales never meet the

@@ -58,13 +58,21 @@ def kl_mvn(
     def wide(x: Array, shape: tuple[int, ...]) -> Array:
         return xp.broadcast_to(xp.astype(x, dtype, copy=False), shape)
 
-    # Each covariance as a power of two times a matrix of diagonal ~1, factorized (extreme scales)
-    unit_q, exponent_q = generative.split_scale(xp, wide(cov_q, (*lead, k, k)))
-    unit_p, exponent_p = generative.split_scale(xp, wide(cov_p, (*lead, k, k)))
-    # One factorization of both (stacked): XLA's CPU backend can deadlock running two LAPACK
-    # custom calls at once (seen with jax 0.10 on 2 cores), and one call is cheaper anyway.
+    # Each covariance as a power of two times a matrix of diagonal ~1 (extreme scales). The
+    # exponents come from the inputs (torch's abs keeps its input for the backward pass), the
+    # matrices from one stack of both, divided in place (one copy of the covariances; a new
+    # array where the library has no in-place operators, as JAX) and factorized in one call:
+    # XLA's CPU backend can deadlock running two LAPACK custom calls at once (jax 0.10).
+    covs = (wide(cov_q, (*lead, k, k)), wide(cov_p, (*lead, k, k)))
+    exponents = xp.stack([generative.scale_exponent(xp, cov) for cov in covs])  # (2, ...)
+    units = xp.stack(covs)  # (2, ..., k, k)
+    units *= (2.0 ** (-exponents))[..., None, None]
+    # indexing, not unstack: array-api-compat's moveaxis has no torch.func.vmap batching rule
+    unit_q, unit_p = units[0, ...], units[1, ...]
+    exponent_q, exponent_p = exponents[0, ...], exponents[1, ...]
     try:
-        chol_q, chol_p = xp.unstack(_factor(backend)(xp.stack([unit_q, unit_p])))
+        chols = _factor(backend)(units)
+        chol_q, chol_p = chols[0, ...], chols[1, ...]
     except Exception:  # noqa: BLE001 - a library's LinAlgError: which one fails, named below
         chol_q, chol_p = _cholesky(backend, "cov_q", unit_q), _cholesky(backend, "cov_p", unit_p)
     _check_factor(backend, "cov_q", unit_q, chol_q)

@@ -102,7 +102,7 @@ def _kl_mvn(rng, *, broadcast=False):
 def _kl_mvn_scaled(rng):
     """Covariances scaled by 1e-3 and 1e3 (the most float16 holds with its 11-bit significand
     and range 6e-5..65504): q narrow and p wide, both narrow (means 0.1 apart), both wide.
-    The scale-free Cholesky factors (``split_scale``) see the same matrices in each row."""
+    The scale-free Cholesky factors (``scale_exponent``) see the same matrices in each row."""
     mu_q = _normal(rng, *_LAT, scale=1.0)
     mu_p = mu_q + np.array([[1.0], [0.1], [1.0]]) * _normal(rng, *_LAT, scale=1.0)
     scale_q, scale_p = np.array([1e-3, 1e-3, 1e3]), np.array([1e3, 1e-3, 1e3])
