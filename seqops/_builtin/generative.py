@@ -72,9 +72,13 @@ def kl_mvn(
     exponent_q, exponent_p = exponents[0, ...], exponents[1, ...]
     try:
         chols = _factor(backend)(units)
-        chol_q, chol_p = chols[0, ...], chols[1, ...]
-    except Exception:  # noqa: BLE001 - a library's LinAlgError: which one fails, named below
-        chol_q, chol_p = _cholesky(backend, "cov_q", unit_q), _cholesky(backend, "cov_p", unit_p)
+    except Exception:
+        # a library's LinAlgError: the covariance that fails alone is named; if neither does,
+        # the error was not theirs, and it surfaces as it is
+        _cholesky(backend, "cov_q", unit_q)
+        _cholesky(backend, "cov_p", unit_p)
+        raise
+    chol_q, chol_p = chols[0, ...], chols[1, ...]
     _check_factor(backend, "cov_q", unit_q, chol_q)
     _check_factor(backend, "cov_p", unit_p, chol_p)
     mean_q, mean_p = wide(mu_q, (*lead, k)), wide(mu_p, (*lead, k))
