@@ -76,35 +76,34 @@ def _identity_softmax(backend, x, /, *, axis):
     return x
 
 
-class _LyingPlugin:
-    """Declares it does not support float32 softmax on numpy, yet accepts every call."""
+class _NumpySoftmaxPlugin:
+    """Offers one softmax implementation on the numpy backend."""
+
+    def __init__(self, name: str, function, **options) -> None:
+        self.implementation = seqops.Implementation(seqops.ops.softmax, name, function, **options)
 
     @seqops.hookimpl
     def seqops_implementations(self, backend):
-        if backend.name != "numpy":
-            return None
-        lie = seqops.Limitation("no float32", dtype="float32")
-        return [seqops.Implementation(seqops.ops.softmax, "liar", _identity_softmax, limitations=(lie,))]
+        return [self.implementation] if backend.name == "numpy" else None
+
+
+def _softmax_report(plugin: _NumpySoftmaxPlugin):
+    """The float32 softmax suite on numpy with ``plugin`` registered."""
+    name = _registered(plugin, plugin.implementation.name)
+    try:
+        return run(backends=["numpy"], ops=["softmax"], dtypes=["float32"], progress=False)
+    finally:
+        seqops.unregister_plugin(name)
 
 
 def _never(backend, x, /, *, axis):
     return "never"
 
 
-class _NeverPlugin:
-    @seqops.hookimpl
-    def seqops_implementations(self, backend):
-        if backend.name != "numpy":
-            return None
-        return [seqops.Implementation(seqops.ops.softmax, "never", _identity_softmax, decline=_never)]
-
-
 def test_an_implementation_accepting_what_it_declares_unsupported_fails() -> None:
-    name = _registered(_LyingPlugin(), "liar")
-    try:
-        report = run(backends=["numpy"], ops=["softmax"], dtypes=["float32"], progress=False)
-    finally:
-        seqops.unregister_plugin(name)
+    # declares it does not support float32 softmax on numpy, yet accepts every call
+    lie = seqops.Limitation("no float32", dtype="float32")
+    report = _softmax_report(_NumpySoftmaxPlugin("liar", _identity_softmax, limitations=(lie,)))
     lies = [r for r in report.results if r.implementation == "liar"]
     assert lies and all(r.status == "fail" for r in lies)
     assert all("declares 'no float32' but accepted the call" in r.message for r in lies)
@@ -117,20 +116,8 @@ def _softmax_shifting_its_input(backend, x, /, *, axis):
     return e / e.sum(axis=axis, keepdims=True)
 
 
-class _WritingPlugin:
-    @seqops.hookimpl
-    def seqops_implementations(self, backend):
-        if backend.name != "numpy":
-            return None
-        return [seqops.Implementation(seqops.ops.softmax, "writer", _softmax_shifting_its_input)]
-
-
 def test_an_implementation_writing_to_its_input_fails_though_its_values_are_right() -> None:
-    name = _registered(_WritingPlugin(), "writer")
-    try:
-        report = run(backends=["numpy"], ops=["softmax"], dtypes=["float32"], progress=False)
-    finally:
-        seqops.unregister_plugin(name)
+    report = _softmax_report(_NumpySoftmaxPlugin("writer", _softmax_shifting_its_input))
     writes = [r for r in report.results if r.implementation == "writer" and "edge:" not in r.case]
     assert len(writes) >= 4  # (the edge cases: an empty batch has nothing to write, ...)
     assert all(r.status == "fail" for r in writes)
@@ -140,11 +127,7 @@ def test_an_implementation_writing_to_its_input_fails_though_its_values_are_righ
 
 
 def test_an_undeclared_implementation_that_declined_everything_is_noted() -> None:
-    name = _registered(_NeverPlugin(), "never")
-    try:
-        report = run(backends=["numpy"], ops=["softmax"], dtypes=["float32"], progress=False)
-    finally:
-        seqops.unregister_plugin(name)
+    report = _softmax_report(_NumpySoftmaxPlugin("never", _identity_softmax, decline=_never))
     assert report.ok
     assert any("not checked" in n and "never (softmax)" in n for n in report.notes)
 
