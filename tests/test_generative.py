@@ -416,6 +416,14 @@ def test_a_factorization_error_that_no_covariance_causes_surfaces(monkeypatch):
     with pytest.raises(RuntimeError, match="no rule for this call"):
         seqops.kl_mvn(np.zeros(2), cov, np.zeros(2), cov)
 
+    def always_fails(a):
+        raise TypeError("not a matrix this library takes")
+
+    # nor is such an error reported as a covariance that is not positive definite
+    monkeypatch.setitem(seqops_numpy._SCIPY, "cholesky", always_fails)
+    with pytest.raises(TypeError, match="not a matrix this library takes"):
+        seqops.kl_mvn(np.zeros(2), cov, np.zeros(2), cov)
+
 
 def test_non_positive_definite_is_nan_under_jit(jax):
     import jax.numpy as jnp

@@ -91,10 +91,14 @@ def kl_mvn(
 
 def _cholesky(backend: Backend, name: str, cov: Array) -> Array:
     """Lower Cholesky factor of ``cov (..., k, k)``; ``ValueError`` naming ``name`` where the
-    library raises (NumPy and torch; JAX returns NaN: :func:`_check_factor`)."""
+    library raises its ``LinAlgError`` (NumPy, SciPy and torch; JAX returns NaN:
+    :func:`_check_factor`). Any other error is not about the matrix: it surfaces as it is."""
     try:
         chol = _factor(backend)(cov)
-    except Exception as exc:  # noqa: BLE001 - each library raises its own LinAlgError
+    except Exception as exc:
+        # each library has its own LinAlgError (NumPy's a ValueError, torch's a RuntimeError)
+        if not any(cls.__name__.endswith("LinAlgError") for cls in type(exc).__mro__):
+            raise
         msg = f"`{name}` of shape {check.shape_of(cov)} is not positive definite (Cholesky failed: {exc})"
         raise ValueError(msg) from exc
     return chol
